@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs everything edgestar needs on a Debian 12 machine, idempotently:
+# Debian packages (FUSE, registry, broker, runtimes, link shaping, debootstrap),
+# npm dependencies, and the compiled JavaScript in dist/.
+# Usage: scripts/setup.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  libfuse2 fuse             # fuse-native links libfuse.so.2; fusermount for unmount
+  docker-registry           # the CNCF distribution server, used on loopback by tests and the demo
+  mosquitto mosquitto-clients
+  runc                      # crun fails on this kernel's hybrid cgroups (shared/NOTES.md)
+  iproute2 iptables         # network namespaces, veth, tbf shaping for the simulated link
+  debootstrap               # real Debian root filesystems for test images
+  python3 ca-certificates
+)
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# The Debian packages start their own services; tests start private instances on loopback.
+for svc in docker-registry mosquitto; do
+  systemctl disable --now "$svc" >/dev/null 2>&1 || service "$svc" stop >/dev/null 2>&1 || true
+done
+
+stamp=node_modules/.edgestar-install-stamp
+if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  echo "setup: installing npm dependencies" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+  touch "$stamp"
+fi
+
+if [ "${1:-}" != "--no-build" ]; then
+  npx tsc -p tsconfig.json
+fi

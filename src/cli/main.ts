@@ -1,0 +1,39 @@
+#!/usr/bin/env node
+import { Command, CommanderError } from 'commander'
+import { COMMANDS } from './commands/index.js'
+import { reportError } from './output.js'
+
+const VERSION = '0.1.0'
+
+/** Builds the `edgestar` program with every registered subcommand. */
+export function buildProgram(): Command {
+  const program = new Command()
+    .name('edgestar')
+    .description(
+      'Run containers on edge gateways before their images have finished downloading:\n' +
+        'lazy eStargz layers over FUSE, a bandwidth-capped background fetch, a crash-safe\n' +
+        'SQLite chunk index, and deploy commands over MQTT.',
+    )
+    .version(VERSION)
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+
+  for (const register of COMMANDS) register(program)
+  return program
+}
+
+async function main(argv: string[]): Promise<void> {
+  const program = buildProgram()
+  const wantsJson = argv.includes('--json')
+  try {
+    await program.parseAsync(argv)
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exitCode = err.exitCode
+      return
+    }
+    process.exitCode = reportError(err, wantsJson)
+  }
+}
+
+await main(process.argv)
