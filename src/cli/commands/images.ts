@@ -1,0 +1,4 @@
+import type { Command } from 'commander'
+
+// TODO(cli): `edgestar images` is not implemented yet; its owner replaces this file.
+export function register(_program: Command): void {}
