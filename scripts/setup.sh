@@ -12,6 +12,8 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients
   runc                      # crun fails on this kernel's hybrid cgroups (shared/NOTES.md)
   iproute2 iptables         # network namespaces, veth, tbf shaping for the simulated link
+  gcc libc6-dev libnetfilter-queue-dev  # builds scripts/link/nfq-delay.c: the link's delay (no netem here)
+  util-linux curl           # nsenter for the device namespace; curl for health checks
   debootstrap               # real Debian root filesystems for test images
   python3 ca-certificates
 )
