@@ -1,0 +1,53 @@
+/**
+ * Public face of the registry module: references, the client (resolve, blob reads,
+ * push), platforms and the layer-verification verdict. Other folders import only this.
+ */
+export type { BlobReader } from './blob-reader.js'
+export {
+  type BlobSource,
+  type FetchedManifest,
+  type PushBlobOptions,
+  type PushImageInput,
+  type PushImageResult,
+  type PushLayer,
+  RegistryClient,
+} from './client.js'
+export {
+  classifyLayer,
+  type LayerAnnotations,
+  type LayerVerification,
+  readLayerAnnotations,
+  ZSTD_CHUNKED_MANIFEST_CHECKSUM_ANNOTATION,
+  ZSTD_CHUNKED_MANIFEST_POSITION_ANNOTATION,
+  type ZstdChunkedPosition,
+} from './layer-verification.js'
+export {
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  parsePlatform,
+  platformMatches,
+} from './platform.js'
+export {
+  DOCKER_HUB_REGISTRY,
+  isPlainHttp,
+  makeReference,
+  parseReference,
+  registryBaseUrl,
+  withDigest,
+} from './reference.js'
+export type {
+  ByteRange,
+  Descriptor,
+  ImageConfig,
+  ImageIndex,
+  ImageManifest,
+  ImageReference,
+  Platform,
+  RegistryClientOptions,
+  RegistryCredentials,
+  RegistryStats,
+  ResolvedImage,
+  ResolvedLayer,
+  RetryPolicy,
+} from './types.js'
