@@ -1,0 +1,21 @@
+/**
+ * The FUSE view of an image: a read-only merged view of its layers (whiteouts and opaque
+ * directories applied), served with fuse-native, with clean recovery from stale mounts.
+ */
+export type {
+  DirEntry,
+  ImageView,
+  LayerEntry,
+  LayerSource,
+  NodeType,
+  ViewNode,
+  ViewStats,
+} from './image-view.js'
+export {
+  MergedView,
+  type MergedViewOptions,
+  OPAQUE_MARKER,
+  WHITEOUT_PREFIX,
+} from './merged-view.js'
+export { type Mounted, type MountOptions, mountImage } from './mount-image.js'
+export { abortMount, clearStaleMount, type FuseMountInfo, findFuseMounts } from './stale-mount.js'

@@ -1,0 +1,119 @@
+import { execFile } from 'node:child_process'
+import { readFile, stat, writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { promisify } from 'node:util'
+import { EdgestarError } from '../errors.js'
+import { moduleLogger } from '../log.js'
+
+const execFileAsync = promisify(execFile)
+
+const MOUNTINFO = '/proc/self/mountinfo'
+const FUSECTL_DIR = '/sys/fs/fuse/connections'
+const LIVENESS_TIMEOUT_MS = 2000
+const ENOTCONN = 'ENOTCONN'
+
+/** One FUSE mount as /proc/self/mountinfo lists it. */
+export interface FuseMountInfo {
+  mountpoint: string
+  fsType: string
+  source: string
+  /** The fusectl connection id (the mount's device minor number). */
+  connectionId: number
+}
+
+/**
+ * FUSE mounts at `dir` (resolved lexically, never stat'ed: a stat of a hung mount hangs).
+ * Read from /proc/self/mountinfo, as NOTES.md advises.
+ */
+export async function findFuseMounts(dir: string): Promise<FuseMountInfo[]> {
+  const target = resolve(dir)
+  const text = await readFile(MOUNTINFO, 'utf8')
+  const found: FuseMountInfo[] = []
+  for (const line of text.split('\n')) {
+    const info = parseMountinfoLine(line)
+    if (info && info.mountpoint === target && info.fsType.startsWith('fuse')) found.push(info)
+  }
+  return found
+}
+
+/**
+ * Aborts the FUSE connection behind `dir` (fusectl `abort`, so nothing waits on a dead or
+ * hung server any more) and detaches it with `umount -l`. Mounts fusectl first when
+ * needed. Returns how many mounts were removed.
+ */
+export async function abortMount(dir: string): Promise<number> {
+  const mounts = await findFuseMounts(dir)
+  for (const mount of mounts.reverse()) {
+    await ensureFusectl()
+    await writeFile(`${FUSECTL_DIR}/${mount.connectionId}/abort`, '1').catch(() => {})
+    await execFileAsync('umount', ['-l', mount.mountpoint]).catch(() => {})
+  }
+  return mounts.length
+}
+
+/**
+ * Makes `dir` mountable again after a killed edgestar left its FUSE mount behind: a
+ * mount whose server is gone (ENOTCONN) or does not answer within 2 s is aborted and
+ * detached. A mount whose server answers is left alone.
+ * @returns true when a stale mount was cleared.
+ * @throws EDGESTAR_FS_MOUNT_BUSY when a live FUSE server already serves `dir`.
+ */
+export async function clearStaleMount(dir: string): Promise<boolean> {
+  const mounts = await findFuseMounts(dir)
+  if (mounts.length === 0) return false
+
+  if (await answers(dir)) {
+    throw new EdgestarError('EDGESTAR_FS_MOUNT_BUSY', `${resolve(dir)} is already mounted`, {
+      hint: `run \`edgestar umount ${dir}\` first, or choose another directory`,
+    })
+  }
+
+  moduleLogger('fs', { mountpoint: resolve(dir) }).warn(
+    { mounts: mounts.length },
+    'stale mount cleared',
+  )
+  await abortMount(dir)
+  return true
+}
+
+async function answers(dir: string): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<boolean>((done) => {
+    timer = setTimeout(() => done(false), LIVENESS_TIMEOUT_MS)
+  })
+  // A stat of a hung mount stays pending in the thread pool until the abort releases it.
+  const probe = stat(dir).then(
+    () => true,
+    (err: NodeJS.ErrnoException) => err.code !== ENOTCONN,
+  )
+  try {
+    return await Promise.race([probe, timeout])
+  } finally {
+    clearTimeout(timer)
+  }
+}
+
+async function ensureFusectl(): Promise<void> {
+  const text = await readFile(MOUNTINFO, 'utf8')
+  if (text.split('\n').some((line) => parseMountinfoLine(line)?.fsType === 'fusectl')) return
+  await execFileAsync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL_DIR]).catch(() => {})
+}
+
+/** Parses one mountinfo line (proc(5)); octal escapes such as `\040` are decoded. */
+function parseMountinfoLine(line: string): FuseMountInfo | undefined {
+  const fields = line.split(' ')
+  const separator = fields.indexOf('-')
+  if (fields.length < 10 || separator < 6) return undefined
+
+  const minor = Number(fields[2].split(':')[1])
+  return {
+    mountpoint: unescapeOctal(fields[4]),
+    fsType: fields[separator + 1],
+    source: unescapeOctal(fields[separator + 2]),
+    connectionId: minor,
+  }
+}
+
+function unescapeOctal(text: string): string {
+  return text.replace(/\\([0-7]{3})/g, (_, code: string) => String.fromCharCode(parseInt(code, 8)))
+}
