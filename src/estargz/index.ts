@@ -1,0 +1,20 @@
+/**
+ * The eStargz format layer's public API: open a layer blob (gzip eStargz, legacy stargz,
+ * zstd:chunked in both dialects), read its validated TOC and chunk extents, decode and
+ * verify chunks, read file ranges, and stream the whole layer for diffID checks.
+ * It does no I/O of its own beyond the RandomAccessReader handed in (FileReader is the
+ * local-file one).
+ */
+export { decodeChunk } from './decode-chunk.js'
+export { ESTARGZ_ERRORS, type EstargzErrorCode } from './error-codes.js'
+export { FileReader } from './file-reader.js'
+export {
+  decompressedStream,
+  detectLayerFormat,
+  type LayerStreamResult,
+  type LayerTarEntry,
+  walkLayer,
+} from './layer-stream.js'
+export { type OpenLayerOptions, openLayer } from './open-layer.js'
+export { type FileRange, readFileRange } from './read-file-range.js'
+export * from './types.js'
