@@ -1,0 +1,168 @@
+import type { EventEmitter } from 'node:events'
+
+/** Restart policies a deploy command may ask for (the agent applies them). */
+export type RestartPolicy = 'no' | 'on-failure' | 'always'
+
+/** What a `deploy` command asks the device to run. */
+export interface DeploySpec {
+  /** Deployment name, unique on the device (`^[a-z0-9][a-z0-9_.-]{0,62}$`). */
+  name: string
+  /** Image reference, e.g. `registry.example:5000/app:1.2`. */
+  image: string
+  /** Overrides the image's entrypoint + cmd when given. */
+  command?: string[]
+  /** Extra environment variables, added to the image config's. */
+  env?: Record<string, string>
+  restart?: RestartPolicy
+}
+
+/** One deployment as the status message reports it. */
+export interface DeploymentStatus {
+  name: string
+  image: string
+  /** Agent-defined state word: `pending`, `pulling`, `running`, `stopped`, `failed`, ... */
+  state: string
+  /** Bytes of the image already in the local cache, and its total size when known. */
+  progress?: { fetchedBytes: number; totalBytes?: number }
+  /** Set when `state` is a failure: what went wrong. */
+  error?: { code: string; message: string }
+}
+
+/** Link state as the fetch scheduler tracks it. */
+export type LinkState = 'online' | 'offline' | 'degraded'
+
+/** Everything the retained status message carries besides the bridge's own fields. */
+export interface DeviceSnapshot {
+  deployments: DeploymentStatus[]
+  link: { state: LinkState }
+  /** Background fetch cap in bytes per second; null when uncapped. */
+  bandwidth: { capBytesPerSec: number | null }
+  cache: { usedBytes: number; limitBytes?: number }
+}
+
+/** Per-deployment fetch figures for one telemetry message. */
+export interface DeploymentTelemetry {
+  name: string
+  /** Average registry fetch rate since the previous telemetry sample. */
+  fetchRateBytesPerSec: number
+  /** Bytes fetched for this deployment's image since the agent started. */
+  fetchedBytes: number
+  /** Bytes of the image in the local cache, and the image's total. */
+  cachedBytes?: number
+  totalBytes?: number
+}
+
+/** The controller's share of one telemetry message (the bridge adds device metrics). */
+export interface ControllerTelemetry {
+  deployments: DeploymentTelemetry[]
+  link: { state: LinkState }
+  cache: { usedBytes: number; limitBytes?: number }
+}
+
+/**
+ * Something the device wants the fleet to know about, published on `PREFIX/DEVICE/events`.
+ * `deployment-state`: a deployment moved from one state to another.
+ * `fault`: a notable failure (a crash loop, a chunk that failed verification twice, ...).
+ */
+export type DeviceEvent =
+  | {
+      type: 'deployment-state'
+      deployment: string
+      state: string
+      previousState?: string
+      detail?: string
+    }
+  | { type: 'fault'; code: string; message: string; deployment?: string }
+
+/** Events a DeviceController emits. */
+export interface DeviceControllerEvents {
+  /** A deployment state change or a fault; the bridge publishes it (through the outbox). */
+  event: [DeviceEvent]
+}
+
+/** The answer of a command that returns data (merged into the result message). */
+export type CommandData = Record<string, unknown>
+
+/**
+ * What the MQTT bridge needs from the device: the agent implements it (H6 wires it in
+ * `src/agent/`), tests use a fake. Methods throw EdgestarError on failure; the error's
+ * code and message go into the command result unchanged. The bridge never calls two
+ * mutating methods at once (commands run one at a time), but `status` and `telemetry`
+ * may be called at any moment.
+ */
+export interface DeviceController {
+  /** Creates (or replaces) a deployment and starts it. Resolves when it is started. */
+  deploy(spec: DeploySpec): Promise<CommandData | undefined>
+  stop(name: string): Promise<CommandData | undefined>
+  start(name: string): Promise<CommandData | undefined>
+  /** Stops and removes a deployment (its cached image chunks stay for gc). */
+  remove(name: string): Promise<CommandData | undefined>
+  /** Sets the background fetch cap; null removes it. */
+  bandwidth(capBytesPerSec: number | null): Promise<CommandData | undefined>
+  /** Fetches a deployment's whole image now (resolves when queued, not when done). */
+  prefetch(name: string): Promise<CommandData | undefined>
+  /** Garbage-collects unreferenced cache entries; returns e.g. `{ freedBytes }`. */
+  gc(): Promise<CommandData | undefined>
+  /** The device's current state for the retained status message. */
+  status(): Promise<DeviceSnapshot>
+  /** Fetch figures for the periodic telemetry message. */
+  telemetry(): Promise<ControllerTelemetry>
+  /** Emits `event` for each deployment state change and notable fault. */
+  readonly events: EventEmitter<DeviceControllerEvents>
+}
+
+/** A command result as stored in the command log and published on `cmd/result`. */
+export interface CommandResult {
+  /** The command's id; null when the payload had no readable id. */
+  id: string | null
+  ok: boolean
+  device: string
+  type?: string
+  error?: { code: string; message: string }
+  [key: string]: unknown
+}
+
+/**
+ * The durable executed-command log (H4's `store.commandLog`). `record` upserts: the
+ * bridge records an `interrupted` marker before running a command and the real result
+ * after, so a power cut mid-command never runs it again.
+ */
+export interface CommandLog {
+  find(id: string): unknown
+  record(id: string, result: unknown): void
+}
+
+/** What kind of message an outbox row holds; telemetry is dropped before events. */
+export type OutboxKind = 'event' | 'telemetry'
+
+/** One message waiting in the outbox, oldest first by `id`. */
+export interface OutboxItem {
+  id: number
+  kind: string
+  topic: string
+  payload: Buffer | string
+}
+
+/** Size of the outbox. */
+export interface OutboxStats {
+  count: number
+  bytes: number
+}
+
+/**
+ * The durable store-and-forward queue (H4's `store.outbox`): `enqueue` appends
+ * durably, `peek` returns the oldest rows in order, `remove` deletes delivered rows.
+ * Bounds are enforced by the bridge (see BoundedOutbox), not by the store.
+ */
+export interface OutboxStore {
+  enqueue(kind: string, topic: string, payload: Buffer | string): unknown
+  peek(limit: number): OutboxItem[]
+  remove(ids: readonly number[]): void
+  stats(): OutboxStats
+}
+
+/** The two store parts the bridge uses (H4's Store satisfies it). */
+export interface BridgeStore {
+  commandLog: CommandLog
+  outbox: OutboxStore
+}
