@@ -9,7 +9,7 @@ bash scripts/setup.sh --no-build
 echo "test: type check and compile" >&2
 npx tsc -p tsconfig.json
 echo "test: lint and format check" >&2
-npx biome check src test bench
+npx biome check src test bench scripts
 
 # Expensive fixtures are built once per machine and shared by every test file.
 export EDGESTAR_CACHE_DIR=${EDGESTAR_CACHE_DIR:-$PWD/.cache}

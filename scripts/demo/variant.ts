@@ -1,0 +1,210 @@
+import { join } from 'node:path'
+import { Cleanup, run, sleep, startBackground } from './processes.js'
+import type { VariantResult } from './report.js'
+
+const DEVICE_ID = 'demo-gateway'
+const APP_NAME = 'app'
+const READY_LINE = 'edgestar-demo ready'
+const POLL_MS = 250
+const DEADLINE_MS = 20 * 60_000
+
+/** What one measured deployment needs to know. */
+export interface VariantSpec {
+  label: string
+  ref: string
+  waitForComplete: boolean
+  projectDir: string
+  stateDir: string
+  registry: string
+  brokerUrl: string
+  imageBytes: number
+  say: (line: string) => void
+}
+
+/** The fields of `edgestar status NAME --json` the demo reads. */
+interface DeploymentStatus {
+  state: string
+  bytesFetched?: number
+  bytesTotal?: number
+  bytesPresent?: number
+  linkState?: string
+}
+
+/**
+ * Starts a fresh agent inside the device namespace, sends the deploy command over MQTT as a
+ * fleet operator would, and measures the time and the registry bytes until the ready line.
+ */
+export async function measureDeployment(spec: VariantSpec): Promise<VariantResult> {
+  const cleanup = new Cleanup()
+  const edgestar = join(spec.projectDir, 'bin/edgestar')
+  const socket = join(spec.stateDir, 'agent.sock')
+  try {
+    await startAgent(spec, edgestar, socket, cleanup)
+    const startedAt = Date.now()
+    watchEvents(spec, edgestar, cleanup)
+
+    spec.say(`deploy: edgestar fleet deploy ${spec.ref} --name ${APP_NAME} --device ${DEVICE_ID}`)
+    await run(edgestar, [
+      'fleet',
+      'deploy',
+      spec.ref,
+      '--name',
+      APP_NAME,
+      '--device',
+      DEVICE_ID,
+      '--broker',
+      spec.brokerUrl,
+      '--timeout',
+      '600',
+    ])
+
+    const ready = await waitForReady(spec, edgestar, socket, startedAt)
+    spec.say(`ready after ${(ready.readyMs / 1000).toFixed(1)} s: ${ready.line}`)
+
+    const completeMs = spec.waitForComplete
+      ? await waitForComplete(spec, edgestar, socket, startedAt)
+      : undefined
+    return {
+      label: spec.label,
+      readyMs: ready.readyMs,
+      bytesBeforeReady: ready.bytesFetched,
+      imageBytes: spec.imageBytes,
+      completeMs,
+    }
+  } finally {
+    await cleanup.runAll()
+  }
+}
+
+async function startAgent(
+  spec: VariantSpec,
+  edgestar: string,
+  socket: string,
+  cleanup: Cleanup,
+): Promise<void> {
+  startBackground(
+    'bash',
+    [
+      join(spec.projectDir, 'scripts/link.sh'),
+      'exec',
+      edgestar,
+      'agent',
+      '--state-dir',
+      spec.stateDir,
+      '--socket',
+      socket,
+      '--insecure-registry',
+      spec.registry,
+      '--mqtt-url',
+      spec.brokerUrl,
+      '--device-id',
+      DEVICE_ID,
+    ],
+    cleanup,
+    'agent',
+  )
+  for (let attempt = 0; attempt < 120; attempt++) {
+    try {
+      await run(edgestar, ['ps', '--socket', socket, '--json'])
+      return
+    } catch {
+      await sleep(250)
+    }
+  }
+  throw new Error(`demo: the agent did not answer on ${socket} within 30 s`)
+}
+
+/** Prints the deployment's events as the fleet sees them; resolves nothing, only reports. */
+function watchEvents(spec: VariantSpec, edgestar: string, cleanup: Cleanup): void {
+  startBackground(
+    edgestar,
+    ['fleet', 'watch', '--broker', spec.brokerUrl, '--device', DEVICE_ID, '--json'],
+    cleanup,
+    'fleet watch',
+    { onStdoutLine: (line) => reportEvent(spec, line) },
+  )
+}
+
+function reportEvent(spec: VariantSpec, line: string): void {
+  try {
+    const message = JSON.parse(line) as { topic?: string; payload?: Record<string, unknown> }
+    if (!message.topic?.endsWith('/events')) return
+    const payload = message.payload ?? {}
+    const what = [payload.type, payload.deployment, payload.state, payload.reason]
+      .filter((part) => part !== undefined)
+      .join(' ')
+    spec.say(`event: ${what}`)
+  } catch {
+    // A line that is not JSON is the watcher's own notice; the demo shows only events.
+  }
+}
+
+async function waitForReady(
+  spec: VariantSpec,
+  edgestar: string,
+  socket: string,
+  startedAt: number,
+): Promise<{ readyMs: number; bytesFetched: number; line: string }> {
+  let lastState = ''
+  while (Date.now() - startedAt < DEADLINE_MS) {
+    const logs = await run(edgestar, ['logs', APP_NAME, '--socket', socket]).catch(() => undefined)
+    const line = logs?.stdout.split('\n').find((text) => text.includes(READY_LINE))
+    const status = await readStatus(edgestar, socket)
+    if (status && status.state !== lastState) {
+      lastState = status.state
+      spec.say(`state: ${status.state}`)
+    }
+    if (line) {
+      return { readyMs: Date.now() - startedAt, bytesFetched: status?.bytesFetched ?? 0, line }
+    }
+    if (status?.state === 'failed') throw new Error(`demo: deployment failed (${spec.label})`)
+    await sleep(POLL_MS)
+  }
+  throw new Error(`demo: no ready line within ${DEADLINE_MS / 60_000} minutes (${spec.label})`)
+}
+
+async function waitForComplete(
+  spec: VariantSpec,
+  edgestar: string,
+  socket: string,
+  startedAt: number,
+): Promise<number | undefined> {
+  let lastReport = 0
+  while (Date.now() - startedAt < DEADLINE_MS) {
+    const status = await readStatus(edgestar, socket)
+    const present = status?.bytesPresent ?? status?.bytesFetched ?? 0
+    const total = status?.bytesTotal ?? 0
+    if (total > 0 && present >= total) {
+      spec.say('background fetch complete: every chunk of the image is local')
+      return Date.now() - startedAt
+    }
+    if (Date.now() - lastReport > 2000 && total > 0) {
+      lastReport = Date.now()
+      spec.say(`background: ${progressBar(present / total)} ${mib(present)} of ${mib(total)}`)
+    }
+    await sleep(POLL_MS)
+  }
+  return undefined
+}
+
+async function readStatus(edgestar: string, socket: string): Promise<DeploymentStatus | undefined> {
+  const out = await run(edgestar, ['status', APP_NAME, '--socket', socket, '--json']).catch(
+    () => undefined,
+  )
+  if (!out) return undefined
+  try {
+    return JSON.parse(out.stdout) as DeploymentStatus
+  } catch {
+    return undefined
+  }
+}
+
+function progressBar(fraction: number): string {
+  const width = 30
+  const filled = Math.round(Math.min(1, Math.max(0, fraction)) * width)
+  return `[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${(fraction * 100).toFixed(0)} %`
+}
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+}
