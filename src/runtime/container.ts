@@ -1,0 +1,256 @@
+import { EventEmitter } from 'node:events'
+import { mkdir, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { moduleLogger } from '../log.js'
+import { RotatingLog } from './log-file.js'
+import {
+  mountOverlay,
+  mountsUnder,
+  type OverlayPaths,
+  overlayPaths,
+  removeOverlay,
+  unmountOverlay,
+} from './overlay.js'
+import { resolveProcessSpec } from './process-spec.js'
+import {
+  type BackoffOptions,
+  DEFAULT_BACKOFF,
+  restartDelayMs,
+  shouldRestart,
+} from './restart-backoff.js'
+import type { ContainerRuntime, RunningProcess } from './runtime.js'
+import {
+  type BindMount,
+  DEFAULT_LOG_LIMITS,
+  type ExitStatus,
+  type ImageRunConfig,
+  type LogLimits,
+  type NetworkMode,
+  type ProcessSpec,
+  type RestartPolicy,
+  type RunOverrides,
+} from './types.js'
+
+/** Everything needed to run one container. */
+export interface ContainerOptions {
+  /** Runtime container id: letters, digits, `-`, `_`, `.`. */
+  id: string
+  /** Directory owned by this container: overlay upper/work, merged root, bundle, logs. */
+  containerDir: string
+  /** Read-only lower directories, top first (the image's FUSE view). */
+  lowerDirs: string[]
+  runtime: ContainerRuntime
+  image: ImageRunConfig
+  overrides?: RunOverrides
+  network?: NetworkMode
+  binds?: BindMount[]
+  restart?: RestartPolicy
+  log?: LogLimits
+  backoff?: BackoffOptions
+  /** How long `stop` waits after SIGTERM before SIGKILL. */
+  stopTimeoutMs?: number
+}
+
+/** What a container reports while it runs. */
+export type ContainerEvent =
+  | { type: 'started'; pid: number; restartCount: number; startedAt: string }
+  | { type: 'exited'; exit: ExitStatus; restartInMs?: number; restartCount: number }
+  | { type: 'start-failed'; error: unknown; restartInMs?: number; restartCount: number }
+
+/** The container's own view of where it is. */
+export type ContainerPhase = 'created' | 'running' | 'waiting' | 'exited' | 'stopped'
+
+/**
+ * One container over an overlay: mounts the overlay, checks and starts the process
+ * with the runtime, writes its output to rotating log files, and restarts it by its
+ * policy with doubling backoff. Emits 'event' with a ContainerEvent for every change.
+ */
+export class Container extends EventEmitter {
+  readonly id: string
+  readonly paths: OverlayPaths
+  readonly logDir: string
+  private readonly options: ContainerOptions
+  private readonly log
+  private process: RunningProcess | undefined
+  private processSpec: ProcessSpec | undefined
+  private restartTimer: NodeJS.Timeout | undefined
+  private quickExits = 0
+  private restarts = 0
+  private isStopping = false
+  private current: ContainerPhase = 'created'
+  private lastExitStatus: ExitStatus | undefined
+  private exitWaiters: Array<() => void> = []
+
+  constructor(options: ContainerOptions) {
+    super()
+    this.options = options
+    this.id = options.id
+    this.paths = overlayPaths(options.containerDir)
+    this.logDir = path.join(options.containerDir, 'logs')
+    this.log = moduleLogger('runtime', { container: options.id, runtime: options.runtime.kind })
+  }
+
+  /** Where the container is now. */
+  get phase(): ContainerPhase {
+    return this.current
+  }
+
+  /** How the last run ended, if one did. */
+  get lastExit(): ExitStatus | undefined {
+    return this.lastExitStatus
+  }
+
+  /** How many times the restart policy restarted it since `start`. */
+  get restartCount(): number {
+    return this.restarts
+  }
+
+  /** Host pid of the runtime process while running. */
+  get pid(): number | undefined {
+    return this.process?.pid
+  }
+
+  /**
+   * Mounts the overlay (unless mounted), resolves the process against the image and
+   * starts it. Throws the EdgestarError of the first failure (command missing, overlay
+   * or runtime failure) without retrying; later exits follow the restart policy.
+   */
+  async start(): Promise<void> {
+    if (this.current === 'running' || this.current === 'waiting') return
+    this.isStopping = false
+    this.quickExits = 0
+    this.restarts = 0
+    await mkdir(this.logDir, { recursive: true })
+    await this.options.runtime.cleanup(this.id, this.options.containerDir)
+    const mounted = await mountsUnder(this.paths.mergedDir)
+    if (!mounted.includes(this.paths.mergedDir))
+      await mountOverlay(this.options.lowerDirs, this.paths)
+
+    this.processSpec = await resolveProcessSpec(
+      this.paths.mergedDir,
+      this.options.image,
+      this.options.overrides,
+    )
+    await this.launch()
+  }
+
+  /**
+   * Stops the container and its restarts: SIGTERM, then SIGKILL after the stop
+   * timeout (default 10 s). Resolves once it has exited. The overlay stays mounted.
+   */
+  async stop(timeoutMs = this.options.stopTimeoutMs ?? 10_000): Promise<void> {
+    this.isStopping = true
+    clearTimeout(this.restartTimer)
+    this.restartTimer = undefined
+    const running = this.process
+    if (running === undefined) {
+      if (this.current !== 'created') this.current = 'stopped'
+      return
+    }
+
+    await running.kill('SIGTERM')
+    const killTimer = setTimeout(() => void running.kill('SIGKILL'), timeoutMs)
+    await running.exited
+    clearTimeout(killTimer)
+    await this.waitForExitHandled()
+    this.current = 'stopped'
+  }
+
+  /** Stops and detaches the overlay, keeping the upper dir (what the container wrote). */
+  async unmount(): Promise<void> {
+    await this.stop()
+    await unmountOverlay(this.paths.mergedDir)
+  }
+
+  /** Stops, unmounts and deletes everything of this container: upper dir, logs, bundle. */
+  async remove(): Promise<void> {
+    await this.stop()
+    await this.options.runtime.cleanup(this.id, this.options.containerDir)
+    await removeOverlay(this.paths)
+    await rm(this.options.containerDir, { recursive: true, force: true })
+  }
+
+  private async launch(): Promise<void> {
+    const spec = this.processSpec as ProcessSpec
+    const logFile = new RotatingLog(this.logDir, this.options.log ?? DEFAULT_LOG_LIMITS)
+    const running = await this.options.runtime.launch({
+      id: this.id,
+      containerDir: this.options.containerDir,
+      rootDir: this.paths.mergedDir,
+      process: spec,
+      network: this.options.network ?? 'host',
+      binds: this.options.binds ?? [],
+    })
+    const startedAt = new Date().toISOString()
+    this.process = running
+    this.current = 'running'
+    running.stdout.on('data', (chunk: Buffer) => void logFile.write(chunk))
+    running.stderr.on('data', (chunk: Buffer) => void logFile.write(chunk))
+    this.log.info({ pid: running.pid, restartCount: this.restarts }, 'container started')
+    this.emit('event', {
+      type: 'started',
+      pid: running.pid,
+      restartCount: this.restarts,
+      startedAt,
+    })
+
+    void running.exited.then(async (exit) => {
+      await logFile.close()
+      this.onExit({ ...exit, startedAt, finishedAt: new Date().toISOString() })
+    })
+  }
+
+  private onExit(exit: ExitStatus): void {
+    this.process = undefined
+    this.lastExitStatus = exit
+    this.current = 'exited'
+    const policy = this.options.restart ?? 'no'
+    const willRestart = !this.isStopping && shouldRestart(policy, exit.exitCode)
+    const restartInMs = willRestart ? this.nextDelay(exit) : undefined
+    this.log.info({ exitCode: exit.exitCode, signal: exit.signal, restartInMs }, 'container exited')
+    this.emit('event', {
+      type: 'exited',
+      exit,
+      restartCount: this.restarts,
+      ...(restartInMs === undefined ? {} : { restartInMs }),
+    })
+    if (restartInMs !== undefined) this.scheduleRestart(restartInMs)
+    for (const waiter of this.exitWaiters.splice(0)) waiter()
+  }
+
+  private nextDelay(exit: ExitStatus): number {
+    const ranMs = Date.parse(exit.finishedAt) - Date.parse(exit.startedAt)
+    const backoff = this.options.backoff ?? DEFAULT_BACKOFF
+    this.quickExits = ranMs >= backoff.resetAfterMs ? 1 : this.quickExits + 1
+    return restartDelayMs(this.quickExits, backoff)
+  }
+
+  private scheduleRestart(delayMs: number): void {
+    this.current = 'waiting'
+    this.restartTimer = setTimeout(() => {
+      this.restartTimer = undefined
+      if (this.isStopping) return
+      this.restarts += 1
+      this.launch().catch((error: unknown) => {
+        const restartInMs = this.nextDelay({
+          exitCode: -1,
+          startedAt: new Date().toISOString(),
+          finishedAt: new Date().toISOString(),
+        })
+        this.log.warn({ err: error, restartInMs }, 'container restart failed')
+        this.emit('event', {
+          type: 'start-failed',
+          error,
+          restartInMs,
+          restartCount: this.restarts,
+        })
+        this.scheduleRestart(restartInMs)
+      })
+    }, delayMs)
+  }
+
+  private waitForExitHandled(): Promise<void> {
+    if (this.process === undefined) return Promise.resolve()
+    return new Promise((resolve) => this.exitWaiters.push(resolve))
+  }
+}
