@@ -1,0 +1,133 @@
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
+import {
+  abortMount,
+  type ImageView,
+  type Mounted,
+  type MountOptions,
+  mountImage,
+} from '../../src/fs/index.js'
+
+const execFileAsync = promisify(execFile)
+
+/** One entry of a tree as a checker process saw it through the kernel. */
+export interface ScannedEntry {
+  path: string
+  type: 'dir' | 'reg' | 'symlink' | 'char' | 'block' | 'fifo' | 'socket'
+  mode: number
+  uid: number
+  gid: number
+  size: number
+  nlink: number
+  ino: number
+  mtimeSec: number
+  devMajor: number
+  devMinor: number
+  linkName?: string
+  /** xattr name → base64 value. */
+  xattrs: Record<string, string>
+  sha256?: string
+}
+
+/** A test mount in a fresh temporary directory. */
+export interface TestMount {
+  dir: string
+  mounted: Mounted
+  /** Unmounts (aborting if need be) and removes the directory; never throws. */
+  cleanup(): Promise<void>
+}
+
+/** Mounts `view` in a new temporary directory. Pair with `cleanup()` in `after`/`finally`. */
+export async function mountForTest(
+  view: ImageView,
+  options: MountOptions = {},
+): Promise<TestMount> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgestar-mnt-'))
+  let mounted: Mounted
+  try {
+    mounted = await mountImage(view, dir, { unmountTimeoutMs: 3000, ...options })
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true })
+    throw err
+  }
+
+  const cleanup = async (): Promise<void> => {
+    await mounted.unmount().catch(() => {})
+    await abortMount(dir).catch(() => {})
+    await rm(dir, { recursive: true, force: true }).catch(() => {})
+  }
+  return { dir, mounted, cleanup }
+}
+
+// Walks a tree with lstat, never following links, and prints one JSON document. Python
+// because Node has no xattr API; it runs in a child so the mount's server stays free.
+const SCANNER = String.raw`
+import base64, hashlib, json, os, stat, sys
+root = sys.argv[1]
+with_content = sys.argv[2] == '1'
+out = []
+def kind(m):
+    for test, name in ((stat.S_ISDIR, 'dir'), (stat.S_ISREG, 'reg'), (stat.S_ISLNK, 'symlink'),
+                       (stat.S_ISCHR, 'char'), (stat.S_ISBLK, 'block'), (stat.S_ISFIFO, 'fifo')):
+        if test(m): return name
+    return 'socket'
+def visit(rel):
+    full = os.path.join(root, rel) if rel else root
+    st = os.lstat(full)
+    e = {'path': rel, 'type': kind(st.st_mode), 'mode': stat.S_IMODE(st.st_mode), 'uid': st.st_uid,
+         'gid': st.st_gid, 'size': st.st_size, 'nlink': st.st_nlink, 'ino': st.st_ino,
+         'mtimeSec': int(st.st_mtime), 'devMajor': os.major(st.st_rdev), 'devMinor': os.minor(st.st_rdev),
+         'xattrs': {}}
+    try:
+        for name in sorted(os.listxattr(full, follow_symlinks=False)):
+            e['xattrs'][name] = base64.b64encode(os.getxattr(full, name, follow_symlinks=False)).decode()
+    except OSError:
+        pass
+    if e['type'] == 'symlink':
+        e['linkName'] = os.readlink(full)
+    if e['type'] == 'reg' and with_content:
+        h = hashlib.sha256()
+        with open(full, 'rb') as f:
+            for block in iter(lambda: f.read(1 << 20), b''):
+                h.update(block)
+        e['sha256'] = h.hexdigest()
+    out.append(e)
+    if e['type'] == 'dir':
+        for name in sorted(os.listdir(full)):
+            visit(os.path.join(rel, name) if rel else name)
+visit('')
+json.dump(out, sys.stdout)
+`
+
+/**
+ * Every entry under `dir` (the root itself has path ''), with file sha256s unless
+ * `withContent` is false, as seen by a checker in a CHILD process.
+ */
+export async function scanTree(dir: string, withContent = true): Promise<ScannedEntry[]> {
+  const { stdout } = await execFileAsync('python3', ['-c', SCANNER, dir, withContent ? '1' : '0'], {
+    maxBuffer: 512 * 1024 * 1024,
+  })
+  return JSON.parse(stdout) as ScannedEntry[]
+}
+
+/** Runs a command in a child process and returns its stdout, stderr and exit code. */
+export async function runChild(
+  file: string,
+  args: string[],
+  options: { timeoutMs?: number } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    execFile(
+      file,
+      args,
+      { timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0
+        done({ code, stdout: String(stdout), stderr: String(stderr) })
+      },
+    )
+  })
+}
