@@ -1,0 +1,287 @@
+import { readdirSync, rmSync, statSync } from 'node:fs'
+import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { Database } from 'better-sqlite3'
+import { EdgestarError } from '../errors.js'
+import { moduleLogger } from '../log.js'
+import { isChunkKey } from './names.js'
+
+const log = moduleLogger('store')
+
+/** Result of `reconcile`: what start-up found and fixed. */
+export interface ReconcileReport {
+  /** Rows marked present whose file was missing or of the wrong size (now missing). */
+  rowsMarkedMissing: number
+  /** Files in the cache directory with no present row (removed). */
+  strayFilesRemoved: number
+  /** Leftover temporary files of interrupted writes (removed). */
+  tmpFilesRemoved: number
+}
+
+/** Cache usage, for `edgestar cache status`. */
+export interface CacheStatus {
+  presentChunks: number
+  presentBytes: number
+  pinnedBytes: number
+  limitBytes: number
+}
+
+/** Result of a garbage collection. */
+export interface GcReport {
+  evictedChunks: number
+  evictedBytes: number
+  presentBytes: number
+  limitBytes: number
+}
+
+/**
+ * The content-addressed chunk cache: decoded chunk objects as files under
+ * `STATE/chunks/XX/KEY`, indexed by the `chunks` table. A write goes to a temporary file,
+ * is fsynced and renamed, and only then is the row marked present in a durable
+ * (synchronous=FULL) transaction, so a crash at any point leaves either no row or a
+ * complete file. Keys come from `chunkKey` and are checked again before use as a path.
+ */
+export class ChunkCache {
+  readonly dir: string
+  private readonly tmpDir: string
+  private tmpCounter = 0
+  limitBytes: number
+
+  constructor(
+    private readonly db: Database,
+    dir: string,
+    limitBytes: number,
+    private readonly durably: <T>(fn: () => T) => T,
+  ) {
+    this.dir = dir
+    this.tmpDir = join(dir, 'tmp')
+    this.limitBytes = limitBytes
+  }
+
+  /** File path of a chunk object. Throws on a key that is not a well-formed chunk key. */
+  pathOf(key: string): string {
+    if (!isChunkKey(key)) throw new Error(`not a chunk key: ${key}`)
+    const prefix = key.startsWith('sha256-') ? key.slice(7, 9) : key.slice(2, 4)
+    return join(this.dir, prefix, key)
+  }
+
+  /** True when the chunk object is present. */
+  has(key: string): boolean {
+    const row = this.db.prepare('SELECT state FROM chunks WHERE key = ?').get(key) as
+      | { state: string }
+      | undefined
+    return row?.state === 'present'
+  }
+
+  /**
+   * Stores a verified chunk object durably and marks it present. The caller has already
+   * verified `data` (the cache never stores unverified chunk data for lazy layers).
+   */
+  async write(key: string, data: Buffer): Promise<void> {
+    const path = this.pathOf(key)
+    await mkdir(join(path, '..'), { recursive: true })
+    await mkdir(this.tmpDir, { recursive: true })
+    const tmp = join(this.tmpDir, `${key}.${process.pid}.${this.tmpCounter++}`)
+
+    const handle = await open(tmp, 'w')
+    try {
+      await handle.writeFile(data)
+      await handle.sync()
+    } finally {
+      await handle.close()
+    }
+    await rename(tmp, path)
+    await syncDir(join(path, '..'))
+
+    const now = Date.now()
+    this.durably(() =>
+      this.db
+        .prepare(
+          `INSERT INTO chunks (key, size_bytes, state, last_used_at) VALUES (?, ?, 'present', ?)
+           ON CONFLICT(key) DO UPDATE SET size_bytes = excluded.size_bytes, state = 'present', last_used_at = excluded.last_used_at`,
+        )
+        .run(key, data.length, now),
+    )
+  }
+
+  /**
+   * Reads `length` bytes at `offset` of a present chunk object (fewer at its end).
+   * Throws EDGESTAR_STORE_CHUNK_MISSING when the file vanished (the row is then reset).
+   */
+  async read(key: string, offset: number, length: number): Promise<Buffer> {
+    const path = this.pathOf(key)
+    let handle: Awaited<ReturnType<typeof open>>
+    try {
+      handle = await open(path, 'r')
+    } catch (err) {
+      this.markMissing(key)
+      throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is not in the cache`, {
+        cause: err,
+      })
+    }
+    try {
+      const buffer = Buffer.allocUnsafe(length)
+      const { bytesRead } = await handle.read(buffer, 0, length, offset)
+      return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+    } finally {
+      await handle.close()
+    }
+  }
+
+  /** The whole object. */
+  async readAll(key: string): Promise<Buffer> {
+    return readFile(this.pathOf(key))
+  }
+
+  /** Records a use for LRU eviction. Cheap: one row update, not durable. */
+  touch(key: string): void {
+    this.db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?').run(Date.now(), key)
+  }
+
+  /** Forgets a chunk object (row missing, file removed). */
+  markMissing(key: string): void {
+    this.durably(() =>
+      this.db.prepare("UPDATE chunks SET state = 'missing' WHERE key = ?").run(key),
+    )
+    rmSync(this.pathOf(key), { force: true })
+  }
+
+  /** Cache usage; `pinnedKeys` are the keys held by mounted images. */
+  status(pinnedKeysSql: string): CacheStatus {
+    const total = this.db
+      .prepare(
+        "SELECT count(*) AS n, coalesce(sum(size_bytes), 0) AS bytes FROM chunks WHERE state = 'present'",
+      )
+      .get() as { n: number; bytes: number }
+    const pinned = this.db
+      .prepare(
+        `SELECT coalesce(sum(size_bytes), 0) AS bytes FROM chunks WHERE state = 'present' AND key IN (${pinnedKeysSql})`,
+      )
+      .get() as { bytes: number }
+    return {
+      presentChunks: total.n,
+      presentBytes: total.bytes,
+      pinnedBytes: pinned.bytes,
+      limitBytes: this.limitBytes,
+    }
+  }
+
+  /**
+   * Evicts least recently used chunk objects not held by a pinned image until the cache
+   * fits `limitBytes` (0 = no limit, nothing evicted unless `targetBytes` is given).
+   */
+  gc(pinnedKeysSql: string, targetBytes = this.limitBytes): GcReport {
+    const status = this.status(pinnedKeysSql)
+    let present = status.presentBytes
+    let evictedChunks = 0
+    let evictedBytes = 0
+    if (targetBytes <= 0 || present <= targetBytes)
+      return { evictedChunks, evictedBytes, presentBytes: present, limitBytes: this.limitBytes }
+
+    const candidates = this.db
+      .prepare(
+        `SELECT key, size_bytes AS size FROM chunks WHERE state = 'present' AND key NOT IN (${pinnedKeysSql})
+         ORDER BY last_used_at ASC`,
+      )
+      .iterate() as IterableIterator<{ key: string; size: number }>
+    const victims: string[] = []
+    for (const row of candidates) {
+      if (present <= targetBytes) break
+      victims.push(row.key)
+      present -= row.size
+      evictedBytes += row.size
+      evictedChunks++
+    }
+
+    // Rows first, then files: a crash in between leaves stray files, which start-up removes.
+    this.durably(() => {
+      const mark = this.db.prepare("UPDATE chunks SET state = 'missing' WHERE key = ?")
+      for (const key of victims) mark.run(key)
+    })
+    for (const key of victims) rmSync(this.pathOf(key), { force: true })
+    log.info({ evictedChunks, evictedBytes }, 'cache evicted')
+    return { evictedChunks, evictedBytes, presentBytes: present, limitBytes: this.limitBytes }
+  }
+
+  /**
+   * Makes rows and files agree: a present row whose file is missing or has the wrong size
+   * becomes missing; files with no present row and leftover temporaries are removed.
+   * Synchronous: runs once at open, before anything is served.
+   */
+  reconcile(): ReconcileReport {
+    const report: ReconcileReport = {
+      rowsMarkedMissing: 0,
+      strayFilesRemoved: 0,
+      tmpFilesRemoved: 0,
+    }
+    const rows = this.db
+      .prepare("SELECT key, size_bytes AS size FROM chunks WHERE state = 'present'")
+      .all() as {
+      key: string
+      size: number
+    }[]
+    const sizes = new Map(rows.map((row) => [row.key, row.size]))
+
+    const bad: string[] = []
+    for (const [key, size] of sizes) {
+      const actual = fileSize(this.pathOf(key))
+      if (actual !== size) bad.push(key)
+    }
+    this.durably(() => {
+      const mark = this.db.prepare("UPDATE chunks SET state = 'missing' WHERE key = ?")
+      for (const key of bad) mark.run(key)
+    })
+    for (const key of bad) {
+      sizes.delete(key)
+      rmSync(this.pathOf(key), { force: true })
+    }
+    report.rowsMarkedMissing = bad.length
+
+    for (const sub of safeReaddir(this.dir)) {
+      if (sub === 'tmp') {
+        for (const name of safeReaddir(this.tmpDir)) {
+          rmSync(join(this.tmpDir, name), { force: true, recursive: true })
+          report.tmpFilesRemoved++
+        }
+        continue
+      }
+      const subDir = join(this.dir, sub)
+      for (const name of safeReaddir(subDir)) {
+        if (isChunkKey(name) && sizes.has(name) && this.pathOf(name) === join(subDir, name))
+          continue
+        rmSync(join(subDir, name), { force: true, recursive: true })
+        report.strayFilesRemoved++
+      }
+    }
+    if (report.rowsMarkedMissing + report.strayFilesRemoved + report.tmpFilesRemoved > 0)
+      log.warn({ ...report }, 'cache reconciled')
+    return report
+  }
+}
+
+function fileSize(path: string): number | null {
+  try {
+    const stat = statSync(path)
+    return stat.isFile() ? stat.size : null
+  } catch {
+    return null
+  }
+}
+
+function safeReaddir(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch {
+    return []
+  }
+}
+
+// A rename is durable only once its directory entry is on disk (ext4 without auto_da_alloc).
+async function syncDir(dir: string): Promise<void> {
+  const handle = await open(dir, 'r')
+  try {
+    await handle.sync()
+  } finally {
+    await handle.close()
+  }
+}
