@@ -38,6 +38,8 @@ export interface MergedViewOptions {
   cacheNodes?: number
   /** Directory listing entries kept in total (LRU by directory). */
   cacheListingEntries?: number
+  /** Called once by `close()`, to release what the layer sources hold. */
+  onClose?: () => Promise<void>
 }
 
 /**
@@ -54,12 +56,14 @@ export class MergedView implements ImageView {
   readonly #listings = new Map<string, DirEntry[]>()
   readonly #maxNodes: number
   readonly #maxListingEntries: number
+  readonly #onClose: (() => Promise<void>) | undefined
   #listingEntries = 0
 
   constructor(layers: LayerSource[], options: MergedViewOptions = {}) {
     this.#layers = layers
     this.#maxNodes = options.cacheNodes ?? DEFAULT_CACHE_NODES
     this.#maxListingEntries = options.cacheListingEntries ?? DEFAULT_CACHE_LISTING_ENTRIES
+    this.#onClose = options.onClose
   }
 
   async lookup(path: string): Promise<ViewNode | undefined> {
@@ -106,6 +110,7 @@ export class MergedView implements ImageView {
   async close(): Promise<void> {
     this.#nodes.clear()
     this.#listings.clear()
+    await this.#onClose?.()
   }
 
   async #resolve(path: string): Promise<Resolved | undefined> {

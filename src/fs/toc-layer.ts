@@ -1,5 +1,6 @@
 import { isFormatMetaEntry, type TocEntry } from '../estargz/index.js'
 import type { LayerEntry, LayerSource, NodeType } from './image-view.js'
+import { decodeXattrs, impliedDir, modtimeMs, parentOf } from './layer-entry.js'
 
 /** Reads `length` bytes of file `name` of one layer from `offset` (clipped at its end). */
 export type ReadFileFn = (name: string, offset: number, length: number) => Promise<Buffer>
@@ -65,8 +66,7 @@ export class TocLayer implements LayerSource {
 
   #link(entry: LayerEntry): void {
     if (entry.name === '') return
-    const slash = entry.name.lastIndexOf('/')
-    const parent = slash < 0 ? '' : entry.name.slice(0, slash)
+    const parent = parentOf(entry.name)
     let siblings = this.#children.get(parent)
     if (!siblings) {
       siblings = []
@@ -92,12 +92,6 @@ export class TocLayer implements LayerSource {
 }
 
 function toLayerEntry(toc: TocLikeEntry, id: number): LayerEntry {
-  const xattrs: Record<string, Buffer> = {}
-  for (const [key, value] of Object.entries(toc.xattrs ?? {})) {
-    xattrs[key] = Buffer.from(value, 'base64')
-  }
-  const mtimeMs = toc.modtime ? Date.parse(toc.modtime) : 0
-
   return {
     id,
     name: toc.name,
@@ -106,29 +100,11 @@ function toLayerEntry(toc: TocLikeEntry, id: number): LayerEntry {
     uid: toc.uid,
     gid: toc.gid,
     sizeBytes: toc.type === 'reg' ? toc.size : 0,
-    mtimeMs: Number.isFinite(mtimeMs) ? mtimeMs : 0,
+    mtimeMs: modtimeMs(toc.modtime),
     linkName: toc.linkName ?? '',
     devMajor: toc.devMajor,
     devMinor: toc.devMinor,
-    xattrs,
-    nlink: 1,
-  }
-}
-
-function impliedDir(name: string, id: number): LayerEntry {
-  return {
-    id,
-    name,
-    type: 'dir',
-    mode: 0o755,
-    uid: 0,
-    gid: 0,
-    sizeBytes: 0,
-    mtimeMs: 0,
-    linkName: '',
-    devMajor: 0,
-    devMinor: 0,
-    xattrs: {},
+    xattrs: decodeXattrs(toc.xattrs),
     nlink: 1,
   }
 }

@@ -1,0 +1,107 @@
+import type { LayerEntry, LayerSource, NodeType } from './image-view.js'
+import { decodeXattrs, impliedDir, modtimeMs, parentOf } from './layer-entry.js'
+import type { TocQueryClient } from './toc-query-client.js'
+import type { LayerSummary, WorkerTocRow } from './toc-query-worker.js'
+
+/**
+ * Reads `length` bytes of file `name` of layer `layerDigest` from `offset`, from the chunk
+ * cache or by awaiting the fetch scheduler (the image service's lazy read).
+ */
+export type LayerReadFn = (
+  layerDigest: string,
+  name: string,
+  offset: number,
+  length: number,
+) => Promise<Buffer>
+
+/** Entry ids per layer: 2^24, so 255 layers fit the 32-bit inode numbers fuse-native passes. */
+export const IDS_PER_LAYER = 1 << 24
+
+/**
+ * A `LayerSource` over the TOC rows the store recorded for one layer: lookups and listings
+ * come from SQLite through the query worker, file bytes from `read`. Only a per-layer
+ * summary (hardlink targets, implied directories) stays in the heap.
+ */
+export class StoreLayer implements LayerSource {
+  readonly contentBytes: number
+  readonly entryCount: number
+  readonly #digest: string
+  readonly #queries: TocQueryClient
+  readonly #read: LayerReadFn
+  readonly #idBase: number
+  readonly #hardlinks: Map<string, number>
+  readonly #impliedDirs: Map<string, number>
+  readonly #impliedByParent = new Map<string, string[]>()
+
+  private constructor(
+    digest: string,
+    position: number,
+    queries: TocQueryClient,
+    read: LayerReadFn,
+    summary: LayerSummary,
+  ) {
+    this.#digest = digest
+    this.#queries = queries
+    this.#read = read
+    this.#idBase = position * IDS_PER_LAYER
+    this.contentBytes = summary.contentBytes
+    this.entryCount = summary.entryCount + summary.impliedDirs.length
+    this.#hardlinks = new Map(summary.hardlinks)
+    this.#impliedDirs = new Map(summary.impliedDirs.map((name, i) => [name, IDS_PER_LAYER - 1 - i]))
+    for (const name of summary.impliedDirs) {
+      const parent = parentOf(name)
+      const list = this.#impliedByParent.get(parent) ?? []
+      list.push(name)
+      this.#impliedByParent.set(parent, list)
+    }
+  }
+
+  /** Opens layer `digest`, the `position`-th from the bottom of its image. */
+  static async open(
+    digest: string,
+    position: number,
+    queries: TocQueryClient,
+    read: LayerReadFn,
+  ): Promise<StoreLayer> {
+    return new StoreLayer(digest, position, queries, read, await queries.summary(digest))
+  }
+
+  async entry(name: string): Promise<LayerEntry | undefined> {
+    const row = await this.#queries.entry(this.#digest, name)
+    if (row) return this.#toEntry(row)
+    const impliedId = this.#impliedDirs.get(name)
+    return impliedId === undefined ? undefined : impliedDir(name, this.#idBase + impliedId)
+  }
+
+  async children(dirName: string): Promise<LayerEntry[]> {
+    const rows = await this.#queries.children(this.#digest, dirName)
+    const entries = rows.map((row) => this.#toEntry(row))
+    for (const name of this.#impliedByParent.get(dirName) ?? []) {
+      entries.push(impliedDir(name, this.#idBase + (this.#impliedDirs.get(name) ?? 0)))
+    }
+    return entries
+  }
+
+  async read(entry: LayerEntry, offset: number, length: number): Promise<Buffer> {
+    if (entry.sizeBytes === 0 || length === 0) return Buffer.alloc(0)
+    return this.#read(this.#digest, entry.name, offset, length)
+  }
+
+  #toEntry(row: WorkerTocRow): LayerEntry {
+    return {
+      id: this.#idBase + row.ord,
+      name: row.name,
+      type: row.type as NodeType | 'hardlink',
+      mode: row.mode & 0o7777,
+      uid: row.uid,
+      gid: row.gid,
+      sizeBytes: row.type === 'reg' ? row.size : 0,
+      mtimeMs: modtimeMs(row.modtime),
+      linkName: row.linkName ?? '',
+      devMajor: row.devMajor ?? 0,
+      devMinor: row.devMinor ?? 0,
+      xattrs: decodeXattrs(row.xattrs ? (JSON.parse(row.xattrs) as Record<string, string>) : null),
+      nlink: 1 + (this.#hardlinks.get(row.name) ?? 0),
+    }
+  }
+}
