@@ -1,9 +1,47 @@
-import { EdgestarError } from '../errors.js'
+import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto'
+import { EventEmitter } from 'node:events'
+import { readFileSync } from 'node:fs'
+import mqtt, {
+  type IClientOptions,
+  type IConnackPacket,
+  type IPublishPacket,
+  type MqttClient,
+} from 'mqtt'
+import { EdgestarError, redactUrl } from '../errors.js'
+import { type Logger, moduleLogger } from '../log.js'
+import { CommandHandler, type Refusal, type ResultRoute } from './command-handler.js'
+import { sampleDeviceMetrics } from './device-metrics.js'
+import { defaultDeviceId } from './machine-id.js'
 import type { MqttBridgeOptions } from './options.js'
-import type { BridgeStore, DeviceController } from './types.js'
+import { OutboxPump } from './outbox-pump.js'
+import { type OutboxLoss, OutboxWriter } from './outbox-writer.js'
+import { packageVersion } from './package-version.js'
+import { type MessageKind, type MessageSchemas, messageSchemas } from './schemas.js'
+import { loadFleetPublicKey } from './signing.js'
+import { DEFAULT_TOPIC_PREFIX, type DeviceTopics, deviceTopics } from './topics.js'
+import type {
+  BridgeStore,
+  CommandResult,
+  DeviceController,
+  DeviceEvent,
+  OutboxItem,
+} from './types.js'
 
 /** Connection state of the bridge as `state` reports it. */
 export type BridgeState = 'idle' | 'connecting' | 'online' | 'offline' | 'stopped'
+
+/** Events the bridge emits (for the agent's logs and for tests). */
+export interface MqttBridgeEvents {
+  state: [BridgeState]
+  /** A result was handed to the MQTT client. */
+  result: [CommandResult]
+}
+
+const DEFAULT_KEEPALIVE_SEC = 30
+const DEFAULT_TELEMETRY_INTERVAL_MS = 60_000
+const DEFAULT_SESSION_EXPIRY_SEC = 24 * 60 * 60
+const DEFAULT_RECONNECT_MIN_MS = 1000
+const DEFAULT_RECONNECT_MAX_MS = 60_000
 
 /**
  * The device side of the fleet link: subscribes to the device's and its groups' command
@@ -12,20 +50,406 @@ export type BridgeState = 'idle' | 'connecting' | 'online' | 'offline' | 'stoppe
  * pass through the durable outbox, so they survive a dead broker and a restart, and are
  * drained in order at a bounded rate. Nothing the agent does waits on the broker.
  */
-export class MqttBridge {
-  constructor(
-    readonly options: MqttBridgeOptions,
-    readonly controller: DeviceController,
-    readonly store: BridgeStore,
-  ) {}
+export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
+  readonly deviceId: string
+  readonly topics: DeviceTopics
+  readonly #options: MqttBridgeOptions
+  readonly #controller: DeviceController
+  readonly #prefix: string
+  readonly #groups: string[]
+  readonly #schemas: MessageSchemas
+  readonly #log: Logger
+  readonly #outbox: OutboxWriter
+  readonly #pump: OutboxPump
+  readonly #handler: CommandHandler
+  readonly #fleetKey: KeyObject | undefined
+  #client: MqttClient | undefined
+  #state: BridgeState = 'idle'
+  #reconnectAttempt = 0
+  #reconnectTimer: NodeJS.Timeout | undefined
+  #telemetryTimer: NodeJS.Timeout | undefined
+  #statusQueued = false
+  readonly #onControllerEvent = (event: DeviceEvent): void => this.#publishEvent(event)
 
-  /** Starts connecting in the background; resolves once the options are checked. */
+  /**
+   * Checks the options (throws EDGESTAR_MQTT_TOPIC_INVALID, EDGESTAR_MQTT_KEY_INVALID,
+   * EDGESTAR_MQTT_URL_INVALID) and wires the parts; connects only on `start()`.
+   */
+  constructor(options: MqttBridgeOptions, controller: DeviceController, store: BridgeStore) {
+    super()
+    this.#options = options
+    this.#controller = controller
+    this.deviceId = options.deviceId ?? defaultDeviceId()
+    this.#prefix = options.prefix ?? DEFAULT_TOPIC_PREFIX
+    this.#groups = options.groups ?? []
+    this.topics = deviceTopics(this.#prefix, this.deviceId, this.#groups)
+    checkBrokerUrl(options.url)
+    this.#schemas = messageSchemas()
+    this.#log = moduleLogger('mqtt', { broker: redactUrl(options.url), device: this.deviceId })
+    this.#fleetKey = fleetKey(options.fleetPublicKey)
+
+    this.#outbox = new OutboxWriter(store.outbox, options.outbox ?? {}, (loss) =>
+      this.#reportLoss(loss),
+    )
+    this.#pump = new OutboxPump(store.outbox, (row) => this.#publishRow(row), {
+      ...options.outbox,
+      log: this.#log,
+    })
+    this.#handler = new CommandHandler({
+      deviceId: this.deviceId,
+      prefix: this.#prefix,
+      commandTopic: this.topics.command,
+      resultTopic: this.topics.result,
+      groupByTopic: new Map(this.#groups.map((g, i) => [this.topics.groupCommands[i]!, g])),
+      controller,
+      commandLog: store.commandLog,
+      schemas: this.#schemas,
+      fleetPublicKey: this.#fleetKey,
+      publishResult: (result, route) => this.#publishResult(result, route),
+      reportRefusal: (refusal) => this.#reportRefusal(refusal),
+      publishStatus: () => this.#publishStatusNow(),
+      log: this.#log,
+    })
+  }
+
+  /** Current connection state. */
+  get state(): BridgeState {
+    return this.#state
+  }
+
+  /**
+   * Starts connecting in the background and listening to the controller's events.
+   * Resolves at once; reads the TLS files first (throws EDGESTAR_MQTT_TLS_UNREADABLE).
+   */
   async start(): Promise<void> {
-    throw new EdgestarError('EDGESTAR_NOT_IMPLEMENTED', 'MqttBridge.start is not implemented')
+    if (this.#state !== 'idle') throw new Error('MqttBridge.start called twice')
+    const clientOptions = this.#clientOptions()
+    this.#controller.events.on('event', this.#onControllerEvent)
+
+    this.#setState('connecting')
+    const client = mqtt.connect(this.#options.url, clientOptions)
+    this.#client = client
+    client.on('connect', (connack) => this.#onConnect(connack))
+    client.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet))
+    client.on('close', () => this.#onClose())
+    client.on('error', (err) => this.#log.warn({ err: errorFields(err) }, 'broker error'))
+
+    const intervalMs = this.#options.telemetryIntervalMs ?? DEFAULT_TELEMETRY_INTERVAL_MS
+    if (intervalMs > 0) {
+      this.#telemetryTimer = setInterval(() => void this.publishTelemetry(), intervalMs)
+      this.#telemetryTimer.unref()
+    }
   }
 
-  /** Publishes status offline (reason shutdown) when connected, then disconnects. */
+  /**
+   * Stops: no more commands, telemetry or reconnects; when connected, replaces the
+   * retained status with `online: false, reason: shutdown` and disconnects cleanly
+   * (the last will is not sent). Rows still in the outbox stay for the next start.
+   */
   async stop(): Promise<void> {
-    throw new EdgestarError('EDGESTAR_NOT_IMPLEMENTED', 'MqttBridge.stop is not implemented')
+    if (this.#state === 'stopped') return
+    const wasOnline = this.#state === 'online'
+    this.#setState('stopped')
+    this.#controller.events.off('event', this.#onControllerEvent)
+    clearInterval(this.#telemetryTimer)
+    clearTimeout(this.#reconnectTimer)
+    this.#pump.pause()
+
+    const client = this.#client
+    if (client === undefined) return
+    if (wasOnline) {
+      const offline = this.#offlineStatus('shutdown')
+      await client
+        .publishAsync(this.topics.status, offline, { qos: 1, retain: true })
+        .catch((err: unknown) => this.#log.warn({ err }, 'offline status not published'))
+    }
+    await client.endAsync(!wasOnline)
   }
+
+  /**
+   * Samples device metrics and the controller's fetch figures and queues one telemetry
+   * message in the outbox. Called by the timer; callable at any time.
+   */
+  async publishTelemetry(): Promise<void> {
+    try {
+      const [telemetry, system] = await Promise.all([
+        this.#controller.telemetry(),
+        sampleDeviceMetrics(this.#options.diskPath ?? '/'),
+      ])
+      const message = {
+        device: this.deviceId,
+        time: new Date().toISOString(),
+        msgId: randomUUID(),
+        ...telemetry,
+        outbox: this.#outboxFigures(),
+        system,
+      }
+      this.#enqueue('telemetry', this.topics.telemetry, message)
+    } catch (err) {
+      this.#log.warn({ err }, 'telemetry sample failed')
+    }
+  }
+
+  /** Publishes the retained status soon (coalesces bursts of changes into one message). */
+  publishStatus(): void {
+    if (this.#statusQueued) return
+    this.#statusQueued = true
+    setTimeout(() => {
+      this.#statusQueued = false
+      void this.#publishStatusNow()
+    }, 50).unref()
+  }
+
+  #clientOptions(): IClientOptions {
+    const keepaliveSec = this.#options.keepaliveSec ?? DEFAULT_KEEPALIVE_SEC
+    const protocolVersion = this.#options.protocolVersion ?? 5
+    const options: IClientOptions = {
+      clientId: `edgestar-${this.deviceId}`,
+      protocolVersion,
+      // A persistent session keeps QoS 1 commands sent while the device was away.
+      clean: false,
+      // mqtt.js gives up on a silent broker after 1.5 x keepalive; this keeps the whole
+      // detection within the configured keepalive.
+      keepalive: Math.max(1, Math.floor((keepaliveSec * 2) / 3)),
+      connectTimeout: Math.max(5, keepaliveSec) * 1000,
+      // Reconnects are ours (backoff with jitter), and so are re-subscriptions.
+      reconnectPeriod: 0,
+      resubscribe: false,
+      will: {
+        topic: this.topics.status,
+        payload: Buffer.from(this.#offlineStatus('last-will')),
+        qos: 1,
+        retain: true,
+      },
+    }
+    if (protocolVersion === 5)
+      options.properties = {
+        sessionExpiryInterval: this.#options.sessionExpirySec ?? DEFAULT_SESSION_EXPIRY_SEC,
+      }
+    if (this.#options.username !== undefined) options.username = this.#options.username
+    if (this.#options.password !== undefined) options.password = this.#options.password
+    Object.assign(options, readTls(this.#options))
+    return options
+  }
+
+  #onConnect(connack: IConnackPacket): void {
+    this.#reconnectAttempt = 0
+    this.#setState('online')
+    this.#log.info({ sessionPresent: connack.sessionPresent }, 'connected')
+
+    // Without a session (first connect, broker restart, expired session) the broker
+    // has forgotten our subscriptions.
+    if (!connack.sessionPresent) {
+      const topics = [this.topics.command, ...this.topics.groupCommands]
+      this.#client?.subscribe(topics, { qos: 1 }, (err) => {
+        if (err) this.#log.warn({ err: errorFields(err) }, 'subscribe failed')
+      })
+    }
+    void this.#publishStatusNow()
+    this.#pump.resume()
+  }
+
+  #onClose(): void {
+    if (this.#state === 'stopped') return
+    this.#pump.pause()
+    if (this.#state === 'online') this.#log.warn('disconnected')
+    this.#setState('offline')
+    this.#scheduleReconnect()
+  }
+
+  // Equal jitter: half the exponential step fixed, half random, so a fleet that lost
+  // its broker at the same moment spreads its reconnects.
+  #scheduleReconnect(): void {
+    if (this.#reconnectTimer !== undefined) return
+    const minMs = this.#options.reconnect?.minMs ?? DEFAULT_RECONNECT_MIN_MS
+    const maxMs = this.#options.reconnect?.maxMs ?? DEFAULT_RECONNECT_MAX_MS
+    const stepMs = Math.min(maxMs, minMs * 2 ** Math.min(this.#reconnectAttempt, 30))
+    const delayMs = stepMs / 2 + Math.random() * (stepMs / 2)
+    this.#reconnectAttempt += 1
+    this.#log.debug({ delayMs: Math.round(delayMs) }, 'reconnect scheduled')
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined
+      if (this.#state === 'stopped') return
+      this.#setState('connecting')
+      this.#client?.reconnect()
+    }, delayMs)
+  }
+
+  #onMessage(topic: string, payload: Buffer, packet: IPublishPacket): void {
+    if (this.#state === 'stopped') return
+    this.#handler.handle({
+      topic,
+      payload,
+      responseTopic: packet.properties?.responseTopic,
+      correlationData: packet.properties?.correlationData,
+    })
+  }
+
+  #publishResult(result: CommandResult, route: ResultRoute): void {
+    const payload = this.#serialize('result', result)
+    const properties =
+      route.correlationData === undefined ? undefined : { correlationData: route.correlationData }
+    // QoS 1 while offline: mqtt.js keeps it and sends it on reconnect. A result lost to
+    // a restart is answered again from the command log when the operator resends the id.
+    this.#client?.publish(route.topic, payload, { qos: 1, properties }, (err) => {
+      if (err) this.#log.warn({ err: errorFields(err), commandId: result.id }, 'result not sent')
+    })
+    this.emit('result', result)
+  }
+
+  async #publishStatusNow(): Promise<void> {
+    const client = this.#client
+    if (client === undefined || this.#state !== 'online') return
+    try {
+      const snapshot = await this.#controller.status()
+      const status = {
+        device: this.deviceId,
+        online: true,
+        time: new Date().toISOString(),
+        version: this.#options.version ?? packageVersion(),
+        groups: this.#groups,
+        ...snapshot,
+        outbox: this.#outboxFigures(),
+      }
+      await client.publishAsync(this.topics.status, this.#serialize('status', status), {
+        qos: 1,
+        retain: true,
+      })
+    } catch (err) {
+      this.#log.warn({ err }, 'status not published')
+    }
+  }
+
+  #publishEvent(event: DeviceEvent | Refusal | OutboxLoss, type?: string): void {
+    const message = {
+      device: this.deviceId,
+      time: new Date().toISOString(),
+      msgId: randomUUID(),
+      ...(type === undefined ? {} : { type }),
+      ...event,
+    }
+    this.#enqueue('event', this.topics.events, message)
+    if ('type' in event && event.type === 'deployment-state') this.publishStatus()
+  }
+
+  #reportRefusal(refusal: Refusal): void {
+    this.#publishEvent(refusal, 'command-refused')
+  }
+
+  #reportLoss(loss: OutboxLoss): void {
+    this.#log.warn(loss, 'outbox full, oldest messages dropped')
+    this.#publishEvent({ ...loss }, 'outbox-loss')
+  }
+
+  #enqueue(kind: 'event' | 'telemetry', topic: string, message: unknown): void {
+    try {
+      const payload = this.#serialize(kind, message)
+      this.#outbox.enqueue(kind, topic, payload)
+      if (this.#state === 'online') this.#pump.resume()
+    } catch (err) {
+      this.#log.error({ err, kind }, 'outbox enqueue failed')
+    }
+  }
+
+  #publishRow(row: OutboxItem): Promise<void> {
+    const client = this.#client
+    if (client === undefined) return Promise.reject(new Error('no MQTT client'))
+    return new Promise((resolve, reject) => {
+      client.publish(row.topic, Buffer.from(row.payload), { qos: 1 }, (err) =>
+        err ? reject(err) : resolve(),
+      )
+    })
+  }
+
+  // Outgoing messages are checked against their schema; a mismatch is a bug, logged
+  // loudly, and the message still goes out (the fleet learns more than from silence).
+  #serialize(kind: MessageKind, message: unknown): string {
+    const outcome = this.#schemas.validate(kind, message)
+    if (!outcome.ok) this.#log.error({ kind, problem: outcome.message }, 'outgoing message invalid')
+    return JSON.stringify(message)
+  }
+
+  #offlineStatus(reason: 'last-will' | 'shutdown'): string {
+    const status = { device: this.deviceId, online: false, reason, time: new Date().toISOString() }
+    return this.#serialize('status', status)
+  }
+
+  #outboxFigures(): {
+    queued: number
+    queuedBytes: number
+    droppedTelemetry: number
+    droppedEvents: number
+  } {
+    const stats = this.#outbox.stats()
+    return {
+      queued: stats.messages,
+      queuedBytes: stats.bytes,
+      droppedTelemetry: stats.droppedTelemetry,
+      droppedEvents: stats.droppedOther,
+    }
+  }
+
+  #setState(state: BridgeState): void {
+    if (this.#state === state) return
+    this.#state = state
+    this.emit('state', state)
+  }
+}
+
+function checkBrokerUrl(url: string): void {
+  let protocol: string
+  try {
+    protocol = new URL(url).protocol
+  } catch {
+    protocol = ''
+  }
+  if (['mqtt:', 'mqtts:', 'ws:', 'wss:'].includes(protocol)) return
+  throw new EdgestarError(
+    'EDGESTAR_MQTT_URL_INVALID',
+    `broker URL ${redactUrl(url)} is not usable`,
+    {
+      hint: 'give mqtt://HOST:PORT, mqtts://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH',
+    },
+  )
+}
+
+function fleetKey(key: string | KeyObject | undefined): KeyObject | undefined {
+  if (key === undefined) return undefined
+  if (typeof key === 'string') return loadFleetPublicKey(key, 'the fleet public key option')
+  return key.type === 'private' ? createPublicKey(key) : key
+}
+
+function readTls(options: MqttBridgeOptions): Partial<IClientOptions> {
+  const tls = options.tls
+  if (tls === undefined) return {}
+  const read = (path: string | undefined, what: string): Buffer | undefined => {
+    if (path === undefined) return undefined
+    try {
+      return readFileSync(path)
+    } catch (err) {
+      throw new EdgestarError(
+        'EDGESTAR_MQTT_TLS_UNREADABLE',
+        `cannot read the TLS ${what} ${path}`,
+        {
+          cause: err,
+          hint: 'check the path and that the agent may read it',
+        },
+      )
+    }
+  }
+  const result: Partial<IClientOptions> = {
+    rejectUnauthorized: tls.rejectUnauthorized ?? true,
+  }
+  const ca = read(tls.caFile, 'CA file')
+  const cert = read(tls.certFile, 'client certificate')
+  const key = read(tls.keyFile, 'client key')
+  if (ca !== undefined) result.ca = ca
+  if (cert !== undefined) result.cert = cert
+  if (key !== undefined) result.key = key
+  return result
+}
+
+function errorFields(err: unknown): { message: string; code?: unknown } {
+  if (err instanceof Error) return { message: err.message, code: (err as { code?: unknown }).code }
+  return { message: String(err) }
 }

@@ -123,16 +123,16 @@ export interface CommandResult {
 }
 
 /**
- * The durable executed-command log (H4's `store.commandLog`). `record` upserts: the
- * bridge records an `interrupted` marker before running a command and the real result
- * after, so a power cut mid-command never runs it again.
+ * The durable executed-command log (H4's `store.commandLog`): `find` returns the entry
+ * recorded for an id (its `result` is what was recorded), `record` is durable and the
+ * first record of an id wins.
  */
 export interface CommandLog {
-  find(id: string): unknown
+  find(id: string): { result: unknown } | undefined
   record(id: string, result: unknown): void
 }
 
-/** What kind of message an outbox row holds; telemetry is dropped before events. */
+/** What kind of message an outbox row holds; the store drops telemetry before events. */
 export type OutboxKind = 'event' | 'telemetry'
 
 /** One message waiting in the outbox, oldest first by `id`. */
@@ -140,25 +140,30 @@ export interface OutboxItem {
   id: number
   kind: string
   topic: string
-  payload: Buffer | string
+  payload: string
 }
 
-/** Size of the outbox. */
+/** Size of the outbox and what its bounds have cost since the state directory was made. */
 export interface OutboxStats {
-  count: number
+  messages: number
   bytes: number
+  droppedTelemetry: number
+  /** Events (and any non-telemetry row) dropped because nothing older was left. */
+  droppedOther: number
 }
 
 /**
- * The durable store-and-forward queue (H4's `store.outbox`): `enqueue` appends
- * durably, `peek` returns the oldest rows in order, `remove` deletes delivered rows.
- * Bounds are enforced by the bridge (see BoundedOutbox), not by the store.
+ * The durable store-and-forward queue (H4's `store.outbox`): `enqueue` appends durably
+ * and keeps the queue within its bounds (oldest telemetry dropped first, losses counted
+ * in `stats`); `peek` returns the oldest rows in order; `remove` deletes delivered rows.
  */
 export interface OutboxStore {
-  enqueue(kind: string, topic: string, payload: Buffer | string): unknown
+  enqueue(kind: OutboxKind, topic: string, payload: string): unknown
   peek(limit: number): OutboxItem[]
   remove(ids: readonly number[]): void
   stats(): OutboxStats
+  /** The bounds, when the store lets them be changed at run time. */
+  limits?: { maxMessages: number; maxBytes: number }
 }
 
 /** The two store parts the bridge uses (H4's Store satisfies it). */

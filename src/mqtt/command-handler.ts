@@ -1,0 +1,337 @@
+import type { KeyObject } from 'node:crypto'
+import { isEdgestarError } from '../errors.js'
+import type { Logger } from '../log.js'
+import type { MessageSchemas } from './schemas.js'
+import { checkCommandSignature } from './signing.js'
+import type {
+  CommandData,
+  CommandLog,
+  CommandResult,
+  DeploySpec,
+  DeviceController,
+  RestartPolicy,
+} from './types.js'
+
+/** One PUBLISH received on a command topic. */
+export interface IncomingCommand {
+  topic: string
+  payload: Buffer
+  /** MQTT 5 response topic and correlation data of the PUBLISH, when present. */
+  responseTopic?: string
+  correlationData?: Buffer
+}
+
+/** Where a result goes: a topic, plus the correlation data to echo (MQTT 5). */
+export interface ResultRoute {
+  topic: string
+  correlationData?: Buffer
+}
+
+/** A refused command, reported as a `command-refused` event. */
+export interface Refusal {
+  commandId: string | null
+  topic: string
+  code: string
+  message: string
+}
+
+/** What the handler needs from the bridge. */
+export interface CommandHandlerOptions {
+  deviceId: string
+  prefix: string
+  /** The device's own command topic and its default result topic. */
+  commandTopic: string
+  resultTopic: string
+  /** Group name by group command topic. */
+  groupByTopic: Map<string, string>
+  controller: DeviceController
+  commandLog: CommandLog
+  schemas: MessageSchemas
+  /** When set, commands must be signed by this key and name their target. */
+  fleetPublicKey?: KeyObject
+  publishResult: (result: CommandResult, route: ResultRoute) => void
+  reportRefusal: (refusal: Refusal) => void
+  /** Publishes the retained status now (the `status` command). */
+  publishStatus: () => Promise<void>
+  log: Logger
+  now?: () => number
+}
+
+/** A command that passed validation (schemas/command.schema.json). */
+interface ValidCommand {
+  id: string
+  type: 'deploy' | 'stop' | 'start' | 'remove' | 'bandwidth' | 'prefetch' | 'gc' | 'status'
+  expiresAt?: string
+  target?: string
+  name?: string
+  image?: string
+  command?: string[]
+  env?: Record<string, string>
+  restart?: RestartPolicy
+  capBytesPerSec?: number | null
+}
+
+const READABLE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
+
+/**
+ * Turns command PUBLISHes into controller calls and results. Checks, in order: JSON,
+ * schema, signature and target (when a fleet key is set), the command log (a known id
+ * is answered from its stored result and never run again), expiry. Mutating commands
+ * run one at a time in arrival order; `status` answers at once. Before a command runs,
+ * an `interrupted` result is recorded durably under `ID#started`, so after a power cut
+ * mid-command a redelivery is answered with it rather than running the command twice. A bad message gets an error result; nothing
+ * a message holds can throw out of `handle`.
+ */
+export class CommandHandler {
+  readonly #options: CommandHandlerOptions
+  readonly #pending = new Set<string>()
+  #queue: Promise<void> = Promise.resolve()
+
+  constructor(options: CommandHandlerOptions) {
+    this.#options = options
+  }
+
+  /** Handles one PUBLISH; returns at once, the result is published when ready. */
+  handle(incoming: IncomingCommand): void {
+    try {
+      this.#handle(incoming)
+    } catch (err) {
+      this.#options.log.error({ err, topic: incoming.topic }, 'command handling failed')
+    }
+  }
+
+  /** Resolves when every queued command has finished (for shutdown and tests). */
+  async idle(): Promise<void> {
+    await this.#queue
+  }
+
+  #handle(incoming: IncomingCommand): void {
+    const route = this.#routeFor(incoming)
+
+    // Parse and validate; a readable id is echoed even when the rest is wrong.
+    const body = parseJson(incoming.payload)
+    if (body === undefined) {
+      this.#refuse(incoming, route, null, 'EDGESTAR_MQTT_COMMAND_MALFORMED', 'payload is not JSON')
+      return
+    }
+    const id = readableId(body)
+    const validation = this.#options.schemas.validate('command', body)
+    if (!validation.ok) {
+      const message = `command does not match schemas/command.schema.json: ${validation.message}`
+      this.#refuse(incoming, route, id, 'EDGESTAR_MQTT_COMMAND_INVALID', message)
+      return
+    }
+    const command = body as ValidCommand
+
+    const authError = this.#checkAuthenticity(command, incoming.topic)
+    if (authError !== undefined) {
+      this.#refuse(incoming, route, command.id, authError.code, authError.message)
+      return
+    }
+
+    // A known id: the stored result, never a second run.
+    const stored = this.#storedResult(command.id)
+    if (stored !== undefined) {
+      this.#options.publishResult({ ...stored, duplicate: true }, route)
+      return
+    }
+    if (this.#pending.has(command.id)) return
+
+    if (this.#isExpired(command)) {
+      const result = this.#failure(command, 'EDGESTAR_MQTT_COMMAND_EXPIRED', 'command expired')
+      result.error!.message = `command ${command.id} expired at ${command.expiresAt}`
+      this.#options.commandLog.record(command.id, result)
+      this.#options.reportRefusal({
+        commandId: command.id,
+        topic: incoming.topic,
+        ...result.error!,
+      })
+      this.#options.publishResult(result, route)
+      return
+    }
+
+    this.#pending.add(command.id)
+    if (command.type === 'status') {
+      void this.#run(command, route)
+      return
+    }
+    this.#queue = this.#queue.then(() => this.#run(command, route))
+  }
+
+  #checkAuthenticity(
+    command: ValidCommand,
+    topic: string,
+  ): { code: string; message: string } | undefined {
+    const key = this.#options.fleetPublicKey
+    if (key === undefined) return this.#checkTarget(command, topic)
+
+    const verdict = checkCommandSignature(command as unknown as Record<string, unknown>, key)
+    if (verdict === 'missing')
+      return {
+        code: 'EDGESTAR_MQTT_COMMAND_UNSIGNED',
+        message: `command ${command.id} is not signed and this device requires fleet signatures`,
+      }
+    if (verdict === 'invalid')
+      return {
+        code: 'EDGESTAR_MQTT_SIGNATURE_INVALID',
+        message: `signature of command ${command.id} does not verify with the fleet key`,
+      }
+    if (command.target === undefined)
+      return {
+        code: 'EDGESTAR_MQTT_COMMAND_WRONG_TARGET',
+        message: `signed command ${command.id} names no target, so it could be replayed elsewhere`,
+      }
+    return this.#checkTarget(command, topic)
+  }
+
+  // A command names where the operator sent it; it must be where it arrived.
+  #checkTarget(
+    command: ValidCommand,
+    topic: string,
+  ): { code: string; message: string } | undefined {
+    if (command.target === undefined) return undefined
+    const group = this.#options.groupByTopic.get(topic)
+    const arrivedAt = group === undefined ? `device/${this.#options.deviceId}` : `group/${group}`
+    if (command.target === arrivedAt) return undefined
+    return {
+      code: 'EDGESTAR_MQTT_COMMAND_WRONG_TARGET',
+      message: `command ${command.id} is for ${command.target} but arrived as ${arrivedAt}`,
+    }
+  }
+
+  // The final result when the command finished; else the `interrupted` marker when it
+  // started and the device stopped before it finished.
+  #storedResult(id: string): CommandResult | undefined {
+    const log = this.#options.commandLog
+    const entry = log.find(id) ?? log.find(startedKey(id))
+    const result = entry?.result
+    return typeof result === 'object' && result !== null ? (result as CommandResult) : undefined
+  }
+
+  #isExpired(command: ValidCommand): boolean {
+    if (command.expiresAt === undefined) return false
+    const now = this.#options.now?.() ?? Date.now()
+    return Date.parse(command.expiresAt) <= now
+  }
+
+  async #run(command: ValidCommand, route: ResultRoute): Promise<void> {
+    const { commandLog, publishResult, log } = this.#options
+    commandLog.record(
+      startedKey(command.id),
+      this.#failure(
+        command,
+        'EDGESTAR_MQTT_COMMAND_INTERRUPTED',
+        `the device stopped while running command ${command.id}; its outcome is unknown`,
+      ),
+    )
+
+    let result: CommandResult
+    try {
+      const data = await this.#execute(command)
+      result = { ...data, ...this.#base(command), ok: true }
+    } catch (err) {
+      const code = isEdgestarError(err) ? err.code : 'EDGESTAR_MQTT_COMMAND_FAILED'
+      const message = err instanceof Error ? err.message : String(err)
+      if (!isEdgestarError(err)) log.error({ err, commandId: command.id }, 'command failed')
+      result = this.#failure(command, code, message)
+    }
+
+    try {
+      commandLog.record(command.id, result)
+    } catch (err) {
+      log.error({ err, commandId: command.id }, 'command result not recorded')
+    }
+    this.#pending.delete(command.id)
+    publishResult(result, route)
+  }
+
+  async #execute(command: ValidCommand): Promise<CommandData> {
+    const { controller } = this.#options
+    const name = command.name ?? ''
+    switch (command.type) {
+      case 'deploy':
+        return (await controller.deploy(deploySpec(command))) ?? {}
+      case 'stop':
+        return (await controller.stop(name)) ?? {}
+      case 'start':
+        return (await controller.start(name)) ?? {}
+      case 'remove':
+        return (await controller.remove(name)) ?? {}
+      case 'prefetch':
+        return (await controller.prefetch(name)) ?? {}
+      case 'bandwidth':
+        return (await controller.bandwidth(command.capBytesPerSec ?? null)) ?? {}
+      case 'gc':
+        return (await controller.gc()) ?? {}
+      case 'status':
+        await this.#options.publishStatus()
+        return {}
+    }
+  }
+
+  #refuse(
+    incoming: IncomingCommand,
+    route: ResultRoute,
+    id: string | null,
+    code: string,
+    message: string,
+  ): void {
+    this.#options.log.warn({ topic: incoming.topic, commandId: id, code }, 'command refused')
+    this.#options.reportRefusal({ commandId: id, topic: incoming.topic, code, message })
+    const result: CommandResult = {
+      id,
+      ok: false,
+      device: this.#options.deviceId,
+      time: new Date().toISOString(),
+      error: { code, message },
+    }
+    this.#options.publishResult(result, route)
+  }
+
+  #base(command: ValidCommand): CommandResult {
+    const time = new Date().toISOString()
+    return { id: command.id, ok: true, device: this.#options.deviceId, type: command.type, time }
+  }
+
+  #failure(command: ValidCommand, code: string, message: string): CommandResult {
+    return { ...this.#base(command), ok: false, error: { code, message } }
+  }
+
+  // An MQTT 5 response topic is honoured only under the prefix, so a command cannot
+  // make the device publish into another application's topics.
+  #routeFor(incoming: IncomingCommand): ResultRoute {
+    const topic = incoming.responseTopic ?? ''
+    const isAllowed = topic.startsWith(`${this.#options.prefix}/`) && !/[+#]/.test(topic)
+    if (!isAllowed) return { topic: this.#options.resultTopic }
+    return { topic, correlationData: incoming.correlationData }
+  }
+}
+
+// Command ids cannot hold '#', so the marker never collides with a real id. A separate
+// key, because the log keeps the first record of an id.
+function startedKey(id: string): string {
+  return `${id}#started`
+}
+
+// undefined for anything that is not JSON (JSON itself has no undefined).
+function parseJson(payload: Buffer): unknown {
+  try {
+    return JSON.parse(payload.toString('utf8')) as unknown
+  } catch {
+    return undefined
+  }
+}
+
+function readableId(body: unknown): string | null {
+  if (typeof body !== 'object' || body === null) return null
+  const id = (body as { id?: unknown }).id
+  return typeof id === 'string' && READABLE_ID.test(id) ? id : null
+}
+
+function deploySpec(command: ValidCommand): DeploySpec {
+  const spec: DeploySpec = { name: command.name!, image: command.image! }
+  if (command.command !== undefined) spec.command = command.command
+  if (command.env !== undefined) spec.env = command.env
+  if (command.restart !== undefined) spec.restart = command.restart
+  return spec
+}
