@@ -11,6 +11,7 @@ export type {
   ViewNode,
   ViewStats,
 } from './image-view.js'
+export { type LocalLayer, openLocalLayer, openLocalView } from './local-layer.js'
 export {
   MergedView,
   type MergedViewOptions,
