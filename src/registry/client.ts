@@ -1,6 +1,30 @@
+import { createHash } from 'node:crypto'
 import type { Readable } from 'node:stream'
 import { EdgestarError } from '../errors.js'
-import type { BlobReader } from './blob-reader.js'
+import { moduleLogger } from '../log.js'
+import { BlobLocation, RedirectCache } from './blob-location.js'
+import { type BlobReader, HttpBlobReader } from './blob-reader.js'
+import { streamBlob } from './blob-stream.js'
+import {
+  configPlatform,
+  type ManifestDocument,
+  parseImageConfig,
+  parseManifestDocument,
+} from './manifest.js'
+import { MANIFEST_ACCEPT } from './media-types.js'
+import { parseContentRange } from './multipart.js'
+import {
+  formatPlatform,
+  hostPlatform,
+  normalizePlatform,
+  parsePlatform,
+  platformMatches,
+} from './platform.js'
+import { type BlobSource, type PushBlobOptions, pushBlob, pushManifest } from './push.js'
+import { type PushImageInput, type PushImageResult, pushImage } from './push-image.js'
+import { parseReference, withDigest } from './reference.js'
+import { responseError } from './response-error.js'
+import { headerValue, RegistryTransport } from './transport.js'
 import type {
   Descriptor,
   ImageIndex,
@@ -12,75 +36,36 @@ import type {
   ResolvedImage,
 } from './types.js'
 
-/** A manifest or index as fetched: its digest, media type, raw bytes and parsed JSON. */
+const log = moduleLogger('registry')
+
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024
+const MAX_CONFIG_BYTES = 16 * 1024 * 1024
+const DEFAULT_COALESCE_BYTES = 4 * 1024 * 1024
+const ATTESTATION_REFERENCE_TYPE = 'vnd.docker.reference.type'
+
+/** A manifest or index as fetched: its digest, media type, raw bytes and parsed form. */
 export interface FetchedManifest {
   digest: string
   mediaType: string
   bytes: Buffer
-  manifest: ImageManifest | ImageIndex
-}
-
-/** Where a blob to push comes from: bytes in memory, or a file on disk (streamed). */
-export type BlobSource = Buffer | { path: string }
-
-/** Options of `pushBlob`. */
-export interface PushBlobOptions {
-  /** Known digest (saves hashing a file twice); verified by the registry on commit. */
-  digest?: string
-  sizeBytes?: number
-  mediaType?: string
-  /** Repositories on the same registry to try a cross-repo mount from first. */
-  mountFrom?: string[]
-}
-
-/** One layer handed to `pushImage`. */
-export interface PushLayer {
-  source: BlobSource
-  mediaType: string
-  /** sha256 of the uncompressed tar, for the config's rootfs.diff_ids. */
-  diffID: string
-  digest?: string
-  sizeBytes?: number
-  /** Manifest annotations, e.g. the TOC digest and uncompressed size. */
-  annotations?: Record<string, string>
-}
-
-/** What `pushImage` publishes: layers, then a config (given or built), then an OCI manifest. */
-export interface PushImageInput {
-  layers: PushLayer[]
-  /** A config to publish as is; its rootfs.diff_ids are replaced by the layers' diffIDs. */
-  config?: Partial<import('./types.js').ImageConfig>
-  /** Platform for a config built from scratch. Default: the machine's own. */
-  platform?: Platform
-  annotations?: Record<string, string>
-  mountFrom?: string[]
-}
-
-/** What was published by `pushImage`. */
-export interface PushImageResult {
-  reference: ImageReference
-  manifestDigest: string
-  manifestSize: number
-  configDigest: string
-  layers: Descriptor[]
-  platform: Platform
-}
-
-function notImplemented(what: string): never {
-  throw new EdgestarError('EDGESTAR_NOT_IMPLEMENTED', `registry: ${what} is not implemented yet`)
+  document: ManifestDocument
 }
 
 /**
- * A client for one or many OCI registries (distribution API v2) over pooled keep-alive
- * connections (undici). It handles auth (anonymous bearer, basic, Docker config.json),
- * retries with backoff, redirects, and counts every byte and request it makes.
+ * A client for OCI registries (distribution API v2) over pooled keep-alive connections
+ * (undici). It handles auth (anonymous bearer, basic, Docker config.json), retries with
+ * backoff, redirects (cached per blob), and counts every byte and request it makes.
  * Close it when done to release sockets.
  */
 export class RegistryClient {
   readonly options: RegistryClientOptions
+  private readonly transport: RegistryTransport
+  private readonly redirects = new RedirectCache()
+  private readonly noMultiRange = new Set<string>()
 
   constructor(options: RegistryClientOptions = {}) {
     this.options = options
+    this.transport = new RegistryTransport(options)
   }
 
   /**
@@ -91,24 +76,138 @@ export class RegistryClient {
    * EDGESTAR_REGISTRY_BAD_MANIFEST, EDGESTAR_REGISTRY_UNREACHABLE.
    */
   async resolve(
-    _ref: string | ImageReference,
-    _options: { platform?: Platform | string } = {},
+    input: string | ImageReference,
+    options: { platform?: Platform | string } = {},
   ): Promise<ResolvedImage> {
-    return notImplemented('resolve')
+    const ref = toReference(input)
+    const explicit = options.platform !== undefined
+    const wanted =
+      typeof options.platform === 'string'
+        ? parsePlatform(options.platform)
+        : normalizePlatform(options.platform ?? hostPlatform())
+
+    const top = await this.fetchManifest(ref)
+    let manifestDigest = top.digest
+    let manifest: ImageManifest
+    let indexDigest: string | undefined
+    if (top.document.kind === 'index') {
+      indexDigest = top.digest
+      const chosen = pickPlatform(top.document.index, wanted, ref)
+      const child = await this.fetchManifest(withDigest(ref, chosen.digest))
+      if (child.document.kind !== 'manifest')
+        throw new EdgestarError(
+          'EDGESTAR_REGISTRY_BAD_MANIFEST',
+          `${ref.name}: the entry for ${formatPlatform(wanted)} is itself an index`,
+        )
+      manifest = child.document.manifest
+      manifestDigest = child.digest
+    } else {
+      manifest = top.document.manifest
+    }
+
+    const configBytes = await this.fetchBlob(ref, manifest.config.digest, MAX_CONFIG_BYTES)
+    const config = parseImageConfig(configBytes, ref.name)
+    const platform = configPlatform(config)
+    if (indexDigest === undefined && !platformMatches(platform, wanted)) {
+      if (explicit) throw noPlatform(ref, wanted, [platform])
+      log.warn(
+        {
+          image: ref.name,
+          image_platform: formatPlatform(platform),
+          device: formatPlatform(wanted),
+        },
+        'image platform differs from device',
+      )
+    }
+
+    const diffIds = config.rootfs.diff_ids
+    if (diffIds.length !== manifest.layers.length) {
+      throw new EdgestarError(
+        'EDGESTAR_REGISTRY_BAD_MANIFEST',
+        `${ref.name}: the manifest lists ${manifest.layers.length} layers but the config ${diffIds.length} diffIDs`,
+      )
+    }
+    const layers = manifest.layers.map((layer, i) => ({
+      digest: layer.digest,
+      size: layer.size,
+      mediaType: layer.mediaType,
+      annotations: { ...layer.annotations },
+      diffID: diffIds[i] as string,
+      ...(layer.urls ? { urls: layer.urls } : {}),
+    }))
+    const result: ResolvedImage = {
+      reference: ref,
+      manifestDigest,
+      manifest,
+      configDigest: manifest.config.digest,
+      config,
+      platform,
+      layers,
+    }
+    if (indexDigest !== undefined) result.indexDigest = indexDigest
+    return result
   }
 
-  /** Fetches a manifest or index by tag or digest, verifying the digest when pinned. */
-  async fetchManifest(_ref: string | ImageReference): Promise<FetchedManifest> {
-    return notImplemented('fetchManifest')
+  /**
+   * Fetches a manifest or index by tag or digest. With a digest in the reference, the
+   * bytes must hash to it (else EDGESTAR_REGISTRY_DIGEST_MISMATCH).
+   */
+  async fetchManifest(input: string | ImageReference): Promise<FetchedManifest> {
+    const ref = toReference(input)
+    const target = ref.digest ?? ref.tag ?? 'latest'
+    const res = await this.transport.send({
+      registry: ref.registry,
+      url: `${this.transport.baseUrl(ref.registry)}/v2/${ref.repository}/manifests/${target}`,
+      method: 'GET',
+      scopes: [`repository:${ref.repository}:pull`],
+      headers: { accept: MANIFEST_ACCEPT },
+    })
+    if (res.status !== 200)
+      throw await responseError(this.transport, res, `manifest of ${ref.name}`)
+    const bytes = await this.transport.readAll(res, MAX_MANIFEST_BYTES)
+
+    const digest = `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+    const claimed = headerValue(res.headers, 'docker-content-digest')
+    const expected = ref.digest ?? (claimed?.startsWith('sha256:') ? claimed : undefined)
+    if (expected !== undefined && expected !== digest) {
+      throw new EdgestarError(
+        'EDGESTAR_REGISTRY_DIGEST_MISMATCH',
+        `manifest of ${ref.name} hashed to ${digest}, expected ${expected}`,
+        {
+          hint: 'the registry or something on the way served a different manifest',
+        },
+      )
+    }
+    const document = parseManifestDocument(
+      bytes,
+      headerValue(res.headers, 'content-type'),
+      ref.name,
+    )
+    return { digest, mediaType: document.mediaType, bytes, document }
   }
 
   /** Fetches a small blob (a config) whole and verifies its digest. */
   async fetchBlob(
-    _ref: string | ImageReference,
-    _digest: string,
-    _maxBytes?: number,
+    input: string | ImageReference,
+    digest: string,
+    maxBytes = MAX_CONFIG_BYTES,
   ): Promise<Buffer> {
-    return notImplemented('fetchBlob')
+    const ref = toReference(input)
+    const stream = streamBlob(this.transport, this.location(ref, digest))
+    const parts: Buffer[] = []
+    let total = 0
+    for await (const chunk of stream) {
+      total += (chunk as Buffer).length
+      if (total > maxBytes) {
+        stream.destroy()
+        throw new EdgestarError(
+          'EDGESTAR_REGISTRY_BAD_RESPONSE',
+          `blob ${digest} of ${ref.name} is larger than ${maxBytes} bytes`,
+        )
+      }
+      parts.push(chunk as Buffer)
+    }
+    return Buffer.concat(parts, total)
   }
 
   /**
@@ -116,52 +215,132 @@ export class RegistryClient {
    * received; the stream errors with EDGESTAR_REGISTRY_DIGEST_MISMATCH at its end when
    * the bytes do not hash to `digest`.
    */
-  async blobStream(
-    _ref: string | ImageReference,
-    _digest: string,
-    _sizeBytes?: number,
-  ): Promise<Readable> {
-    return notImplemented('blobStream')
+  blobStream(input: string | ImageReference, digest: string, sizeBytes?: number): Readable {
+    return streamBlob(this.transport, this.location(toReference(input), digest), sizeBytes)
   }
 
   /**
    * A random-access reader over one blob by HTTP Range (see BlobReader), for H1's
    * `openLayer` and the fetch scheduler. Cheap: no request is made until a read.
    */
-  blobReader(_ref: string | ImageReference, _digest: string, _sizeBytes: number): BlobReader {
-    return notImplemented('blobReader')
-  }
-
-  /** Bytes received and requests sent by this client so far. */
-  stats(): RegistryStats {
-    return notImplemented('stats')
+  blobReader(input: string | ImageReference, digest: string, sizeBytes: number): BlobReader {
+    return new HttpBlobReader(
+      this.transport,
+      this.location(toReference(input), digest),
+      sizeBytes,
+      {
+        maxCoalesceBytes: this.options.maxCoalesceBytes ?? DEFAULT_COALESCE_BYTES,
+        maxCoalesceGapBytes: this.options.maxCoalesceGapBytes ?? 0,
+        maxRangesPerRequest: this.options.maxRangesPerRequest ?? 1,
+        noMultiRange: this.noMultiRange,
+      },
+    )
   }
 
   /**
-   * Pushes a blob unless the registry has it (HEAD), trying a cross-repo mount first,
-   * then a monolithic or chunked upload. Returns its descriptor.
+   * The size of a blob, or undefined when the registry does not have it. Uses HEAD; a
+   * redirect target that refuses HEAD (signed GET-only URLs) is asked with a 1-byte GET.
    */
-  async pushBlob(
-    _ref: string | ImageReference,
-    _source: BlobSource,
-    _options: PushBlobOptions = {},
-  ): Promise<Descriptor> {
-    return notImplemented('pushBlob')
+  async statBlob(input: string | ImageReference, digest: string): Promise<number | undefined> {
+    const location = this.location(toReference(input), digest)
+    const head = await location.send('HEAD', {})
+    await this.transport.discard(head)
+    if (head.status === 200) {
+      const length = headerValue(head.headers, 'content-length')
+      if (length !== undefined) return Number(length)
+    }
+    if (head.status === 404 && !head.redirected) return undefined
+    if (head.status === 401 && !head.redirected)
+      throw await responseError(this.transport, head, `blob ${digest}`)
+
+    const get = await location.send('GET', { range: 'bytes=0-0', 'accept-encoding': 'identity' })
+    const range = parseContentRange(headerValue(get.headers, 'content-range'))
+    const length = headerValue(get.headers, 'content-length')
+    if (get.status === 404) {
+      await this.transport.discard(get)
+      return undefined
+    }
+    if (get.status !== 200 && get.status !== 206)
+      throw await responseError(this.transport, get, `blob ${digest}`)
+    get.body.destroy()
+    if (get.status === 206 && range?.total !== undefined) return range.total
+    return length === undefined ? undefined : Number(length)
   }
 
-  /** Pushes a manifest or index under the reference's tag (or its digest); returns its digest. */
+  /** Bytes received and requests sent by this client so far (a snapshot). */
+  stats(): RegistryStats {
+    return { ...this.transport.stats }
+  }
+
+  /** Pushes a blob unless present (HEAD), by cross-repo mount or upload; returns its descriptor. */
+  async pushBlob(
+    input: string | ImageReference,
+    source: BlobSource,
+    options: PushBlobOptions = {},
+  ): Promise<Descriptor> {
+    const chunkBytes = options.chunkBytes ?? this.options.uploadChunkBytes
+    return pushBlob(this.transport, toReference(input), source, { ...options, chunkBytes })
+  }
+
+  /** Pushes a manifest or index under the reference's tag (or its digest). */
   async pushManifest(
-    _ref: string | ImageReference,
-    _manifest: ImageManifest | ImageIndex,
+    input: string | ImageReference,
+    document: ImageManifest | ImageIndex,
   ): Promise<{ digest: string; sizeBytes: number; mediaType: string }> {
-    return notImplemented('pushManifest')
+    return pushManifest(this.transport, toReference(input), document)
   }
 
   /** Publishes an image: its layers, a config with their diffIDs, and an OCI manifest. */
-  async pushImage(_ref: string | ImageReference, _input: PushImageInput): Promise<PushImageResult> {
-    return notImplemented('pushImage')
+  async pushImage(input: string | ImageReference, image: PushImageInput): Promise<PushImageResult> {
+    const uploadChunkBytes = image.uploadChunkBytes ?? this.options.uploadChunkBytes
+    return pushImage(this.transport, toReference(input), { ...image, uploadChunkBytes })
   }
 
   /** Closes every pooled connection. */
-  async close(): Promise<void> {}
+  async close(): Promise<void> {
+    await this.transport.close()
+  }
+
+  private location(ref: ImageReference, digest: string): BlobLocation {
+    return new BlobLocation(this.transport, ref, digest, this.redirects)
+  }
+}
+
+function toReference(input: string | ImageReference): ImageReference {
+  return typeof input === 'string' ? parseReference(input) : input
+}
+
+/** The index entry for `wanted`; arm/v7 falls back to v6 and v5 as Docker does. */
+function pickPlatform(index: ImageIndex, wanted: Platform, ref: ImageReference): Descriptor {
+  const runnable = index.manifests.filter(
+    (d) => d.platform && d.annotations?.[ATTESTATION_REFERENCE_TYPE] === undefined,
+  )
+  const exact = runnable.find((d) => platformMatches(d.platform as Platform, wanted))
+  if (exact) return exact
+
+  if (wanted.architecture === 'arm' && wanted.variant !== undefined) {
+    const order = ['v8', 'v7', 'v6', 'v5']
+    for (const variant of order.slice(order.indexOf(wanted.variant) + 1)) {
+      const fallback = runnable.find((d) =>
+        platformMatches(d.platform as Platform, { ...wanted, variant }),
+      )
+      if (fallback) return fallback
+    }
+  }
+  throw noPlatform(
+    ref,
+    wanted,
+    runnable.map((d) => d.platform as Platform),
+  )
+}
+
+function noPlatform(ref: ImageReference, wanted: Platform, available: Platform[]): EdgestarError {
+  const list = available.length > 0 ? available.map(formatPlatform).join(', ') : 'none'
+  return new EdgestarError(
+    'EDGESTAR_REGISTRY_NO_PLATFORM',
+    `${ref.name} has no manifest for platform ${formatPlatform(wanted)} (available: ${list})`,
+    {
+      hint: 'pick one of the available platforms with --platform, or build the image for this device',
+    },
+  )
 }

@@ -3,15 +3,8 @@
  * push), platforms and the layer-verification verdict. Other folders import only this.
  */
 export type { BlobReader } from './blob-reader.js'
-export {
-  type BlobSource,
-  type FetchedManifest,
-  type PushBlobOptions,
-  type PushImageInput,
-  type PushImageResult,
-  type PushLayer,
-  RegistryClient,
-} from './client.js'
+export { type FetchedManifest, RegistryClient } from './client.js'
+export { DockerConfigCredentials, defaultDockerConfigPath } from './docker-config.js'
 export {
   classifyLayer,
   type LayerAnnotations,
@@ -21,6 +14,7 @@ export {
   ZSTD_CHUNKED_MANIFEST_POSITION_ANNOTATION,
   type ZstdChunkedPosition,
 } from './layer-verification.js'
+export * as mediaTypes from './media-types.js'
 export {
   formatPlatform,
   hostPlatform,
@@ -28,6 +22,13 @@ export {
   parsePlatform,
   platformMatches,
 } from './platform.js'
+export type { BlobSource, PushBlobOptions } from './push.js'
+export {
+  buildConfig,
+  type PushImageInput,
+  type PushImageResult,
+  type PushLayer,
+} from './push-image.js'
 export {
   DOCKER_HUB_REGISTRY,
   isPlainHttp,
