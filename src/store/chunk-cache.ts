@@ -76,8 +76,9 @@ export class ChunkCache {
   /**
    * Stores a verified chunk object durably and marks it present. The caller has already
    * verified `data` (the cache never stores unverified chunk data for lazy layers).
+   * `alsoInCommit` runs inside the same durable transaction (unit bookkeeping).
    */
-  async write(key: string, data: Buffer): Promise<void> {
+  async write(key: string, data: Buffer, alsoInCommit?: () => void): Promise<void> {
     const path = this.pathOf(key)
     await mkdir(join(path, '..'), { recursive: true })
     await mkdir(this.tmpDir, { recursive: true })
@@ -94,14 +95,15 @@ export class ChunkCache {
     await syncDir(join(path, '..'))
 
     const now = Date.now()
-    this.durably(() =>
+    this.durably(() => {
       this.db
         .prepare(
           `INSERT INTO chunks (key, size_bytes, state, last_used_at) VALUES (?, ?, 'present', ?)
            ON CONFLICT(key) DO UPDATE SET size_bytes = excluded.size_bytes, state = 'present', last_used_at = excluded.last_used_at`,
         )
-        .run(key, data.length, now),
-    )
+        .run(key, data.length, now)
+      alsoInCommit?.()
+    })
   }
 
   /**

@@ -46,7 +46,9 @@ export class LayerRecords {
   constructor(private readonly db: Database) {
     this.missingUnitsStmt = db.prepare(
       `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
-       WHERE u.layer_digest = ? AND (c.state IS NULL OR c.state != 'present') AND u.kind IN (?, ?)
+       WHERE u.layer_digest = ? AND u.kind IN ('chunk', ?)
+         AND (c.state IS NULL OR c.state != 'present'
+              OR (? AND u.kind = 'chunk' AND u.member_bytes IS NULL))
        ORDER BY u.rank, u.offset LIMIT ?`,
     )
   }
@@ -258,30 +260,77 @@ export class LayerRecords {
 
   /**
    * Up to `limit` units not yet present, in background order (prefetch set first, then
-   * file order); gap units only when `includeGaps`.
+   * file order). With `forDiffID`, also gap units and chunk units whose decoded tail (the
+   * tar padding and headers after the chunk) is still unknown: what a diffID check needs.
    */
-  missingUnits(layerDigest: string, limit: number, includeGaps = false): UnitRow[] {
+  missingUnits(layerDigest: string, limit: number, forDiffID = false): UnitRow[] {
     const rows = this.missingUnitsStmt.all(
       layerDigest,
-      'chunk',
-      includeGaps ? 'gap' : 'chunk',
+      forDiffID ? 'gap' : 'chunk',
+      forDiffID ? 1 : 0,
       limit,
     ) as RawUnit[]
     return rows.map(toUnitRow)
   }
 
-  /** Records what a fetch learned about a unit (its decoded size). */
-  setUnitMemberBytes(
+  /** The chunk extents a unit holds (one, or several when the writer packed them). */
+  unitExtents(layerDigest: string, unitOffset: number): ChunkExtentInput[] {
+    const rows = this.db
+      .prepare(
+        `SELECT lc.entry_name, lc.chunk_offset, lc.chunk_size, lc.inner_offset, lc.chunk_digest, u.size_bytes
+         FROM layer_chunks lc JOIN layer_units u ON u.layer_digest = lc.layer_digest AND u.offset = lc.unit_offset
+         WHERE lc.layer_digest = ? AND lc.unit_offset = ? ORDER BY lc.inner_offset`,
+      )
+      .all(layerDigest, unitOffset) as {
+      entry_name: string
+      chunk_offset: number
+      chunk_size: number
+      inner_offset: number
+      chunk_digest: string | null
+      size_bytes: number
+    }[]
+    return rows.map((row) => ({
+      entryName: row.entry_name,
+      chunkOffset: row.chunk_offset,
+      chunkSize: row.chunk_size,
+      compressedOffset: unitOffset,
+      compressedSize: row.size_bytes,
+      innerOffset: row.inner_offset,
+      chunkDigest: row.chunk_digest,
+    }))
+  }
+
+  /**
+   * Records what a fetch learned about a unit: its decoded size, the stored object's
+   * size, and for single-chunk objects the decoded bytes after the chunk (needed only to
+   * rebuild the layer's tar stream for its diffID). Call inside the chunk's commit.
+   */
+  setUnitDecoded(
     layerDigest: string,
     offset: number,
-    memberBytes: number,
-    dataBytes: number,
+    decoded: { memberBytes: number; dataBytes: number; tail: Buffer | null },
   ): void {
     this.db
       .prepare(
-        'UPDATE layer_units SET member_bytes = ?, data_bytes = ? WHERE layer_digest = ? AND offset = ?',
+        'UPDATE layer_units SET member_bytes = ?, data_bytes = ?, tail = ? WHERE layer_digest = ? AND offset = ?',
       )
-      .run(memberBytes, dataBytes, layerDigest, offset)
+      .run(decoded.memberBytes, decoded.dataBytes, decoded.tail, layerDigest, offset)
+  }
+
+  /** The decoded tail of a single-chunk unit (empty when none), or null when unknown. */
+  unitTail(layerDigest: string, offset: number): Buffer | null {
+    const row = this.db
+      .prepare('SELECT tail, member_bytes FROM layer_units WHERE layer_digest = ? AND offset = ?')
+      .get(layerDigest, offset) as { tail: Buffer | null; member_bytes: number | null } | undefined
+    if (row === undefined || row.member_bytes === null) return null
+    return row.tail ?? Buffer.alloc(0)
+  }
+
+  /** Forgets what fetches learned about a layer's units, so they are fetched again. */
+  resetUnitsDecoded(layerDigest: string): void {
+    this.db
+      .prepare('UPDATE layer_units SET member_bytes = NULL, tail = NULL WHERE layer_digest = ?')
+      .run(layerDigest)
   }
 
   /** Bytes of the blob present versus total; `chunksOnly` leaves gap units out. */

@@ -67,6 +67,7 @@ export const MIGRATIONS: readonly string[] = [
     object_from INTEGER NOT NULL,
     data_bytes INTEGER NOT NULL,
     member_bytes INTEGER,
+    tail BLOB,
     rank INTEGER NOT NULL,
     chunk_digest TEXT,
     PRIMARY KEY (layer_digest, offset)

@@ -1,0 +1,694 @@
+import { EventEmitter } from 'node:events'
+import { appendFileSync } from 'node:fs'
+import { EdgestarError, isEdgestarError } from '../errors.js'
+import type { LayerFormat } from '../estargz/index.js'
+import { moduleLogger } from '../log.js'
+import type { BlobReader } from '../registry/index.js'
+import type { LayerRow, Store, UnitRow } from '../store/index.js'
+import { computeDiffID } from './layer-verifier.js'
+import { type LinkChange, LinkMonitor, type LinkState } from './link-state.js'
+import { type Clock, TokenBucket } from './token-bucket.js'
+import { decodeUnit } from './unit-decoder.js'
+
+/** Why a chunk is wanted; lower runs first. */
+export type FetchPriority = 'demand' | 'prefetch' | 'background'
+
+const PRIORITY_RANK: Record<FetchPriority, number> = { demand: 0, prefetch: 1, background: 2 }
+
+/** What the scheduler needs from the registry client (RegistryClient satisfies it). */
+export interface BlobReaderSource {
+  blobReader(ref: string, digest: string, sizeBytes: number): BlobReader
+}
+
+/** Options of a FetchScheduler. */
+export interface FetchSchedulerOptions {
+  store: Store
+  registry: BlobReaderSource
+  /** Requests in flight at most; one slot is always kept free of background work. Default 4. */
+  concurrency?: number
+  /** Background cap in bytes per second, 0 = none (the default). */
+  backgroundRateBytesPerSec?: number
+  /** How long a read of a missing chunk waits for an offline link, in ms. Default 30 000. */
+  offlineWaitMs?: number
+  /** Time between probes of an offline registry, in ms. Default 1 000. */
+  probeIntervalMs?: number
+  /** Units coalesced into one batch of ranges up to this many bytes. Default 4 MiB. */
+  maxBatchBytes?: number
+  /** Appends `LAYER OFFSET KEY` per unit requested to this file (tests; EDGESTAR_FETCH_TRACE). */
+  tracePath?: string
+  clock?: Clock
+}
+
+/** Counters of a scheduler since it was made. */
+export interface FetchStats {
+  demandBytes: number
+  prefetchBytes: number
+  backgroundBytes: number
+  units: number
+  batches: number
+  integrityRetries: number
+  integrityFailures: number
+  linkState: LinkState
+  backgroundRateBytesPerSec: number
+  queued: number
+  running: number
+}
+
+interface Waiter {
+  resolve: () => void
+  reject: (err: unknown) => void
+  priority: FetchPriority
+  timer?: NodeJS.Timeout
+}
+
+interface Job {
+  id: string
+  layerDigest: string
+  offset: number
+  priority: FetchPriority
+  waiters: Set<Waiter>
+  isRunning: boolean
+  isRetry: boolean
+}
+
+const log = moduleLogger('fetch')
+
+/**
+ * One per process: fetches fetch units (see store's UnitRow) of layers into the chunk
+ * cache. Demand reads run before the prefetch set, which runs before the background
+ * trickle; a demand for a unit already queued as background promotes it, and requests
+ * for one unit are merged. Units of one layer picked together go out as one `readRanges`
+ * call, which the registry coalesces. Only background work is held to the token bucket;
+ * one request slot is kept free of it so a demand read never waits behind the trickle.
+ * Every unit is decoded and verified before it is stored; a corrupt one is fetched once
+ * more, then fails with EDGESTAR_FETCH_INTEGRITY and nothing is stored.
+ * Emits `link` (LinkChange), `unit` ({layerDigest, offset, priority, bytes}) and
+ * `layer-complete` (layerDigest) when the background fetch has every unit of a layer.
+ */
+export class FetchScheduler extends EventEmitter {
+  readonly store: Store
+  private readonly registry: BlobReaderSource
+  private readonly concurrency: number
+  private readonly offlineWaitMs: number
+  private readonly probeIntervalMs: number
+  private readonly maxBatchBytes: number
+  private readonly tracePath: string | undefined
+  private readonly bucket: TokenBucket
+  private readonly link = new LinkMonitor()
+  private readonly jobs = new Map<string, Job>()
+  private readonly readers = new Map<string, BlobReader>()
+  private readonly layerRows = new Map<string, LayerRow>()
+  private readonly wholeChecks = new Map<string, Promise<void>>()
+  private running = 0
+  private bucketTimer: NodeJS.Timeout | undefined
+  private probeTimer: NodeJS.Timeout | undefined
+  private backgroundLayers: { digest: string; forDiffID: boolean }[] = []
+  private isBackgroundEnabled = true
+  private isClosed = false
+  private readonly counters = {
+    demandBytes: 0,
+    prefetchBytes: 0,
+    backgroundBytes: 0,
+    units: 0,
+    batches: 0,
+    integrityRetries: 0,
+    integrityFailures: 0,
+  }
+
+  constructor(options: FetchSchedulerOptions) {
+    super()
+    this.store = options.store
+    this.registry = options.registry
+    this.concurrency = Math.max(1, options.concurrency ?? 4)
+    this.offlineWaitMs = options.offlineWaitMs ?? 30_000
+    this.probeIntervalMs = options.probeIntervalMs ?? 1_000
+    this.maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024
+    this.tracePath = options.tracePath ?? process.env.EDGESTAR_FETCH_TRACE
+    this.bucket = new TokenBucket(options.backgroundRateBytesPerSec ?? 0, options.clock)
+    this.link.on('change', (change) => this.onLinkChange(change))
+  }
+
+  /** The link to the registry as last seen. */
+  get linkState(): LinkState {
+    return this.link.state
+  }
+
+  /** Changes the background cap at run time (bytes per second, 0 = none). */
+  setBandwidth(rateBytesPerSec: number): void {
+    if (!Number.isFinite(rateBytesPerSec) || rateBytesPerSec < 0)
+      throw new EdgestarError(
+        'EDGESTAR_FETCH_BAD_RATE',
+        `bandwidth must be a byte rate >= 0, got ${rateBytesPerSec}`,
+      )
+    this.bucket.setRate(rateBytesPerSec)
+    log.info({ rateBytesPerSec }, 'bandwidth changed')
+    this.dispatch()
+  }
+
+  /** The background cap in bytes per second (0 = none). */
+  get bandwidth(): number {
+    return this.bucket.rateBytesPerSec
+  }
+
+  /** Turns the background trickle on or off (demand and prefetch are unaffected). */
+  setBackgroundEnabled(isEnabled: boolean): void {
+    this.isBackgroundEnabled = isEnabled
+    this.dispatch()
+  }
+
+  /** Counters and queue sizes. */
+  stats(): FetchStats {
+    let queued = 0
+    for (const job of this.jobs.values()) if (!job.isRunning) queued++
+    return {
+      ...this.counters,
+      linkState: this.link.state,
+      backgroundRateBytesPerSec: this.bucket.rateBytesPerSec,
+      queued,
+      running: this.running,
+    }
+  }
+
+  /**
+   * Resolves once unit `offset` of layer `layerDigest` is in the cache. A demand or
+   * prefetch wait fails with EDGESTAR_FETCH_OFFLINE once the link has been offline for
+   * `offlineWaitMs`; EDGESTAR_FETCH_INTEGRITY when the unit failed verification twice.
+   */
+  ensureUnit(
+    layerDigest: string,
+    offset: number,
+    priority: FetchPriority,
+    needTail = false,
+  ): Promise<void> {
+    const unit = this.store.layers.unit(layerDigest, offset)
+    if (unit === undefined)
+      return Promise.reject(new Error(`no unit at ${offset} in layer ${layerDigest}`))
+    if (unit.isPresent && !(needTail && unit.kind === 'chunk' && unit.memberBytes === null))
+      return Promise.resolve()
+
+    return new Promise<void>((resolve, reject) => {
+      const job = this.jobFor(layerDigest, offset, priority)
+      const waiter: Waiter = { resolve, reject, priority }
+      job.waiters.add(waiter)
+      if (this.link.state === 'offline') this.armOfflineTimer(job, waiter)
+      this.dispatch()
+    })
+  }
+
+  /**
+   * Reads `length` bytes of regular file `name` of a layer from `offset` (fewer at end of
+   * file), fetching the units it needs at `priority`. Hardlinks are the caller's to
+   * resolve. A layer that must be verified whole is fetched and checked first.
+   */
+  async readEntryRange(
+    layerDigest: string,
+    name: string,
+    offset: number,
+    length: number,
+    priority: FetchPriority = 'demand',
+  ): Promise<Buffer> {
+    const layer = this.layer(layerDigest)
+    if (layer.verification === 'whole' && layer.state !== 'verified')
+      await this.verifyWhole(layerDigest, priority)
+
+    for (let attempt = 0; ; attempt++) {
+      const refs = this.store.toc.chunks(layerDigest, name, offset, length)
+      await Promise.all(
+        refs
+          .filter((ref) => !ref.isPresent)
+          .map((ref) => this.ensureUnit(layerDigest, ref.unitOffset, priority)),
+      )
+      try {
+        return await this.assemble(refs, offset, length)
+      } catch (err) {
+        // Evicted between the wait and the read: fetch again, once.
+        if (attempt > 0 || !isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING')) throw err
+      }
+    }
+  }
+
+  /**
+   * Queues the background fetch of `layers` in the given order (each layer: the prefetch
+   * set, then file order). With `forDiffID`, gap units and unit tails are fetched too, so
+   * the layer can be checked against its diffID (a full pull).
+   */
+  startBackground(layers: readonly string[], options: { forDiffID?: boolean } = {}): void {
+    for (const digest of layers) {
+      if (this.backgroundLayers.some((entry) => entry.digest === digest)) continue
+      this.backgroundLayers.push({ digest, forDiffID: options.forDiffID ?? false })
+    }
+    this.dispatch()
+  }
+
+  /** Queues the prefetch set (units before the prefetch landmark) of a layer. */
+  prefetch(layerDigest: string): Promise<void> {
+    const units = this.store.layers.units(layerDigest).filter((u) => u.rank === 0 && !u.isPresent)
+    return Promise.all(units.map((u) => this.ensureUnit(layerDigest, u.offset, 'prefetch'))).then(
+      () => undefined,
+    )
+  }
+
+  /** Resolves when nothing is queued or running and every background layer is done. */
+  async whenIdle(): Promise<void> {
+    while (this.jobs.size > 0 || this.backgroundLayers.length > 0) {
+      if (this.isClosed) return
+      await new Promise((resolve) => setTimeout(resolve, 50))
+    }
+  }
+
+  /** Stops timers and fails every waiter with EDGESTAR_FETCH_CLOSED. */
+  close(): void {
+    this.isClosed = true
+    clearTimeout(this.bucketTimer)
+    clearTimeout(this.probeTimer)
+    const err = new EdgestarError('EDGESTAR_FETCH_CLOSED', 'the fetch scheduler was closed')
+    for (const job of this.jobs.values()) this.settle(job, err)
+    this.jobs.clear()
+    this.backgroundLayers = []
+  }
+
+  private layer(layerDigest: string): LayerRow {
+    const cached = this.layerRows.get(layerDigest)
+    if (cached !== undefined && cached.state === 'verified') return cached
+    const row = this.store.layers.get(layerDigest)
+    if (row === undefined)
+      throw new EdgestarError(
+        'EDGESTAR_STORE_UNKNOWN_LAYER',
+        `layer ${layerDigest} is not in the store`,
+      )
+    this.layerRows.set(layerDigest, row)
+    return row
+  }
+
+  private jobFor(layerDigest: string, offset: number, priority: FetchPriority): Job {
+    const id = `${layerDigest}@${offset}`
+    const existing = this.jobs.get(id)
+    if (existing !== undefined) {
+      if (PRIORITY_RANK[priority] < PRIORITY_RANK[existing.priority]) existing.priority = priority
+      return existing
+    }
+    const job: Job = {
+      id,
+      layerDigest,
+      offset,
+      priority,
+      waiters: new Set(),
+      isRunning: false,
+      isRetry: false,
+    }
+    this.jobs.set(id, job)
+    return job
+  }
+
+  private async assemble(
+    refs: ReturnType<Store['toc']['chunks']>,
+    offset: number,
+    length: number,
+  ): Promise<Buffer> {
+    const parts: Buffer[] = []
+    for (const ref of refs) {
+      const from = Math.max(offset, ref.chunkOffset)
+      const to = Math.min(offset + length, ref.chunkOffset + ref.chunkSize)
+      if (to <= from) continue
+      parts.push(
+        await this.store.chunks.read(
+          ref.chunkKey,
+          ref.objectOffset + (from - ref.chunkOffset),
+          to - from,
+        ),
+      )
+      this.store.chunks.touch(ref.chunkKey)
+    }
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
+  }
+
+  // The dispatcher: start batches while slots are free, best priority first.
+  private dispatch(): void {
+    if (this.isClosed) return
+    this.fillBackground()
+    while (this.running < this.concurrency) {
+      const batch = this.nextBatch()
+      if (batch === undefined) return
+      void this.runBatch(batch)
+    }
+  }
+
+  private nextBatch(): Job[] | undefined {
+    if (this.link.state === 'offline') return undefined
+    let best: Job | undefined
+    for (const job of this.jobs.values()) {
+      if (job.isRunning) continue
+      if (best === undefined || PRIORITY_RANK[job.priority] < PRIORITY_RANK[best.priority])
+        best = job
+      if (best.priority === 'demand') break
+    }
+    if (best === undefined) return undefined
+
+    const isBackground = best.priority === 'background'
+    if (isBackground && (!this.isBackgroundEnabled || this.running >= this.concurrency - 1))
+      return undefined
+
+    const batch = this.companions(best)
+    if (isBackground) {
+      const bytes = batch.reduce((sum, job) => sum + this.unitSize(job), 0)
+      const waitMs = this.bucket.tryTake(bytes)
+      if (waitMs > 0) {
+        this.wakeAfter(waitMs)
+        return undefined
+      }
+    }
+    for (const job of batch) job.isRunning = true
+    return batch
+  }
+
+  // Queued jobs of the same layer and priority close to `first`, up to the batch size.
+  private companions(first: Job): Job[] {
+    const batch = [first]
+    let bytes = this.unitSize(first)
+    for (const job of this.jobs.values()) {
+      if (job === first || job.isRunning || job.layerDigest !== first.layerDigest) continue
+      if (job.priority !== first.priority) continue
+      const size = this.unitSize(job)
+      if (bytes + size > this.maxBatchBytes || batch.length >= 32) break
+      batch.push(job)
+      bytes += size
+    }
+    return batch.sort((a, b) => a.offset - b.offset)
+  }
+
+  private unitSize(job: Job): number {
+    return this.store.layers.unit(job.layerDigest, job.offset)?.sizeBytes ?? 0
+  }
+
+  private wakeAfter(ms: number): void {
+    if (this.bucketTimer !== undefined) return
+    this.bucketTimer = setTimeout(() => {
+      this.bucketTimer = undefined
+      this.dispatch()
+    }, ms)
+  }
+
+  private async runBatch(batch: Job[]): Promise<void> {
+    this.running++
+    const layerDigest = batch[0]!.layerDigest
+    const units = batch.map((job) => this.store.layers.unit(layerDigest, job.offset)!)
+    try {
+      const layer = this.layer(layerDigest)
+      const reader = this.readerFor(layer)
+      this.trace(units)
+      const buffers = await reader.readRanges(
+        units.map((u) => ({ offset: u.offset, length: u.sizeBytes })),
+      )
+      this.counters.batches++
+      this.link.succeeded()
+      for (const [i, job] of batch.entries())
+        await this.storeUnit(job, layer, units[i]!, buffers[i]!)
+    } catch (err) {
+      this.onBatchError(batch, err)
+    } finally {
+      this.running--
+      setImmediate(() => this.dispatch())
+    }
+  }
+
+  private async storeUnit(
+    job: Job,
+    layer: LayerRow,
+    unit: UnitRow,
+    compressed: Buffer,
+  ): Promise<void> {
+    let decoded: ReturnType<typeof decodeUnit>
+    try {
+      if (compressed.length !== unit.sizeBytes)
+        throw new Error(`got ${compressed.length} of ${unit.sizeBytes} bytes`)
+      const extents =
+        unit.kind === 'chunk' ? this.store.layers.unitExtents(layer.digest, unit.offset) : []
+      decoded = decodeUnit(layer.format as LayerFormat, unit, extents, compressed)
+    } catch (err) {
+      this.onIntegrityError(job, unit, err)
+      return
+    }
+
+    await this.store.chunks.write(unit.chunkKey, decoded.object, () =>
+      this.store.layers.setUnitDecoded(layer.digest, unit.offset, {
+        memberBytes: decoded.memberBytes,
+        dataBytes: decoded.object.length,
+        tail: decoded.tail,
+      }),
+    )
+    this.counters.units++
+    this.counters[`${job.priority}Bytes`] += unit.sizeBytes
+    this.jobs.delete(job.id)
+    this.settle(job)
+    this.emit('unit', {
+      layerDigest: layer.digest,
+      offset: unit.offset,
+      priority: job.priority,
+      bytes: unit.sizeBytes,
+    })
+  }
+
+  private onIntegrityError(job: Job, unit: UnitRow, err: unknown): void {
+    const fields = {
+      layer: job.layerDigest,
+      offset: unit.offset,
+      code: (err as { code?: string }).code,
+    }
+    if (!job.isRetry) {
+      this.counters.integrityRetries++
+      log.warn({ ...fields, err: String(err) }, 'chunk failed verification, fetching again')
+      job.isRetry = true
+      job.isRunning = false
+      return
+    }
+    this.counters.integrityFailures++
+    log.error(fields, 'chunk failed verification twice')
+    this.jobs.delete(job.id)
+    this.settle(
+      job,
+      new EdgestarError(
+        'EDGESTAR_FETCH_INTEGRITY',
+        `chunk at offset ${unit.offset} of layer ${job.layerDigest} failed verification twice; nothing was stored`,
+        {
+          hint: 'the registry or something on the way serves corrupt bytes; check the link and the registry',
+          cause: err,
+        },
+      ),
+    )
+    this.dropBackgroundLayer(job.layerDigest)
+  }
+
+  private onBatchError(batch: Job[], err: unknown): void {
+    const code = (err as { code?: string }).code ?? ''
+    if (isLinkError(code)) {
+      this.link.failed(
+        `${code}: ${(err as Error).message}`,
+        /UNREACHABLE|ECONNREFUSED|OFFLINE/.test(code),
+      )
+      for (const job of batch) job.isRunning = false
+      if (batch[0]!.priority === 'background')
+        this.bucket.refund(batch.reduce((s, j) => s + this.unitSize(j), 0))
+      return
+    }
+    log.warn({ layer: batch[0]!.layerDigest, code, err: String(err) }, 'fetch failed')
+    const failure = isEdgestarError(err)
+      ? err
+      : new EdgestarError(
+          'EDGESTAR_FETCH_FAILED',
+          `fetch from layer ${batch[0]!.layerDigest} failed`,
+          { cause: err },
+        )
+    for (const job of batch) {
+      this.jobs.delete(job.id)
+      this.settle(job, failure)
+    }
+    this.dropBackgroundLayer(batch[0]!.layerDigest)
+  }
+
+  private settle(job: Job, err?: unknown): void {
+    for (const waiter of job.waiters) {
+      clearTimeout(waiter.timer)
+      if (err === undefined) waiter.resolve()
+      else waiter.reject(err)
+    }
+    job.waiters.clear()
+  }
+
+  private readerFor(layer: LayerRow): BlobReader {
+    let reader = this.readers.get(layer.digest)
+    if (reader === undefined) {
+      reader = this.registry.blobReader(layer.sourceReference, layer.digest, layer.sizeBytes)
+      this.readers.set(layer.digest, reader)
+    }
+    return reader
+  }
+
+  private trace(units: UnitRow[]): void {
+    if (this.tracePath === undefined) return
+    appendFileSync(
+      this.tracePath,
+      units.map((u) => `${u.layerDigest} ${u.offset} ${u.chunkKey}\n`).join(''),
+    )
+  }
+
+  // Keeps a window of background jobs queued from the first unfinished background layer.
+  private fillBackground(): void {
+    if (!this.isBackgroundEnabled || this.link.state === 'offline') return
+    let queued = 0
+    for (const job of this.jobs.values()) if (job.priority === 'background') queued++
+    while (this.backgroundLayers.length > 0 && queued < 64) {
+      const { digest, forDiffID } = this.backgroundLayers[0]!
+      const missing = this.store.layers.missingUnits(digest, 128, forDiffID)
+      const fresh = missing.filter((u) => !this.jobs.has(`${digest}@${u.offset}`))
+      for (const unit of fresh.slice(0, 64 - queued)) {
+        const job = this.jobFor(digest, unit.offset, 'background')
+        job.waiters.add({ resolve: () => {}, reject: () => {}, priority: 'background' })
+        queued++
+      }
+      if (missing.length > 0) return
+      const stillRunning = [...this.jobs.values()].some((job) => job.layerDigest === digest)
+      if (stillRunning) return
+      this.backgroundLayers.shift()
+      this.emit('layer-complete', digest)
+    }
+  }
+
+  private dropBackgroundLayer(layerDigest: string): void {
+    this.backgroundLayers = this.backgroundLayers.filter((entry) => entry.digest !== layerDigest)
+  }
+
+  private onLinkChange(change: LinkChange): void {
+    log.warn(
+      { state: change.state, previous: change.previous, reason: change.reason },
+      'link state changed',
+    )
+    this.emit('link', change)
+    if (change.state === 'offline') {
+      for (const job of this.jobs.values())
+        for (const waiter of job.waiters) this.armOfflineTimer(job, waiter)
+      this.scheduleProbe()
+      return
+    }
+    if (change.previous === 'offline') {
+      clearTimeout(this.probeTimer)
+      this.probeTimer = undefined
+      for (const job of this.jobs.values())
+        for (const waiter of job.waiters) {
+          clearTimeout(waiter.timer)
+          waiter.timer = undefined
+        }
+      setImmediate(() => this.dispatch())
+    }
+  }
+
+  private armOfflineTimer(job: Job, waiter: Waiter): void {
+    if (waiter.timer !== undefined || waiter.priority === 'background') return
+    waiter.timer = setTimeout(() => {
+      job.waiters.delete(waiter)
+      if (job.waiters.size === 0 && !job.isRunning) this.jobs.delete(job.id)
+      waiter.reject(
+        new EdgestarError(
+          'EDGESTAR_FETCH_OFFLINE',
+          `registry offline: chunk at offset ${job.offset} of layer ${job.layerDigest} is not cached and the link did not come back within ${this.offlineWaitMs} ms`,
+          { hint: 'reconnect the device, or pull the image while online (edgestar pull REF)' },
+        ),
+      )
+    }, this.offlineWaitMs)
+    waiter.timer.unref?.()
+  }
+
+  // While offline, one small read every probeIntervalMs tells when the registry is back.
+  private scheduleProbe(): void {
+    if (this.probeTimer !== undefined || this.isClosed) return
+    this.probeTimer = setTimeout(async () => {
+      this.probeTimer = undefined
+      const job = this.jobs.values().next().value as Job | undefined
+      const layer =
+        job === undefined ? [...this.layerRows.values()][0] : this.layer(job.layerDigest)
+      if (layer === undefined) {
+        this.link.succeeded()
+        return
+      }
+      try {
+        await this.readerFor(layer).readAt(0, 1)
+        this.link.succeeded()
+      } catch {
+        this.scheduleProbe()
+      }
+    }, this.probeIntervalMs)
+    this.probeTimer.unref?.()
+  }
+
+  private verifyWhole(layerDigest: string, priority: FetchPriority): Promise<void> {
+    let pending = this.wholeChecks.get(layerDigest)
+    if (pending === undefined) {
+      log.info({ layer: layerDigest }, 'layer has nothing to verify lazily, fetching it whole')
+      pending = this.completeLayer(layerDigest, priority).finally(() =>
+        this.wholeChecks.delete(layerDigest),
+      )
+      this.wholeChecks.set(layerDigest, pending)
+    }
+    return pending
+  }
+
+  /**
+   * Fetches every unit of a layer that a diffID check needs (landmark order, then file
+   * order) at `priority`, then checks the layer against its diffID and marks it verified.
+   * A mismatch drops the unverifiable parts (gaps, tails, and for layers without chunk
+   * digests every object) and tries once more; then EDGESTAR_FETCH_INTEGRITY.
+   */
+  async completeLayer(layerDigest: string, priority: FetchPriority = 'prefetch'): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      for (;;) {
+        const missing = this.store.layers.missingUnits(layerDigest, 256, true)
+        if (missing.length === 0) break
+        await Promise.all(
+          missing.map((unit) => this.ensureUnit(layerDigest, unit.offset, priority, true)),
+        )
+      }
+      if (await this.verifyLayer(layerDigest)) return
+      if (attempt > 0)
+        throw new EdgestarError(
+          'EDGESTAR_FETCH_INTEGRITY',
+          `layer ${layerDigest} does not match its diffID after fetching it twice`,
+          {
+            hint: 'the registry serves a layer that differs from the image config; check the image',
+          },
+        )
+    }
+  }
+
+  /**
+   * Checks a fully fetched layer against the diffID in its image config. True when it
+   * matches (the layer is marked verified); false after dropping what could be wrong.
+   * A layer with no recorded diffID counts as verified when complete.
+   */
+  async verifyLayer(layerDigest: string): Promise<boolean> {
+    const layer = this.layer(layerDigest)
+    const computed = await computeDiffID(this.store, layerDigest)
+    if (layer.diffID === null || computed === layer.diffID) {
+      this.store.layers.setState(layerDigest, 'verified')
+      this.layerRows.delete(layerDigest)
+      log.info({ layer: layerDigest, diffID: computed }, 'layer verified')
+      return true
+    }
+
+    log.error({ layer: layerDigest, expected: layer.diffID, computed }, 'layer diffID mismatch')
+    this.store.layers.setState(layerDigest, 'failed')
+    this.store.layers.resetUnitsDecoded(layerDigest)
+    for (const unit of this.store.layers.units(layerDigest))
+      if (unit.kind === 'gap' || unit.chunkDigest === null)
+        this.store.chunks.markMissing(unit.chunkKey)
+    this.layerRows.delete(layerDigest)
+    return false
+  }
+}
+
+// Integrity and "not there" answers are the registry's verdict; anything else is the link.
+function isLinkError(code: string): boolean {
+  if (
+    /NOT_FOUND|UNAUTHORIZED|DENIED|BAD_MANIFEST|DIGEST|INVALID|UNKNOWN|NOT_IMPLEMENTED/.test(code)
+  )
+    return false
+  return true
+}

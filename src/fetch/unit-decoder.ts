@@ -1,0 +1,84 @@
+import { gunzipSync } from 'node:zlib'
+import { decompress as zstdDecompress } from 'zstd-napi'
+import { type ChunkExtent, decodeChunk, type LayerFormat } from '../estargz/index.js'
+import type { ChunkExtentInput, UnitRow } from '../store/index.js'
+
+/** A decoded fetch unit, ready for the chunk cache. */
+export interface DecodedUnit {
+  /** What goes into the cache: the chunk's bytes, or the whole decoded unit. */
+  object: Buffer
+  /** Decoded bytes after a single chunk (tar padding, next headers); null for others. */
+  tail: Buffer | null
+  /** Decoded size of the whole unit. */
+  memberBytes: number
+}
+
+// Headers and padding after a chunk are small; anything past this is a bomb.
+const TAIL_ALLOWANCE_BYTES = 16 * 1024 * 1024
+
+/**
+ * Decodes one fetched unit and verifies it: every chunk extent through estargz's
+ * `decodeChunk` (which checks the chunk digest when the TOC has one). Gap units cannot
+ * be checked on their own; the layer's diffID covers them. Throws the decodeChunk codes
+ * (EDGESTAR_ESTARGZ_CHUNK_DIGEST_MISMATCH, _CHUNK_CORRUPT, _CHUNK_BOMB).
+ */
+export function decodeUnit(
+  format: LayerFormat,
+  unit: UnitRow,
+  extents: readonly ChunkExtentInput[],
+  compressed: Buffer,
+): DecodedUnit {
+  if (unit.kind === 'gap') {
+    const object = decompressAll(format, compressed, unit.sizeBytes * 1024 + TAIL_ALLOWANCE_BYTES)
+    return { object, tail: null, memberBytes: object.length }
+  }
+
+  const checked = extents.map((extent) =>
+    decodeChunk(
+      blobFormatOf(format),
+      compressed.subarray(0, extent.compressedSize),
+      toExtent(extent),
+    ),
+  )
+  const declared = extents.reduce((max, e) => Math.max(max, e.innerOffset + e.chunkSize), 0)
+  const whole = decompressAll(format, compressed, declared + TAIL_ALLOWANCE_BYTES)
+
+  // A single chunk at the start of its unit is stored alone so other layers can share it.
+  if (unit.chunkDigest !== null && extents.length === 1 && checked[0] !== undefined)
+    return {
+      object: checked[0],
+      tail: whole.subarray(extents[0]!.chunkSize),
+      memberBytes: whole.length,
+    }
+  return { object: whole, tail: null, memberBytes: whole.length }
+}
+
+function toExtent(extent: ChunkExtentInput): ChunkExtent {
+  const out: ChunkExtent = {
+    entryName: extent.entryName,
+    chunkOffset: extent.chunkOffset,
+    chunkSize: extent.chunkSize,
+    compressedOffset: extent.compressedOffset,
+    compressedSize: extent.compressedSize,
+    innerOffset: extent.innerOffset,
+  }
+  if (extent.chunkDigest) out.chunkDigest = extent.chunkDigest
+  return out
+}
+
+function blobFormatOf(format: LayerFormat): Parameters<typeof decodeChunk>[0] {
+  if (format === 'gzip') return 'gzip'
+  if (format === 'zstd') return 'zstd'
+  return format
+}
+
+/** Decompresses a run of gzip members or zstd frames (skippable frames skipped). */
+export function decompressAll(format: LayerFormat, compressed: Buffer, maxBytes: number): Buffer {
+  if (compressed.length === 0) return compressed
+  if (format.startsWith('zstd')) {
+    const out = zstdDecompress(compressed)
+    if (out.length > maxBytes) throw new RangeError(`unit inflates to ${out.length} bytes`)
+    return out
+  }
+  return gunzipSync(compressed, { maxOutputLength: Math.min(maxBytes, 2 ** 31 - 1) })
+}
