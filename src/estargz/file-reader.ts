@@ -1,5 +1,6 @@
-import type { FileHandle } from 'node:fs/promises'
-import { notImplemented } from './not-implemented.js'
+import { type FileHandle, open } from 'node:fs/promises'
+import { EdgestarError } from '../errors.js'
+import { ESTARGZ_ERRORS } from './error-codes.js'
 import type { RandomAccessReader } from './types.js'
 
 /** A RandomAccessReader over a local file. Close it when done. */
@@ -14,14 +15,46 @@ export class FileReader implements RandomAccessReader {
     this.sizeBytes = sizeBytes
   }
 
-  /** Opens `path` read-only. Throws READ_FAILED when it cannot be opened. */
-  static async open(_path: string): Promise<FileReader> {
-    return notImplemented('FileReader.open')
+  /** Opens `path` read-only. Throws READ_FAILED when it cannot be opened or is no file. */
+  static async open(path: string): Promise<FileReader> {
+    let handle: FileHandle
+    try {
+      handle = await open(path, 'r')
+    } catch (cause) {
+      throw new EdgestarError(ESTARGZ_ERRORS.READ_FAILED, `cannot open blob ${path}`, {
+        hint: 'check that the path exists and is readable',
+        cause,
+      })
+    }
+
+    const stat = await handle.stat()
+    if (!stat.isFile()) {
+      await handle.close()
+      throw new EdgestarError(ESTARGZ_ERRORS.READ_FAILED, `blob ${path} is not a regular file`, {
+        hint: 'pass the path of a layer blob file',
+      })
+    }
+    return new FileReader(path, handle, stat.size)
   }
 
   /** Reads `length` bytes at `offset` (fewer only at the end of the file). */
-  async readAt(_offset: number, _length: number): Promise<Buffer> {
-    return notImplemented('FileReader.readAt')
+  async readAt(offset: number, length: number): Promise<Buffer> {
+    const end = Math.min(this.sizeBytes, offset + Math.max(0, length))
+    if (offset < 0 || offset >= end) return Buffer.alloc(0)
+
+    const buf = Buffer.allocUnsafe(end - offset)
+    let filled = 0
+    while (filled < buf.length) {
+      const { bytesRead } = await this.handle.read(
+        buf,
+        filled,
+        buf.length - filled,
+        offset + filled,
+      )
+      if (bytesRead === 0) break
+      filled += bytesRead
+    }
+    return filled === buf.length ? buf : buf.subarray(0, filled)
   }
 
   /** Closes the file. */

@@ -5,7 +5,9 @@
  * It does no I/O of its own beyond the RandomAccessReader handed in (FileReader is the
  * local-file one).
  */
-export { decodeChunk } from './decode-chunk.js'
+export { compressionOf, decodeChunk } from './decode-chunk.js'
+export { checkDigestOption, isSha256Digest, sha256Digest, sha256Hasher } from './digest.js'
+export { cleanEntryName } from './entry-name.js'
 export { ESTARGZ_ERRORS, type EstargzErrorCode } from './error-codes.js'
 export { FileReader } from './file-reader.js'
 export {
@@ -13,8 +15,11 @@ export {
   detectLayerFormat,
   type LayerStreamResult,
   type LayerTarEntry,
+  type TarEntryType,
   walkLayer,
 } from './layer-stream.js'
 export { type OpenLayerOptions, openLayer } from './open-layer.js'
 export { type FileRange, readFileRange } from './read-file-range.js'
+export { DEFAULT_MAX_TOC_BYTES } from './toc-reader.js'
+export { resolveHardlink } from './toc-validate.js'
 export * from './types.js'
