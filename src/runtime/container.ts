@@ -49,6 +49,8 @@ export interface ContainerOptions {
   backoff?: BackoffOptions
   /** How long `stop` waits after SIGTERM before SIGKILL. */
   stopTimeoutMs?: number
+  /** Where the log files go; default `<containerDir>/logs`. Kept by `remove` when outside. */
+  logDir?: string
 }
 
 /** What a container reports while it runs. */
@@ -86,7 +88,7 @@ export class Container extends EventEmitter {
     this.options = options
     this.id = options.id
     this.paths = overlayPaths(options.containerDir)
-    this.logDir = path.join(options.containerDir, 'logs')
+    this.logDir = options.logDir ?? path.join(options.containerDir, 'logs')
     this.log = moduleLogger('runtime', { container: options.id, runtime: options.runtime.kind })
   }
 

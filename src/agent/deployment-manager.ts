@@ -1,0 +1,604 @@
+import { EventEmitter } from 'node:events'
+import { mkdir, rm } from 'node:fs/promises'
+import path from 'node:path'
+import { EdgestarError, isEdgestarError } from '../errors.js'
+import { moduleLogger } from '../log.js'
+import {
+  type BackoffOptions,
+  Container,
+  type ContainerEvent,
+  type ContainerRuntime,
+  type LogLimits,
+  unmountOverlay,
+} from '../runtime/index.js'
+import type { DeploymentRecords, DeploymentRow } from '../store/index.js'
+import type {
+  DeploymentInfo,
+  DeploymentSpec,
+  DeploymentState,
+  DeploymentStateEvent,
+  DeployRequest,
+  ImageBackend,
+  MountedImage,
+  ResolvedImage,
+} from './types.js'
+import { checkDeployRequest, checkName } from './validate.js'
+
+/** What the deployment manager works with. */
+export interface DeploymentManagerOptions {
+  /** Deployment directories live in `<stateDir>/deployments/NAME`. */
+  stateDir: string
+  records: DeploymentRecords
+  backend: ImageBackend
+  runtime: ContainerRuntime
+  logLimits?: LogLimits
+  backoff?: BackoffOptions
+  stopTimeoutMs?: number
+  /** A new image that exits with an error within this window after an update rolls back. */
+  updateGraceMs?: number
+  /** First delay before retrying a restore that failed (doubles up to 5 minutes). */
+  restoreRetryMs?: number
+}
+
+/** Events of the manager: every state change of every deployment. */
+export interface DeploymentManagerEvents {
+  state: [DeploymentStateEvent]
+}
+
+interface Live {
+  spec: DeploymentSpec
+  state: DeploymentState
+  mounted?: MountedImage
+  container?: Container
+  isStopping: boolean
+  updatingTo?: string
+  retryTimer?: NodeJS.Timeout
+  retryDelayMs?: number
+}
+
+/**
+ * The deployment state machine (pending, resolving, mounting, starting, running,
+ * exited, failed, stopped). Every transition is stored with its reason before it is
+ * announced, operations on one name run one at a time, and a failed create leaves
+ * nothing behind. Errors are EdgestarErrors with EDGESTAR_AGENT_* codes, or the
+ * registry's, runtime's or fs's own codes when they explain better.
+ */
+export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
+  private readonly options: DeploymentManagerOptions
+  private readonly live = new Map<string, Live>()
+  private readonly queues = new Map<string, Promise<unknown>>()
+  private readonly log = moduleLogger('agent')
+  private isClosing = false
+
+  constructor(options: DeploymentManagerOptions) {
+    super()
+    this.options = options
+  }
+
+  /**
+   * Creates a deployment and brings it up, or updates an existing one when
+   * `request.update` is set. Resolves once the container has started. `onAccepted`
+   * runs once the image reference resolved (clients that detach return then).
+   * Throws EDGESTAR_AGENT_NAME_TAKEN, EDGESTAR_AGENT_BAD_REQUEST, the registry's
+   * resolve errors, EDGESTAR_RUNTIME_COMMAND_NOT_FOUND, EDGESTAR_AGENT_UPDATE_ROLLED_BACK.
+   */
+  deploy(input: unknown, onAccepted?: () => void): Promise<DeploymentInfo> {
+    const request = checkDeployRequest(input)
+    const exists =
+      this.live.has(request.name) || this.options.records.get(request.name) !== undefined
+    if (exists && request.update !== true) {
+      throw new EdgestarError(
+        'EDGESTAR_AGENT_NAME_TAKEN',
+        `a deployment named "${request.name}" already exists`,
+        {
+          hint: `deploy with --update to move it to a new image, or remove it first (edgestar rm ${request.name})`,
+        },
+      )
+    }
+    if (exists) return this.serial(request.name, () => this.update(request, onAccepted))
+
+    // The name is taken from here on, so a second deploy of it is refused at once.
+    const spec: DeploymentSpec = {
+      ...withoutUpdate(request),
+      imageId: '',
+      manifestDigest: '',
+      desired: 'running',
+      generation: 1,
+    }
+    this.live.set(request.name, { spec, state: 'pending', isStopping: false })
+    return this.serial(request.name, () => this.create(spec, onAccepted))
+  }
+
+  /** Stops a deployment's container; it stays stopped across agent restarts. */
+  stop(name: string): Promise<DeploymentInfo> {
+    const live = this.require(name)
+    return this.serial(name, async () => {
+      live.spec = { ...live.spec, desired: 'stopped' }
+      this.persistSpec(name, live)
+      clearTimeout(live.retryTimer)
+      live.isStopping = true
+      await live.container?.stop(this.options.stopTimeoutMs)
+      live.isStopping = false
+      this.transition(name, 'stopped', 'stopped on request')
+      return this.info(name)
+    })
+  }
+
+  /** Starts a stopped (or exited, or failed) deployment again. */
+  start(name: string): Promise<DeploymentInfo> {
+    const live = this.require(name)
+    return this.serial(name, async () => {
+      live.spec = { ...live.spec, desired: 'running' }
+      this.persistSpec(name, live)
+      if (live.container?.phase === 'running' || live.container?.phase === 'waiting')
+        return this.info(name)
+      await this.bringUp(name, live, 'started on request')
+      return this.info(name)
+    })
+  }
+
+  /**
+   * Stops and removes a deployment: its container, the upper dir (what it wrote), its
+   * mount and logs, and its pin on the image, so the image's chunks become collectable.
+   */
+  remove(name: string): Promise<void> {
+    this.require(name)
+    return this.serial(name, async () => {
+      const live = this.live.get(name) as Live
+      clearTimeout(live.retryTimer)
+      live.isStopping = true
+      await this.teardown(name, live)
+      this.options.records.remove(name)
+      this.live.delete(name)
+      this.log.info({ deployment: name }, 'deployment removed')
+    })
+  }
+
+  /** One deployment's status. Throws EDGESTAR_AGENT_NO_SUCH_DEPLOYMENT. */
+  info(name: string): DeploymentInfo {
+    const live = this.require(name)
+    const row = this.options.records.get(name)
+    const progress =
+      live.spec.imageId === ''
+        ? { fetchedBytes: 0, totalBytes: 0, isComplete: false }
+        : this.options.backend.progress(live.spec.imageId)
+    const container = live.container
+    return {
+      name,
+      image: live.spec.image,
+      manifestDigest: live.spec.manifestDigest,
+      state: live.state,
+      reason: row?.reason ?? null,
+      desired: live.spec.desired,
+      restart: live.spec.restart ?? 'no',
+      restartCount: container?.restartCount ?? 0,
+      ...(container?.pid === undefined ? {} : { pid: container.pid }),
+      ...(container?.lastExit === undefined ? {} : { lastExit: container.lastExit }),
+      updatedAt: row?.updatedAt ?? Date.now(),
+      ...progress,
+      ...(live.updatingTo === undefined ? {} : { updatingTo: live.updatingTo }),
+    }
+  }
+
+  /** Every deployment's status, by name. */
+  list(): DeploymentInfo[] {
+    return [...this.live.keys()].sort().map((name) => this.info(name))
+  }
+
+  /** Log directory of a deployment (for `logs`). */
+  logDir(name: string): string {
+    this.require(name)
+    return path.join(this.deploymentDir(name), 'logs')
+  }
+
+  /** The image id of a deployment, for prefetch. */
+  imageIdOf(name: string): string {
+    const live = this.require(name)
+    if (live.spec.imageId === '') throw notReady(name)
+    return live.spec.imageId
+  }
+
+  /**
+   * Brings back every stored deployment after an agent start: clears what a killed
+   * agent left (overlay mounts, runtime state), remounts images from the store (no
+   * registry needed when cached), and starts those meant to run. Failures are stored
+   * as the reason and retried with backoff; this never throws.
+   */
+  async restore(): Promise<void> {
+    for (const row of this.options.records.list()) {
+      const spec = row.spec as DeploymentSpec
+      const live: Live = { spec, state: row.state as DeploymentState, isStopping: false }
+      this.live.set(row.name, live)
+      await this.clearLeftovers(row.name, spec)
+      if (spec.desired === 'stopped') {
+        if (row.state !== 'stopped') this.transition(row.name, 'stopped', 'restored as stopped')
+        continue
+      }
+      void this.serial(row.name, () => this.restoreOne(row)).catch(() => undefined)
+    }
+  }
+
+  /**
+   * Stops every container and unmounts everything, keeping desired states (so the next
+   * start restores them) and never touching the cache.
+   */
+  async shutdown(): Promise<void> {
+    this.isClosing = true
+    for (const [name, live] of this.live) {
+      clearTimeout(live.retryTimer)
+      await this.serial(name, async () => {
+        live.isStopping = true
+        await live.container?.unmount()
+        await live.mounted?.unmount()
+        live.mounted = undefined
+        if (live.state !== 'stopped') this.transition(name, 'stopped', 'agent shut down')
+      }).catch(() => undefined)
+    }
+  }
+
+  private async create(spec: DeploymentSpec, onAccepted?: () => void): Promise<DeploymentInfo> {
+    const name = spec.name
+    const live = this.live.get(name) as Live
+    try {
+      this.options.records.put({
+        name,
+        image: spec.image,
+        spec,
+        state: 'pending',
+        reason: 'deploy requested',
+      })
+      this.transition(name, 'resolving', `resolving ${spec.image}`)
+      const image = await this.options.backend.resolve(spec.image)
+      live.spec = { ...spec, imageId: image.imageId, manifestDigest: image.manifestDigest }
+      this.persistSpec(name, live)
+      onAccepted?.()
+      await this.bringUp(name, live, `deployed ${image.manifestDigest}`, image)
+      return this.info(name)
+    } catch (err) {
+      // A create that fails leaves nothing: no row, no mount, no directory.
+      live.isStopping = true
+      await this.teardown(name, live).catch(() => undefined)
+      this.options.records.remove(name)
+      this.live.delete(name)
+      this.log.warn({ deployment: name, err: errorFields(err) }, 'deploy failed')
+      throw err
+    }
+  }
+
+  private async update(request: DeployRequest, onAccepted?: () => void): Promise<DeploymentInfo> {
+    const name = request.name
+    const live = this.require(name)
+    const old = live.spec
+
+    // Resolve and prefetch while the old container keeps running.
+    const image = await this.options.backend.resolve(request.image)
+    live.updatingTo = request.image
+    onAccepted?.()
+    this.log.info({ deployment: name, image: request.image }, 'update prefetching')
+    this.options.backend.retain(image.imageId, holderOf(name, old.generation + 1))
+    try {
+      await this.options.backend.prefetch(image.imageId)
+    } catch (err) {
+      live.updatingTo = undefined
+      this.options.backend.release(image.imageId, holderOf(name, old.generation + 1))
+      throw err
+    }
+
+    const { previous: _dropped, ...oldWithoutPrevious } = old
+    const next: DeploymentSpec = {
+      ...withoutUpdate(request),
+      imageId: image.imageId,
+      manifestDigest: image.manifestDigest,
+      desired: 'running',
+      generation: old.generation + 1,
+      previous: oldWithoutPrevious,
+    }
+    const oldContainer = live.container
+    const oldMount = live.mounted
+    live.isStopping = true
+    await oldContainer?.stop(this.options.stopTimeoutMs)
+    live.isStopping = false
+
+    try {
+      live.spec = next
+      live.container = undefined
+      live.mounted = undefined
+      await this.bringUp(name, live, `switching to ${image.manifestDigest}`, image)
+      await this.watchGrace(name, live)
+    } catch (err) {
+      await this.rollback(name, live, old, oldContainer, oldMount, err)
+      throw new EdgestarError(
+        'EDGESTAR_AGENT_UPDATE_ROLLED_BACK',
+        `update of "${name}" to ${request.image} failed to start; rolled back to ${old.image}`,
+        { cause: err, hint: `see the cause, and edgestar logs ${name}` },
+      )
+    } finally {
+      live.updatingTo = undefined
+    }
+
+    // The new image runs: drop the old generation.
+    await oldContainer?.remove().catch(() => undefined)
+    await oldMount?.unmount().catch(() => undefined)
+    this.options.backend.release(old.imageId, holderOf(name, old.generation))
+    this.persistSpec(name, live)
+    return this.info(name)
+  }
+
+  private async rollback(
+    name: string,
+    live: Live,
+    old: DeploymentSpec,
+    oldContainer: Container | undefined,
+    oldMount: MountedImage | undefined,
+    cause: unknown,
+  ): Promise<void> {
+    live.isStopping = true
+    await live.container?.remove().catch(() => undefined)
+    await live.mounted?.unmount().catch(() => undefined)
+    this.options.backend.release(live.spec.imageId, holderOf(name, live.spec.generation))
+    live.isStopping = false
+    live.spec = old
+    live.container = oldContainer
+    live.mounted = oldMount
+    this.persistSpec(name, live)
+    const why = cause instanceof Error ? cause.message : String(cause)
+    this.log.warn({ deployment: name, err: errorFields(cause) }, 'update rolled back')
+    if (oldContainer === undefined || old.desired !== 'running') {
+      this.transition(name, 'stopped', `update failed (${why}); kept ${old.image}`)
+      return
+    }
+    this.transition(name, 'starting', `update failed (${why}); rolling back to ${old.image}`)
+    await oldContainer.start()
+  }
+
+  /** Fails when the new container exits with an error within the update grace window. */
+  private watchGrace(name: string, live: Live): Promise<void> {
+    const container = live.container as Container
+    const graceMs = this.options.updateGraceMs ?? 3000
+    return new Promise((resolve, reject) => {
+      const onEvent = (event: ContainerEvent): void => {
+        if (event.type !== 'exited' || event.exit.exitCode === 0) return
+        finish()
+        reject(
+          new EdgestarError(
+            'EDGESTAR_AGENT_START_FAILED',
+            `"${name}" exited with code ${event.exit.exitCode} right after the update`,
+          ),
+        )
+      }
+      const timer = setTimeout(() => {
+        finish()
+        resolve()
+      }, graceMs)
+      const finish = (): void => {
+        clearTimeout(timer)
+        container.off('event', onEvent)
+      }
+      if (container.lastExit !== undefined && container.lastExit.exitCode !== 0)
+        return onEvent({ type: 'exited', exit: container.lastExit, restartCount: 0 })
+      container.on('event', onEvent)
+    })
+  }
+
+  private async restoreOne(row: DeploymentRow): Promise<void> {
+    const live = this.live.get(row.name)
+    if (live === undefined || this.isClosing) return
+    try {
+      let image: ResolvedImage | undefined
+      if (live.spec.imageId === '') {
+        this.transition(
+          row.name,
+          'resolving',
+          `resolving ${live.spec.image} (deploy interrupted by an agent restart)`,
+        )
+        image = await this.options.backend.resolve(live.spec.image)
+        live.spec = { ...live.spec, imageId: image.imageId, manifestDigest: image.manifestDigest }
+        this.persistSpec(row.name, live)
+      }
+      await this.bringUp(row.name, live, 'restored after agent start', image)
+      live.retryDelayMs = undefined
+    } catch (err) {
+      const delayMs = Math.min(
+        300_000,
+        (live.retryDelayMs ?? (this.options.restoreRetryMs ?? 5000) / 2) * 2,
+      )
+      live.retryDelayMs = delayMs
+      const why = err instanceof Error ? err.message : String(err)
+      this.transition(
+        row.name,
+        'failed',
+        `restore failed: ${why}; retrying in ${Math.round(delayMs / 1000)} s`,
+      )
+      live.retryTimer = setTimeout(() => {
+        if (live.spec.desired === 'running' && !this.isClosing)
+          void this.serial(row.name, () => this.restoreOne(row)).catch(() => undefined)
+      }, delayMs)
+    }
+  }
+
+  /** Mounts the image (unless mounted), then creates and starts the container. */
+  private async bringUp(
+    name: string,
+    live: Live,
+    reason: string,
+    resolved?: ResolvedImage,
+  ): Promise<void> {
+    const spec = live.spec
+    const generationDir = path.join(this.deploymentDir(name), `c${spec.generation}`)
+    live.isStopping = false
+    clearTimeout(live.retryTimer)
+
+    if (live.mounted === undefined) {
+      this.transition(name, 'mounting', `mounting ${spec.manifestDigest}`)
+      const image = resolved ?? (await this.options.backend.open(spec.imageId))
+      const lowerDir = path.join(generationDir, 'lower')
+      await mkdir(lowerDir, { recursive: true })
+      live.mounted = await this.options.backend.mount(image.imageId, lowerDir)
+      this.options.backend.retain(image.imageId, holderOf(name, spec.generation))
+      live.container = this.makeContainer(name, live, generationDir, image)
+    }
+
+    this.transition(name, 'starting', reason)
+    const container = live.container as Container
+    await container.start()
+  }
+
+  private makeContainer(name: string, live: Live, dir: string, image: ResolvedImage): Container {
+    const spec = live.spec
+    const container = new Container({
+      id: `edgestar-${name}`,
+      containerDir: dir,
+      logDir: path.join(this.deploymentDir(name), 'logs'),
+      lowerDirs: [(live.mounted as MountedImage).mountpoint],
+      runtime: this.options.runtime,
+      image: image.config,
+      overrides: {
+        ...(spec.command === undefined ? {} : { command: spec.command }),
+        ...(spec.args === undefined ? {} : { args: spec.args }),
+        ...(spec.env === undefined ? {} : { env: spec.env }),
+        ...(spec.workingDir === undefined ? {} : { workingDir: spec.workingDir }),
+        ...(spec.user === undefined ? {} : { user: spec.user }),
+      },
+      network: spec.network ?? 'host',
+      binds: spec.binds ?? [],
+      restart: spec.restart ?? 'no',
+      ...(this.options.logLimits === undefined ? {} : { log: this.options.logLimits }),
+      ...(this.options.backoff === undefined ? {} : { backoff: this.options.backoff }),
+      ...(this.options.stopTimeoutMs === undefined
+        ? {}
+        : { stopTimeoutMs: this.options.stopTimeoutMs }),
+    })
+    container.on('event', (event: ContainerEvent) => this.onContainerEvent(name, container, event))
+    return container
+  }
+
+  private onContainerEvent(name: string, container: Container, event: ContainerEvent): void {
+    const live = this.live.get(name)
+    if (live === undefined || live.container !== container) return
+    if (event.type === 'started') {
+      const reason =
+        event.restartCount === 0
+          ? `container started (pid ${event.pid})`
+          : `restarted (restart ${event.restartCount}, pid ${event.pid})`
+      this.transition(name, 'running', reason)
+      return
+    }
+    if (live.isStopping) return
+
+    if (event.type === 'start-failed') {
+      const why = event.error instanceof Error ? event.error.message : String(event.error)
+      this.transition(
+        name,
+        'starting',
+        `restart failed (${why}); retrying in ${event.restartInMs} ms`,
+      )
+      return
+    }
+    const code = event.exit.exitCode
+    if (event.restartInMs !== undefined) {
+      this.transition(
+        name,
+        'starting',
+        `exited with code ${code}; restarting in ${event.restartInMs} ms`,
+      )
+      return
+    }
+    this.transition(name, code === 0 ? 'exited' : 'failed', `exited with code ${code}`)
+  }
+
+  /** Stops the container, removes its directories and mount, and releases the image. */
+  private async teardown(name: string, live: Live): Promise<void> {
+    await live.container?.remove()
+    await live.mounted?.unmount()
+    live.container = undefined
+    live.mounted = undefined
+    if (live.spec.imageId !== '')
+      this.options.backend.release(live.spec.imageId, holderOf(name, live.spec.generation))
+    await this.clearLeftovers(name, live.spec)
+    await rm(this.deploymentDir(name), { recursive: true, force: true })
+  }
+
+  /** Overlay mounts and runtime state that a killed agent left for this deployment. */
+  private async clearLeftovers(name: string, spec: DeploymentSpec): Promise<void> {
+    const dir = path.join(this.deploymentDir(name), `c${spec.generation}`)
+    await unmountOverlay(path.join(dir, 'rootfs'))
+    await this.options.runtime.cleanup(`edgestar-${name}`, dir)
+  }
+
+  private transition(name: string, state: DeploymentState, reason: string): void {
+    const live = this.live.get(name)
+    const previousState = live?.state
+    if (live !== undefined) live.state = state
+    this.options.records.setState(name, state, reason)
+    this.log.info({ deployment: name, state, previousState, reason }, 'deployment state')
+    const event: DeploymentStateEvent = { name, state, reason, at: Date.now() }
+    if (previousState !== undefined) event.previousState = previousState
+    this.emit('state', event)
+  }
+
+  private persistSpec(name: string, live: Live): void {
+    const row = this.options.records.get(name)
+    this.options.records.put({
+      name,
+      image: live.spec.image,
+      spec: live.spec,
+      state: live.state,
+      reason: row?.reason ?? null,
+    })
+  }
+
+  private require(name: string): Live {
+    checkName(name)
+    const live = this.live.get(name)
+    if (live === undefined) {
+      throw new EdgestarError(
+        'EDGESTAR_AGENT_NO_SUCH_DEPLOYMENT',
+        `no deployment named "${name}"`,
+        {
+          hint: 'edgestar ps lists the deployments',
+        },
+      )
+    }
+    return live
+  }
+
+  private deploymentDir(name: string): string {
+    return path.join(this.options.stateDir, 'deployments', name)
+  }
+
+  /** Runs `fn` after every earlier operation on `name` has settled. */
+  private serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    const before = this.queues.get(name) ?? Promise.resolve()
+    const result = before.catch(() => undefined).then(fn)
+    const settled = result.catch(() => undefined)
+    this.queues.set(name, settled)
+    void settled.then(() => {
+      if (this.queues.get(name) === settled) this.queues.delete(name)
+    })
+    return result
+  }
+}
+
+function withoutUpdate(request: DeployRequest): Omit<DeployRequest, 'update'> {
+  const { update: _update, ...rest } = request
+  return rest
+}
+
+function holderOf(name: string, generation: number): string {
+  return `deployment:${name}:${generation}`
+}
+
+function notReady(name: string): EdgestarError {
+  return new EdgestarError(
+    'EDGESTAR_AGENT_NOT_READY',
+    `deployment "${name}" has no resolved image yet`,
+    {
+      hint: 'wait until its image reference resolves (edgestar status NAME)',
+    },
+  )
+}
+
+function errorFields(err: unknown): Record<string, unknown> {
+  if (isEdgestarError(err)) return err.toJSON()
+  return { message: err instanceof Error ? err.message : String(err) }
+}
