@@ -2,12 +2,35 @@
  * The converter's public API: turn a directory, a tar, or a gzip/zstd-compressed tar
  * into a gzip eStargz or zstd:chunked layer blob the reference implementation reads.
  */
-
-import type { ConvertOptions, ConvertResult } from './convert-types.js'
-import { notImplemented } from './not-implemented.js'
+import { open, rename, rm } from 'node:fs/promises'
+import { availableParallelism } from 'node:os'
+import { EdgestarError } from '../errors.js'
+import { CONVERT_ERRORS } from './convert-errors.js'
+import { orderEntries } from './convert-order.js'
+import {
+  type ConvertFormat,
+  type ConvertOptions,
+  type ConvertResult,
+  DEFAULT_CHUNK_SIZE_BYTES,
+  DEFAULT_GZIP_LEVEL,
+  DEFAULT_ZSTD_LEVEL,
+  MAX_CHUNK_SIZE_BYTES,
+  MIN_CHUNK_SIZE_BYTES,
+} from './convert-types.js'
+import { openEntrySource } from './tar-source-open.js'
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './types.js'
+import { type BlobSink, LayerWriter } from './writer.js'
 
 export { CONVERT_ERRORS, type ConvertErrorCode } from './convert-errors.js'
 export * from './convert-types.js'
+export type { EntrySource, SourceEntry, SourceEntryType } from './tar-source.js'
+export { type InputKind, openEntrySource } from './tar-source-open.js'
+export { type BlobSink, LayerWriter, type LayerWriterOptions } from './writer.js'
+
+const MEDIA_TYPES: Record<ConvertFormat, string> = {
+  estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
+  'zstd-chunked': 'application/vnd.oci.image.layer.v1.tar+zstd',
+}
 
 /**
  * Converts `inputPath` (directory, tar, tar.gz or tar.zst) into a layer blob at
@@ -20,8 +43,123 @@ export async function convertLayer(
   outPath: string,
   options: ConvertOptions = {},
 ): Promise<ConvertResult> {
-  void inputPath
-  void outPath
-  void options
-  return notImplemented('convertLayer')
+  const settings = checkOptions(options)
+  const source = await openEntrySource(inputPath, {
+    xattrPrefixes: options.xattrPrefixes,
+    onWarning: options.onWarning,
+    tempDir: options.tempDir,
+  })
+  try {
+    const order = orderEntries(source.entries, options.prioritizedPaths ?? [])
+    if (order.missed.length > 0 && !options.allowMissingPrioritized) throw missing(order.missed)
+
+    const tmpPath = `${outPath}.tmp-${process.pid}`
+    const result = await writeToFile(tmpPath, async (sink) => {
+      const writer = new LayerWriter(sink, {
+        ...settings,
+        totalBytes: source.totalBytes,
+        onProgress: options.onProgress,
+      })
+      try {
+        const hasPriority = (options.prioritizedPaths ?? []).length > 0
+        for (const entry of order.prioritized) await writer.add(entry)
+        await writer.addLandmark(hasPriority ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK)
+        for (const entry of order.rest) await writer.add(entry)
+        return await writer.finish()
+      } catch (err) {
+        await writer.abort()
+        throw err
+      }
+    })
+    await rename(tmpPath, outPath).catch((cause: unknown) => {
+      throw outputError(outPath, cause)
+    })
+    return {
+      ...result,
+      format: settings.format,
+      mediaType: MEDIA_TYPES[settings.format],
+      missedPrioritized: order.missed,
+    }
+  } finally {
+    await source.close()
+  }
+}
+
+interface Settings {
+  format: ConvertFormat
+  chunkSizeBytes: number
+  level: number
+  workers: number
+}
+
+function checkOptions(options: ConvertOptions): Settings {
+  const format = options.format ?? 'estargz'
+  if (format !== 'estargz' && format !== 'zstd-chunked')
+    throw badOption(`format "${format}"`, 'use estargz or zstd-chunked')
+
+  const chunkSizeBytes = options.chunkSizeBytes ?? DEFAULT_CHUNK_SIZE_BYTES
+  if (
+    !Number.isInteger(chunkSizeBytes) ||
+    chunkSizeBytes < MIN_CHUNK_SIZE_BYTES ||
+    chunkSizeBytes > MAX_CHUNK_SIZE_BYTES
+  )
+    throw badOption(
+      `chunk size ${chunkSizeBytes}`,
+      `give a whole number of bytes from ${MIN_CHUNK_SIZE_BYTES} to ${MAX_CHUNK_SIZE_BYTES}`,
+    )
+
+  const isGzip = format === 'estargz'
+  const level = options.level ?? (isGzip ? DEFAULT_GZIP_LEVEL : DEFAULT_ZSTD_LEVEL)
+  const [minLevel, maxLevel] = isGzip ? [0, 9] : [1, 22]
+  if (!Number.isInteger(level) || level < minLevel || level > maxLevel)
+    throw badOption(`${format} level ${level}`, `give a level from ${minLevel} to ${maxLevel}`)
+
+  const workers = options.workers ?? availableParallelism()
+  if (!Number.isInteger(workers) || workers < 0 || workers > 256)
+    throw badOption(`worker count ${workers}`, 'give 0 (compress inline) up to 256')
+  return { format, chunkSizeBytes, level, workers }
+}
+
+// Writes through a sink into `path`; removes the partial file on any failure.
+async function writeToFile<T>(path: string, body: (sink: BlobSink) => Promise<T>): Promise<T> {
+  const handle = await open(path, 'w').catch((cause: unknown) => {
+    throw outputError(path, cause)
+  })
+  try {
+    const sink: BlobSink = {
+      write: async (data) => {
+        await handle.write(data).catch((cause: unknown) => {
+          throw outputError(path, cause)
+        })
+      },
+    }
+    const result = await body(sink)
+    await handle.close()
+    return result
+  } catch (err) {
+    await handle.close().catch(() => {})
+    await rm(path, { force: true })
+    throw err
+  }
+}
+
+function badOption(what: string, hint: string): EdgestarError {
+  return new EdgestarError(CONVERT_ERRORS.BAD_OPTION, `invalid ${what}`, { hint })
+}
+
+function missing(paths: string[]): EdgestarError {
+  const shown = paths.slice(0, 5).join(', ')
+  const more = paths.length > 5 ? ` and ${paths.length - 5} more` : ''
+  return new EdgestarError(
+    CONVERT_ERRORS.PRIORITIZED_MISSING,
+    `prioritized path(s) not in the input: ${shown}${more}`,
+    { hint: 'fix the paths (as inside the layer), or allow missing ones to be skipped' },
+  )
+}
+
+function outputError(path: string, cause: unknown): EdgestarError {
+  return new EdgestarError(CONVERT_ERRORS.OUTPUT_FAILED, `cannot write output ${path}`, {
+    hint: 'check that the output directory exists, is writable and has space',
+    cause,
+  })
 }

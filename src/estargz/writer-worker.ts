@@ -1,0 +1,42 @@
+/**
+ * Body of a compression worker thread: compresses segments posted by CompressorPool
+ * and posts the result back, transferring buffers instead of copying them.
+ */
+import { parentPort } from 'node:worker_threads'
+import type { ConvertFormat } from './convert-types.js'
+import { compressSegment } from './writer-compress.js'
+
+/** A job posted to a worker. */
+export interface CompressJob {
+  id: number
+  format: ConvertFormat
+  level: number
+  data: Uint8Array
+}
+
+/** A worker's answer: the compressed bytes, or the error message. */
+export interface CompressReply {
+  id: number
+  out?: Uint8Array
+  error?: string
+}
+
+parentPort?.on('message', (job: CompressJob) => {
+  try {
+    const compressed = compressSegment(job.format, job.level, job.data)
+    // zlib may hand back a view into a larger buffer; transfer only what we own whole.
+    const out = ownsWholeBuffer(compressed) ? compressed : new Uint8Array(compressed)
+    const reply: CompressReply = { id: job.id, out }
+    parentPort?.postMessage(reply, [out.buffer as ArrayBuffer])
+  } catch (err) {
+    const reply: CompressReply = {
+      id: job.id,
+      error: err instanceof Error ? err.message : String(err),
+    }
+    parentPort?.postMessage(reply)
+  }
+})
+
+function ownsWholeBuffer(view: Uint8Array): boolean {
+  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength
+}
