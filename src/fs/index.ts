@@ -18,8 +18,9 @@ export {
   OPAQUE_MARKER,
   WHITEOUT_PREFIX,
 } from './merged-view.js'
-export { type Mounted, type MountOptions, mountImage } from './mount-image.js'
+export { FSNAME_PREFIX, type Mounted, type MountOptions, mountImage } from './mount-image.js'
 export { abortMount, clearStaleMount, type FuseMountInfo, findFuseMounts } from './stale-mount.js'
 export { IDS_PER_LAYER, type LayerReadFn, StoreLayer } from './store-layer.js'
 export { openStoreView, type StoreViewOptions } from './store-view.js'
 export { type ReadFileFn, TocLayer, type TocLikeEntry } from './toc-layer.js'
+export { type UnmountResult, unmountDir } from './unmount-dir.js'

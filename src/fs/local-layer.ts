@@ -1,4 +1,3 @@
-import type { Readable } from 'node:stream'
 import {
   detectLayerFormat,
   FileReader,
@@ -93,7 +92,7 @@ function toTocLike(entry: LayerTarEntry): TocLikeEntry {
   }
 }
 
-async function collect(stream: Readable): Promise<Buffer> {
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const parts: Buffer[] = []
   for await (const part of stream) parts.push(part as Buffer)
   return Buffer.concat(parts)

@@ -38,6 +38,12 @@ export interface Mounted {
   unmount(): Promise<void>
 }
 
+/**
+ * The mount source in /proc/self/mountinfo is `edgestar:PID`, so `edgestar umount` can ask
+ * the serving process to unmount cleanly and tell a stale mount from a live one.
+ */
+export const FSNAME_PREFIX = 'edgestar:'
+
 const DEFAULTS = {
   attrTimeoutSec: 3600,
   entryTimeoutSec: 3600,
@@ -72,7 +78,7 @@ export async function mountImage(
     // fuse-native has no switch for these; its fsname is passed verbatim inside `-o`,
     // so the extra comma-separated options ride along with it (fuse-native 2.2.6).
     fsname: [
-      'edgestar',
+      `${FSNAME_PREFIX}${process.pid}`,
       'ro',
       'use_ino',
       'default_permissions',

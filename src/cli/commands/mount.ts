@@ -1,4 +1,194 @@
+import { spawn } from 'node:child_process'
+import { openSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { basename, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Command } from 'commander'
+import { EdgestarError } from '../../errors.js'
+import {
+  FSNAME_PREFIX,
+  findFuseMounts,
+  type ImageView,
+  type MountOptions,
+  mountImage,
+  openLocalView,
+} from '../../fs/index.js'
+import { moduleLogger } from '../../log.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar mount` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+interface MountCommandOptions {
+  json?: boolean
+  layer: string[]
+  detach?: boolean
+  logFile?: string
+  allowOther?: boolean
+  attrTimeout: string
+  entryTimeout: string
+  kernelCache: boolean
+}
+
+const READY_TIMEOUT_MS = 120_000
+const WATCH_INTERVAL_MS = 2000
+
+const HELP_AFTER = `
+Kernel caching (defaults chosen for speed; an image never changes while mounted):
+  attributes and names are cached for --attr-timeout/--entry-timeout seconds (default 3600),
+  and file pages stay in the kernel page cache across opens (kernel_cache). Only verified
+  bytes are ever served, so cached pages are always right. --no-kernel-cache turns it off.
+  --allow-other lets other users (a container's uid) use the mount; the kernel still checks
+  permissions against the image's modes (default_permissions).
+
+Stopping: Ctrl-C, SIGTERM, or \`edgestar umount DIR\` unmount cleanly. A mount left by a
+killed edgestar is detected and cleared by the next \`edgestar mount\` of the same DIR.
+See docs/fuse.md.`
+
+/** `edgestar mount REF DIR`: serves an image read-only through FUSE until stopped. */
+export function register(program: Command): void {
+  program
+    .command('mount')
+    .description(
+      'Mount an image read-only at DIR (merged layers, whiteouts applied), fetching file\n' +
+        'chunks on first read. Stays in the foreground until Ctrl-C, SIGTERM or\n' +
+        '`edgestar umount DIR`; --detach runs it in the background.',
+    )
+    .argument('<ref-or-dir>', 'image reference (or, with --layer, the mount point)')
+    .argument('[dir]', 'mount point (an empty directory)')
+    .option(
+      '--layer <blob>',
+      'mount a local layer blob instead of an image; repeat, bottom layer first',
+      (blob: string, blobs: string[]) => [...blobs, blob],
+      [] as string[],
+    )
+    .option('--detach', 'serve the mount from a background process and return once it is ready')
+    .option('--log-file <path>', 'with --detach: where the background process logs')
+    .option('--allow-other', 'let other users access the mount (needs user_allow_other or root)')
+    .option('--attr-timeout <seconds>', 'kernel attribute cache lifetime', '3600')
+    .option('--entry-timeout <seconds>', 'kernel name (and negative lookup) cache lifetime', '3600')
+    .option('--no-kernel-cache', 'drop file pages from the kernel cache at each open')
+    .option('--json', 'print the result as JSON')
+    .addHelpText('after', HELP_AFTER)
+    .action(async (first: string, second: string | undefined, options: MountCommandOptions) => {
+      const { ref, dir } = splitArguments(first, second, options)
+      if (options.detach) return detach(dir, options)
+
+      const view = await openView(ref, options)
+      const mounted = await mountImage(view, dir, mountOptions(options))
+      printResult(
+        options,
+        { ok: true, mountpoint: mounted.mountpoint, pid: process.pid },
+        () =>
+          `mounted ${ref ?? options.layer.join(' ')} at ${mounted.mountpoint} (Ctrl-C to unmount)`,
+      )
+
+      await untilStopped(mounted.mountpoint)
+      await mounted.unmount()
+    })
+}
+
+function splitArguments(
+  first: string,
+  second: string | undefined,
+  options: MountCommandOptions,
+): { ref?: string; dir: string } {
+  const hasLayers = options.layer.length > 0
+  if (hasLayers && second === undefined) return { dir: first }
+  if (!hasLayers && second !== undefined) return { ref: first, dir: second }
+  throw new EdgestarError(
+    'EDGESTAR_CLI_BAD_ARGUMENTS',
+    hasLayers ? 'give only DIR with --layer' : 'give an image reference and DIR',
+    { hint: 'usage: edgestar mount REF DIR, or edgestar mount --layer BLOB... DIR' },
+  )
+}
+
+async function openView(ref: string | undefined, options: MountCommandOptions): Promise<ImageView> {
+  if (options.layer.length > 0) return openLocalView(options.layer.map((path) => resolve(path)))
+  // TODO(fs): mounting by reference waits for the image service (src/images); until then
+  // only --layer works.
+  throw new EdgestarError('EDGESTAR_NOT_IMPLEMENTED', `cannot mount ${ref} by reference yet`, {
+    hint: 'mount local layer blobs with --layer',
+  })
+}
+
+function mountOptions(options: MountCommandOptions): MountOptions {
+  return {
+    allowOther: options.allowOther ?? false,
+    attrTimeoutSec: seconds('--attr-timeout', options.attrTimeout),
+    entryTimeoutSec: seconds('--entry-timeout', options.entryTimeout),
+    kernelCache: options.kernelCache,
+  }
+}
+
+function seconds(option: string, value: string): number {
+  const parsed = Number(value)
+  if (Number.isFinite(parsed) && parsed >= 0) return parsed
+  throw new EdgestarError(
+    'EDGESTAR_CLI_BAD_OPTION',
+    `${option} must be a number of seconds, not "${value}"`,
+    {
+      hint: `for example ${option} 60`,
+    },
+  )
+}
+
+/** Resolves on SIGINT/SIGTERM, or when the mount disappears (`umount -l` from outside). */
+async function untilStopped(mountpoint: string): Promise<void> {
+  const log = moduleLogger('fs', { mountpoint })
+  await new Promise<void>((done) => {
+    const stop = (signal: string): void => {
+      log.info({ signal }, 'unmount requested')
+      clearInterval(watch)
+      done()
+    }
+    process.once('SIGINT', () => stop('SIGINT'))
+    process.once('SIGTERM', () => stop('SIGTERM'))
+    const watch = setInterval(() => {
+      findFuseMounts(mountpoint).then(
+        (mounts) => {
+          if (mounts.length === 0) stop('mount gone')
+        },
+        () => {},
+      )
+    }, WATCH_INTERVAL_MS)
+  })
+}
+
+/** Re-runs this command without --detach in a background process and waits for the mount. */
+async function detach(dir: string, options: MountCommandOptions): Promise<void> {
+  const mountpoint = resolve(dir)
+  const logFile = options.logFile ?? join(tmpdir(), `edgestar-mount-${basename(mountpoint)}.log`)
+  const args = process.argv.slice(1).filter((arg) => arg !== '--detach')
+  const log = openSync(logFile, 'a')
+  const child = spawn(process.execPath, [...process.execArgv, ...args], {
+    detached: true,
+    stdio: ['ignore', 'ignore', log],
+  })
+  let exited: number | null = null
+  child.on('exit', (code) => {
+    exited = code ?? 1
+  })
+
+  const deadline = Date.now() + READY_TIMEOUT_MS
+  while (Date.now() < deadline && exited === null) {
+    const mounts = await findFuseMounts(mountpoint)
+    if (mounts.some((mount) => mount.source === `${FSNAME_PREFIX}${child.pid}`)) {
+      child.unref()
+      printResult(
+        options,
+        { ok: true, mountpoint, pid: child.pid, logFile },
+        () =>
+          `mounted at ${mountpoint} (pid ${child.pid}, log ${logFile}); \`edgestar umount ${dir}\` stops it`,
+      )
+      return
+    }
+    await sleep(100)
+  }
+
+  if (exited === null) child.kill('SIGTERM')
+  throw new EdgestarError(
+    'EDGESTAR_FS_MOUNT_FAILED',
+    `the background mount at ${mountpoint} did not start`,
+    {
+      hint: `see ${logFile}`,
+    },
+  )
+}
