@@ -5,6 +5,8 @@
  * It does no I/O of its own beyond the RandomAccessReader handed in (FileReader is the
  * local-file one).
  */
+
+export * from './convert.js'
 export { compressionOf, decodeChunk } from './decode-chunk.js'
 export { checkDigestOption, isSha256Digest, sha256Digest, sha256Hasher } from './digest.js'
 export { cleanEntryName } from './entry-name.js'
@@ -23,3 +25,10 @@ export { type FileRange, readFileRange } from './read-file-range.js'
 export { DEFAULT_MAX_TOC_BYTES } from './toc-reader.js'
 export { resolveHardlink } from './toc-validate.js'
 export * from './types.js'
+export {
+  assertDiffId,
+  type VerifyLayerOptions,
+  type VerifyProblem,
+  type VerifyReport,
+  verifyLayer,
+} from './verify-layer.js'
