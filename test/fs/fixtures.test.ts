@@ -49,6 +49,14 @@ function expected(file: SidecarFile, byName: Map<string, SidecarFile>): Partial<
   }
 }
 
+/** Sidecar names are raw tar names (`./sub/`); the mount shows `sub`. */
+function cleanName(name: string): string {
+  return name
+    .replace(/^(\.?\/)+/, '')
+    .replace(/\/+$/, '')
+    .replace(/^\.$/, '')
+}
+
 function isHidden(file: SidecarFile): boolean {
   const base = file.name.replace(/\/$/, '').split('/').pop() ?? ''
   return file.estargzMeta !== undefined || base.startsWith('.wh.')
@@ -62,7 +70,11 @@ describe('mounting every reference fixture', () => {
       const sidecar = JSON.parse(readFileSync(join(FIXTURES, row.sidecar), 'utf8')) as {
         files: SidecarFile[]
       }
-      const files = sidecar.files.map((file) => ({ ...file, name: file.name.replace(/\/$/, '') }))
+      const files = sidecar.files.map((file) => ({
+        ...file,
+        name: cleanName(file.name),
+        linkName: file.type === 'hardlink' ? cleanName(file.linkName ?? '') : file.linkName,
+      }))
       const byName = new Map(files.map((file) => [file.name, file]))
 
       const mount = await mountForTest(await openLocalView([join(FIXTURES, row.blob)]))
