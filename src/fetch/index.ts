@@ -5,6 +5,7 @@
  * it reaches the chunk cache.
  */
 export { formatBytes, parseByteSize } from './bandwidth.js'
+export { installBandwidthControl } from './bandwidth-control.js'
 export { computeDiffID } from './layer-verifier.js'
 export { type LinkChange, LinkMonitor, type LinkState } from './link-state.js'
 export {

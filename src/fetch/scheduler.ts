@@ -211,6 +211,12 @@ export class FetchScheduler extends EventEmitter {
     if (layer.verification === 'whole' && layer.state !== 'verified')
       await this.verifyWhole(layerDigest, priority)
 
+    const entry = this.store.toc.get(layerDigest, name)
+    if (entry === undefined || entry.type !== 'reg')
+      throw new EdgestarError(
+        'EDGESTAR_FETCH_NO_SUCH_FILE',
+        `no regular file ${JSON.stringify(name)} in layer ${layerDigest}`,
+      )
     for (let attempt = 0; ; attempt++) {
       const refs = this.store.toc.chunks(layerDigest, name, offset, length)
       await Promise.all(
@@ -219,7 +225,7 @@ export class FetchScheduler extends EventEmitter {
           .map((ref) => this.ensureUnit(layerDigest, ref.unitOffset, priority)),
       )
       try {
-        return await this.assemble(refs, offset, length)
+        return await this.assemble(refs, entry.size, offset, length)
       } catch (err) {
         // Evicted between the wait and the read: fetch again, once.
         if (attempt > 0 || !isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING')) throw err
@@ -300,16 +306,22 @@ export class FetchScheduler extends EventEmitter {
     return job
   }
 
+  // Copies the wanted bytes out of the chunk objects; bytes no chunk covers (holes of
+  // zstd:chunked `zeros` chunks) read as zeros, up to the end of the file.
   private async assemble(
     refs: ReturnType<Store['toc']['chunks']>,
+    fileSize: number,
     offset: number,
     length: number,
   ): Promise<Buffer> {
+    const end = Math.min(offset + length, fileSize)
     const parts: Buffer[] = []
+    let cursor = offset
     for (const ref of refs) {
-      const from = Math.max(offset, ref.chunkOffset)
-      const to = Math.min(offset + length, ref.chunkOffset + ref.chunkSize)
+      const from = Math.max(cursor, ref.chunkOffset)
+      const to = Math.min(end, ref.chunkOffset + ref.chunkSize)
       if (to <= from) continue
+      if (from > cursor) parts.push(Buffer.alloc(from - cursor))
       parts.push(
         await this.store.chunks.read(
           ref.chunkKey,
@@ -318,7 +330,9 @@ export class FetchScheduler extends EventEmitter {
         ),
       )
       this.store.chunks.touch(ref.chunkKey)
+      cursor = to
     }
+    if (end > cursor) parts.push(Buffer.alloc(end - cursor))
     return parts.length === 1 ? parts[0]! : Buffer.concat(parts)
   }
 

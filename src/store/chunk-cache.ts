@@ -170,14 +170,15 @@ export class ChunkCache {
 
   /**
    * Evicts least recently used chunk objects not held by a pinned image until the cache
-   * fits `limitBytes` (0 = no limit, nothing evicted unless `targetBytes` is given).
+   * holds at most `targetBytes` (default the limit; with no limit and no target, nothing).
    */
-  gc(pinnedKeysSql: string, targetBytes = this.limitBytes): GcReport {
+  gc(pinnedKeysSql: string, targetBytes?: number): GcReport {
+    const target = targetBytes ?? (this.limitBytes > 0 ? this.limitBytes : Number.POSITIVE_INFINITY)
     const status = this.status(pinnedKeysSql)
     let present = status.presentBytes
     let evictedChunks = 0
     let evictedBytes = 0
-    if (targetBytes <= 0 || present <= targetBytes)
+    if (present <= target)
       return { evictedChunks, evictedBytes, presentBytes: present, limitBytes: this.limitBytes }
 
     const candidates = this.db
@@ -188,7 +189,7 @@ export class ChunkCache {
       .iterate() as IterableIterator<{ key: string; size: number }>
     const victims: string[] = []
     for (const row of candidates) {
-      if (present <= targetBytes) break
+      if (present <= target) break
       victims.push(row.key)
       present -= row.size
       evictedBytes += row.size

@@ -1,4 +1,60 @@
 import type { Command } from 'commander'
+import { formatBytes, parseByteSize } from '../../fetch/index.js'
+import { Store } from '../../store/index.js'
+import { addCommonOptions, type CommonOptions, settingsFrom } from '../options.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar cache` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+interface GcOptions extends CommonOptions {
+  target?: string
+}
+
+/** `edgestar cache status|gc`: chunk cache usage and LRU eviction (pinned images kept). */
+export function register(program: Command): void {
+  const cache = program.command('cache').description('chunk cache: status and garbage collection')
+
+  addCommonOptions(
+    cache.command('status').description('show cache usage, pinned bytes and the limit'),
+  ).action((options: CommonOptions) => {
+    const config = settingsFrom(options)
+    const store = Store.open(config.stateDir, { cacheLimitBytes: config.cacheLimitBytes })
+    try {
+      const status = store.cacheStatus()
+      printResult(
+        options,
+        { ok: true, stateDir: config.stateDir, ...status, reconciled: store.reconciled },
+        () =>
+          `${status.presentChunks} chunks, ${formatBytes(status.presentBytes)} ` +
+          `(${formatBytes(status.pinnedBytes)} pinned by mounted images), limit ` +
+          `${status.limitBytes === 0 ? 'none' : formatBytes(status.limitBytes)}`,
+      )
+    } finally {
+      store.close()
+    }
+  })
+
+  const gc = cache
+    .command('gc')
+    .description('evict least recently used chunks of unmounted images down to the limit')
+    .option(
+      '--target <size>',
+      'evict down to this size instead of the configured limit, e.g. 500MiB or 0',
+    )
+  addCommonOptions(gc).action((options: GcOptions) => {
+    const config = settingsFrom(options)
+    const store = Store.open(config.stateDir, { cacheLimitBytes: config.cacheLimitBytes })
+    try {
+      const target =
+        options.target === undefined ? undefined : parseByteSize(options.target, '--target')
+      const report = store.gc(target)
+      printResult(
+        options,
+        { ok: true, ...report },
+        () =>
+          `evicted ${report.evictedChunks} chunks (${formatBytes(report.evictedBytes)}); ` +
+          `${formatBytes(report.presentBytes)} left`,
+      )
+    } finally {
+      store.close()
+    }
+  })
+}

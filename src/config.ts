@@ -1,0 +1,186 @@
+import { readFileSync } from 'node:fs'
+import { EdgestarError } from './errors.js'
+import { parseByteSize } from './fetch/index.js'
+import { DEFAULT_STATE_DIR } from './store/index.js'
+
+/** Default path of the device's config file. */
+export const DEFAULT_CONFIG_PATH = '/etc/edgestar/config.json'
+
+/**
+ * Settings shared by every command and the agent. Sources, later winning: defaults,
+ * the config file (`/etc/edgestar/config.json`, `--config` or EDGESTAR_CONFIG), the
+ * environment (EDGESTAR_*), then command-line options (applied by `cli/options.ts`).
+ */
+export interface EdgestarConfig {
+  /** State directory (database and chunk cache). File key `stateDir`, env EDGESTAR_STATE_DIR. */
+  stateDir: string
+  /** Registries spoken to over plain HTTP. File `insecureRegistries`, env EDGESTAR_INSECURE_REGISTRIES (comma list). */
+  insecureRegistries: string[]
+  /** Platform to pull (`os/arch[/variant]`); undefined = the machine's. File `platform`, env EDGESTAR_PLATFORM. */
+  platform: string | undefined
+  /** Serve layers with nothing to verify lazily. File `allowUnverified`, env EDGESTAR_ALLOW_UNVERIFIED. */
+  allowUnverified: boolean
+  /** Background fetch cap, bytes per second, 0 = none. File `bandwidth` ("512KiB"), env EDGESTAR_BANDWIDTH. */
+  bandwidthBytesPerSec: number
+  /** How long a read of a missing chunk waits for an offline link. File `offlineWait` ("30s"), env EDGESTAR_OFFLINE_WAIT. */
+  offlineWaitMs: number
+  /** Chunk cache size limit in bytes, 0 = none. File `cacheLimit` ("2GiB"), env EDGESTAR_CACHE_LIMIT. */
+  cacheLimitBytes: number
+  /** Whether the background fetch runs. File `backgroundFetch`, env EDGESTAR_BACKGROUND_FETCH. */
+  backgroundFetch: boolean
+  /** Registry requests in flight at most. File `fetchConcurrency`. */
+  fetchConcurrency: number
+  /** Docker config.json for registry credentials; undefined = Docker's default. File `dockerConfig`. */
+  dockerConfigPath: string | undefined
+  /** The whole file as read, so other modules can take their own sections (`mqtt`, `agent`). */
+  raw: Record<string, unknown>
+  /** The config file that was read, if any. */
+  configPath: string | undefined
+}
+
+/**
+ * Loads the config file and the environment. A missing default file is fine; a missing
+ * file named explicitly, bad JSON or a bad value throws EDGESTAR_CONFIG_INVALID (naming
+ * the key and the expected form) or EDGESTAR_CONFIG_BAD_SIZE.
+ */
+export function loadConfig(
+  options: { configPath?: string; env?: NodeJS.ProcessEnv } = {},
+): EdgestarConfig {
+  const env = options.env ?? process.env
+  const explicit = options.configPath ?? env.EDGESTAR_CONFIG
+  const path = explicit ?? DEFAULT_CONFIG_PATH
+  const raw = readConfigFile(path, explicit !== undefined)
+
+  const config: EdgestarConfig = {
+    stateDir: DEFAULT_STATE_DIR,
+    insecureRegistries: [],
+    platform: undefined,
+    allowUnverified: false,
+    bandwidthBytesPerSec: 0,
+    offlineWaitMs: 30_000,
+    cacheLimitBytes: 0,
+    backgroundFetch: true,
+    fetchConcurrency: 4,
+    dockerConfigPath: undefined,
+    raw: raw ?? {},
+    configPath: raw === undefined ? undefined : path,
+  }
+  if (raw !== undefined) applyFile(config, raw, path)
+  applyEnv(config, env)
+  return config
+}
+
+function readConfigFile(path: string, isRequired: boolean): Record<string, unknown> | undefined {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    if (!isRequired && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw new EdgestarError('EDGESTAR_CONFIG_INVALID', `cannot read config file ${path}`, {
+      cause: err,
+    })
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new EdgestarError('EDGESTAR_CONFIG_INVALID', `config file ${path} is not valid JSON`, {
+      cause: err,
+    })
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+    throw new EdgestarError(
+      'EDGESTAR_CONFIG_INVALID',
+      `config file ${path} must hold a JSON object`,
+    )
+  return parsed as Record<string, unknown>
+}
+
+function applyFile(config: EdgestarConfig, raw: Record<string, unknown>, path: string): void {
+  const where = (key: string): string => `${path}: ${key}`
+  if (raw.stateDir !== undefined) config.stateDir = expectString(raw.stateDir, where('stateDir'))
+  if (raw.insecureRegistries !== undefined) {
+    const list = raw.insecureRegistries
+    if (!Array.isArray(list) || !list.every((item) => typeof item === 'string'))
+      throw invalid(where('insecureRegistries'), 'a list of HOST[:PORT] strings')
+    config.insecureRegistries = list as string[]
+  }
+  if (raw.platform !== undefined) config.platform = expectString(raw.platform, where('platform'))
+  if (raw.allowUnverified !== undefined)
+    config.allowUnverified = expectBoolean(raw.allowUnverified, where('allowUnverified'))
+  if (raw.bandwidth !== undefined)
+    config.bandwidthBytesPerSec = parseByteSize(raw.bandwidth as string, where('bandwidth'))
+  if (raw.offlineWait !== undefined)
+    config.offlineWaitMs = parseDuration(raw.offlineWait as string, where('offlineWait'))
+  if (raw.cacheLimit !== undefined)
+    config.cacheLimitBytes = parseByteSize(raw.cacheLimit as string, where('cacheLimit'))
+  if (raw.backgroundFetch !== undefined)
+    config.backgroundFetch = expectBoolean(raw.backgroundFetch, where('backgroundFetch'))
+  if (raw.fetchConcurrency !== undefined) {
+    const n = raw.fetchConcurrency
+    if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 64)
+      throw invalid(where('fetchConcurrency'), 'an integer from 1 to 64')
+    config.fetchConcurrency = n
+  }
+  if (raw.dockerConfig !== undefined)
+    config.dockerConfigPath = expectString(raw.dockerConfig, where('dockerConfig'))
+}
+
+function applyEnv(config: EdgestarConfig, env: NodeJS.ProcessEnv): void {
+  if (env.EDGESTAR_STATE_DIR) config.stateDir = env.EDGESTAR_STATE_DIR
+  if (env.EDGESTAR_INSECURE_REGISTRIES)
+    config.insecureRegistries = env.EDGESTAR_INSECURE_REGISTRIES.split(',')
+      .map((s) => s.trim())
+      .filter(Boolean)
+  if (env.EDGESTAR_PLATFORM) config.platform = env.EDGESTAR_PLATFORM
+  if (env.EDGESTAR_ALLOW_UNVERIFIED)
+    config.allowUnverified = parseBoolean(
+      env.EDGESTAR_ALLOW_UNVERIFIED,
+      'EDGESTAR_ALLOW_UNVERIFIED',
+    )
+  if (env.EDGESTAR_BANDWIDTH)
+    config.bandwidthBytesPerSec = parseByteSize(env.EDGESTAR_BANDWIDTH, 'EDGESTAR_BANDWIDTH')
+  if (env.EDGESTAR_OFFLINE_WAIT)
+    config.offlineWaitMs = parseDuration(env.EDGESTAR_OFFLINE_WAIT, 'EDGESTAR_OFFLINE_WAIT')
+  if (env.EDGESTAR_CACHE_LIMIT)
+    config.cacheLimitBytes = parseByteSize(env.EDGESTAR_CACHE_LIMIT, 'EDGESTAR_CACHE_LIMIT')
+  if (env.EDGESTAR_BACKGROUND_FETCH)
+    config.backgroundFetch = parseBoolean(
+      env.EDGESTAR_BACKGROUND_FETCH,
+      'EDGESTAR_BACKGROUND_FETCH',
+    )
+}
+
+/**
+ * Parses a duration: a number of milliseconds, or a number with `ms`, `s`, `m` or `h`.
+ * Throws EDGESTAR_CONFIG_INVALID naming `option`.
+ */
+export function parseDuration(text: string | number, option: string): number {
+  if (typeof text === 'number' && Number.isFinite(text) && text >= 0) return Math.floor(text)
+  const match = /^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h)?\s*$/.exec(String(text))
+  if (!match) throw invalid(option, 'a duration such as 500ms, 30s, 2m or a number of milliseconds')
+  const factor = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 'ms'] ?? 1
+  return Math.floor(Number(match[1]) * factor)
+}
+
+function parseBoolean(text: string, option: string): boolean {
+  if (/^(1|true|yes|on)$/i.test(text)) return true
+  if (/^(0|false|no|off)$/i.test(text)) return false
+  throw invalid(option, 'true or false')
+}
+
+function expectString(value: unknown, option: string): string {
+  if (typeof value !== 'string' || value === '') throw invalid(option, 'a non-empty string')
+  return value
+}
+
+function expectBoolean(value: unknown, option: string): boolean {
+  if (typeof value !== 'boolean') throw invalid(option, 'true or false')
+  return value
+}
+
+function invalid(option: string, expected: string): EdgestarError {
+  return new EdgestarError('EDGESTAR_CONFIG_INVALID', `${option}: expected ${expected}`, {
+    hint: 'fix the value in the config file, the environment or the command line',
+  })
+}

@@ -1,0 +1,267 @@
+import { EdgestarError, isEdgestarError } from '../errors.js'
+import { ESTARGZ_ERRORS, type LayerIndex, openLayer } from '../estargz/index.js'
+import type { FetchPriority, FetchScheduler } from '../fetch/index.js'
+import { moduleLogger } from '../log.js'
+import {
+  classifyLayer,
+  formatPlatform,
+  parseReference,
+  type RegistryClient,
+  type ResolvedImage,
+  type ResolvedLayer,
+} from '../registry/index.js'
+import type { ImageRow, LayerVerification, Progress, Store } from '../store/index.js'
+import { lookupFile, type MergedFile } from './merged-lookup.js'
+
+/** Options of an ImageService. */
+export interface ImageServiceOptions {
+  store: Store
+  registry: RegistryClient
+  scheduler: FetchScheduler
+  /** Serve layers with nothing to verify lazily (the operator accepts the risk). */
+  allowUnverified?: boolean
+  /** Platform to resolve (`os/arch[/variant]`); default the machine's. */
+  platform?: string
+}
+
+/** How much of an image is local. */
+export interface ImageProgress extends Progress {
+  image: ImageRow
+  /** Layers checked against their diffID. */
+  verifiedLayers: number
+}
+
+const log = moduleLogger('images')
+
+// The largest piece a file is read in; bounds memory for `cat` of a big file.
+const READ_PIECE_BYTES = 4 * 1024 * 1024
+
+/**
+ * Joins registry, store and fetch: resolves a reference and records the image, its
+ * layers (classified as lazily verifiable, to be fetched whole, or explicitly unverified)
+ * and their TOC rows; reads files lazily; pulls whole images and verifies their layers.
+ */
+export class ImageService {
+  readonly store: Store
+  readonly registry: RegistryClient
+  readonly scheduler: FetchScheduler
+  private readonly allowUnverified: boolean
+  private readonly platform: string | undefined
+
+  constructor(options: ImageServiceOptions) {
+    this.store = options.store
+    this.registry = options.registry
+    this.scheduler = options.scheduler
+    this.allowUnverified = options.allowUnverified ?? false
+    this.platform = options.platform
+  }
+
+  /**
+   * The recorded image for `reference` when the store has it (no network: this is what
+   * lets a device work offline), otherwise `resolve`. `refresh` always asks the registry.
+   */
+  async open(reference: string, options: { refresh?: boolean } = {}): Promise<ImageRow> {
+    const name = parseReference(reference).name
+    const local = this.store.images.get(name)
+    if (
+      local !== undefined &&
+      !options.refresh &&
+      local.layers.every((d) => this.store.layers.isIndexed(d))
+    ) {
+      this.store.images.touch(local.id)
+      return local
+    }
+    return this.resolve(reference)
+  }
+
+  /**
+   * Resolves `reference` at the registry and records the image, its layers and every
+   * layer's TOC rows (the TOC checked against the manifest's TOC digest annotation).
+   * Throws the registry's and estargz's error codes.
+   */
+  async resolve(reference: string): Promise<ImageRow> {
+    const options = this.platform === undefined ? {} : { platform: this.platform }
+    const resolved = await this.registry.resolve(reference, options)
+    for (const layer of resolved.layers) await this.recordLayer(resolved, layer)
+    const image = this.store.images.record({
+      reference: resolved.reference.name,
+      manifestDigest: resolved.manifestDigest,
+      platform: formatPlatform(resolved.platform),
+      config: resolved.config,
+      layers: resolved.layers.map((layer) => layer.digest),
+    })
+    log.info({ reference: image.reference, layers: image.layers.length }, 'image recorded')
+    return image
+  }
+
+  /**
+   * Reads the regular file `path` of an image (merged view), `length` bytes from `offset`
+   * (default: to the end), fetching only the chunks it needs.
+   */
+  async readFile(
+    image: ImageRow,
+    path: string,
+    options: { offset?: number; length?: number; priority?: FetchPriority } = {},
+  ): Promise<Buffer> {
+    const file = this.lookup(image, path)
+    const offset = options.offset ?? 0
+    const length = Math.max(
+      0,
+      Math.min(options.length ?? file.entry.size - offset, file.entry.size - offset),
+    )
+    const parts: Buffer[] = []
+    for await (const part of this.readPieces(file, offset, length, options.priority))
+      parts.push(part)
+    return Buffer.concat(parts)
+  }
+
+  /** The same read as a sequence of pieces of at most 4 MiB, for streaming to stdout. */
+  async *readPieces(
+    file: MergedFile,
+    offset: number,
+    length: number,
+    priority: FetchPriority = 'demand',
+  ): AsyncGenerator<Buffer> {
+    for (let done = 0; done < length; ) {
+      const size = Math.min(READ_PIECE_BYTES, length - done)
+      const piece = await this.scheduler.readEntryRange(
+        file.layerDigest,
+        file.entry.name,
+        offset + done,
+        size,
+        priority,
+      )
+      if (piece.length === 0) return
+      yield piece
+      done += piece.length
+    }
+  }
+
+  /** Finds a regular file in the merged view (whiteouts applied, links followed). */
+  lookup(image: ImageRow, path: string): MergedFile {
+    return lookupFile(this.store, image.layers, path)
+  }
+
+  /**
+   * The layer read function the FUSE view uses: bytes of file `name` of one layer,
+   * from the cache or by awaiting the scheduler at demand priority.
+   */
+  readonly readLayerFile = (
+    layerDigest: string,
+    name: string,
+    offset: number,
+    length: number,
+  ): Promise<Buffer> => this.scheduler.readEntryRange(layerDigest, name, offset, length, 'demand')
+
+  /**
+   * Fetches every unit of every layer and checks each layer against its diffID.
+   * `onProgress` is called after each unit with the image's progress.
+   */
+  async pull(
+    image: ImageRow,
+    options: { priority?: FetchPriority; onProgress?: (progress: ImageProgress) => void } = {},
+  ): Promise<ImageProgress> {
+    const onUnit = (): void => options.onProgress?.(this.progress(image))
+    this.scheduler.on('unit', onUnit)
+    try {
+      for (const layer of image.layers) {
+        const row = this.store.layers.get(layer)
+        if (
+          row?.state === 'verified' &&
+          this.store.layers.missingUnits(layer, 1, true).length === 0
+        )
+          continue
+        await this.scheduler.completeLayer(layer, options.priority ?? 'prefetch')
+      }
+    } finally {
+      this.scheduler.off('unit', onUnit)
+    }
+    return this.progress(image)
+  }
+
+  /** Bytes of an image present versus total (compressed blob bytes, all units). */
+  progress(image: ImageRow): ImageProgress {
+    const total: ImageProgress = {
+      image,
+      presentBytes: 0,
+      totalBytes: 0,
+      presentUnits: 0,
+      totalUnits: 0,
+      verifiedLayers: 0,
+    }
+    for (const layer of image.layers) {
+      const p = this.store.layers.progress(layer)
+      total.presentBytes += p.presentBytes
+      total.totalBytes += p.totalBytes
+      total.presentUnits += p.presentUnits
+      total.totalUnits += p.totalUnits
+      if (this.store.layers.get(layer)?.state === 'verified') total.verifiedLayers++
+    }
+    return total
+  }
+
+  private async recordLayer(image: ResolvedImage, layer: ResolvedLayer): Promise<void> {
+    if (this.store.layers.isIndexed(layer.digest)) {
+      const row = this.store.layers.get(layer.digest)!
+      this.store.layers.upsert({ ...row, sourceReference: image.reference.name })
+      return
+    }
+    const verdict = classifyLayer(layer)
+    const reader = this.registry.blobReader(image.reference, layer.digest, layer.size)
+    let index: LayerIndex
+    try {
+      index = await openLayer(
+        reader,
+        verdict.mode === 'lazy' ? { tocDigest: verdict.tocDigest } : {},
+      )
+    } catch (err) {
+      if (isEdgestarError(err, ESTARGZ_ERRORS.NO_TOC))
+        throw new EdgestarError(
+          'EDGESTAR_IMAGES_PLAIN_LAYER',
+          `layer ${layer.digest} of ${image.reference.name} is a plain tar without a TOC`,
+          {
+            hint: 'convert the image to eStargz first: edgestar convert SRC-REF --push DST-REF',
+            cause: err,
+          },
+        )
+      throw err
+    }
+
+    const verification = this.verificationOf(verdict.mode, index, layer.digest)
+    this.store.layers.upsert({
+      digest: layer.digest,
+      sizeBytes: layer.size,
+      mediaType: layer.mediaType,
+      diffID: layer.diffID,
+      tocDigest: index.tocDigest,
+      tocOffset: index.tocOffset,
+      format: index.format,
+      verification,
+      sourceReference: image.reference.name,
+    })
+    this.store.layers.recordIndex(layer.digest, {
+      entries: index.entries,
+      chunks: index.chunks.filter((chunk) => !chunk.isZeros),
+      blobSizeBytes: layer.size,
+    })
+  }
+
+  private verificationOf(
+    mode: 'lazy' | 'whole',
+    index: LayerIndex,
+    digest: string,
+  ): LayerVerification {
+    const hasDigests =
+      index.format !== 'stargz-legacy' && index.chunks.every((c) => c.chunkDigest || c.isZeros)
+    if (mode === 'lazy' && hasDigests) return 'lazy'
+    if (this.allowUnverified) {
+      log.warn({ layer: digest }, 'layer served lazily without verification (--allow-unverified)')
+      return 'unverified'
+    }
+    log.info(
+      { layer: digest },
+      'layer has nothing to verify lazily; it will be fetched whole and checked',
+    )
+    return 'whole'
+  }
+}
