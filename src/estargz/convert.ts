@@ -153,7 +153,9 @@ function missing(paths: string[]): EdgestarError {
   return new EdgestarError(
     CONVERT_ERRORS.PRIORITIZED_MISSING,
     `prioritized path(s) not in the input: ${shown}${more}`,
-    { hint: 'fix the paths (as inside the layer), or allow missing ones to be skipped' },
+    {
+      hint: 'fix the paths (as inside the layer), or skip missing ones (--allow-missing-prioritized)',
+    },
   )
 }
 
