@@ -1,4 +1,370 @@
+import { execFile } from 'node:child_process'
+import { constants, createWriteStream } from 'node:fs'
+import {
+  chmod,
+  lchown,
+  link,
+  lstat,
+  lutimes,
+  mkdir,
+  open,
+  realpath,
+  rm,
+  symlink,
+  utimes,
+} from 'node:fs/promises'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import { promisify } from 'node:util'
 import type { Command } from 'commander'
+import { EdgestarError } from '../../errors.js'
+import {
+  assertDiffId,
+  checkDigestOption,
+  detectLayerFormat,
+  ESTARGZ_ERRORS,
+  FileReader,
+  isFormatMetaEntry,
+  type LayerIndex,
+  type LayerTarEntry,
+  openLayer,
+  sha256Hasher,
+  walkLayer,
+} from '../../estargz/index.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar extract` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+const run = promisify(execFile)
+
+/** Error codes of `edgestar extract` beyond the format layer's. */
+export const EXTRACT_ERRORS = {
+  /** An entry would be written through a symlink or non-directory inside DIR. */
+  UNSAFE_PATH: 'EDGESTAR_EXTRACT_UNSAFE_PATH',
+  /** Setting an extended attribute failed. */
+  XATTR_FAILED: 'EDGESTAR_EXTRACT_XATTR_FAILED',
+  /** Creating a device node or fifo failed. */
+  SPECIAL_FAILED: 'EDGESTAR_EXTRACT_SPECIAL_FAILED',
+} as const
+
+/** What an extraction wrote. */
+export interface ExtractReport {
+  format: string
+  diffID: string
+  entries: number
+  files: number
+  bytes: number
+  /** Entries not written, with why (device nodes when not root). */
+  skipped: { name: string; reason: string }[]
+}
+
+/** Options of extractLayer. */
+export interface ExtractOptions {
+  tocDigest?: string
+  diffID?: string
+}
+
+/**
+ * `edgestar extract BLOB DIR`: writes the layer's files into DIR (all entry types,
+ * modes, owners when root, xattrs, hardlinks, symlinks as links, whiteout files as they
+ * are in the layer), never writing outside DIR.
+ */
+export function register(program: Command): void {
+  program
+    .command('extract')
+    .description("write a layer's files into a directory, never outside it")
+    .argument('<blob>', 'path of an eStargz, zstd:chunked or plain gzip/zstd layer blob')
+    .argument('<dir>', 'directory to write into (created when missing)')
+    .option('--toc-digest <digest>', 'expected TOC digest (sha256:...)')
+    .option('--diff-id <digest>', 'expected diffID: sha256 of the decompressed layer')
+    .option('--json', 'print {format, diffID, entries, files, bytes, skipped}')
+    .action(async (blob: string, dir: string, options: ExtractCliOptions) => {
+      const report = await extractLayer(blob, dir, {
+        ...(options.tocDigest ? { tocDigest: options.tocDigest } : {}),
+        ...(options.diffId ? { diffID: options.diffId } : {}),
+      })
+      printResult(options, report, () =>
+        [
+          `extracted ${report.entries} entries (${report.files} files, ${report.bytes} bytes) into ${dir}`,
+          `diffID: ${report.diffID}`,
+          ...report.skipped.map((s) => `skipped ${s.name}: ${s.reason}`),
+        ].join('\n'),
+      )
+    })
+}
+
+interface ExtractCliOptions {
+  json?: boolean
+  tocDigest?: string
+  diffId?: string
+}
+
+interface PendingMeta {
+  path: string
+  entry: LayerTarEntry
+}
+
+/**
+ * Extracts the layer in `blobPath` into `destDir`. With a TOC, names are validated by
+ * openLayer first and every regular file is checked against its TOC digest as it is
+ * written. A parent that is a symlink or not a directory is refused (UNSAFE_PATH), so
+ * nothing lands outside `destDir`. Modes and times are applied last (directories after
+ * their contents), owners only when running as root.
+ * Throws the format layer's codes, UNSAFE_PATH, XATTR_FAILED, SPECIAL_FAILED.
+ */
+export async function extractLayer(
+  blobPath: string,
+  destDir: string,
+  opts: ExtractOptions = {},
+): Promise<ExtractReport> {
+  if (opts.diffID) checkDigestOption(opts.diffID, 'diffID')
+  await mkdir(destDir, { recursive: true })
+  const root = await realpath(destDir)
+  const reader = await FileReader.open(blobPath)
+  try {
+    const format = await detectLayerFormat(reader)
+    const index =
+      format === 'gzip' || format === 'zstd'
+        ? undefined
+        : await openLayer(reader, opts.tocDigest ? { tocDigest: opts.tocDigest } : {})
+    const writer = new TreeWriter(root, index)
+    const streamed = await walkLayer(reader, format, (entry, content) =>
+      writer.write(entry, content),
+    )
+    await writer.finish()
+    if (opts.diffID) assertDiffId(streamed.diffID, opts.diffID)
+    return { format, diffID: streamed.diffID, ...writer.counts() }
+  } finally {
+    await reader.close()
+  }
+}
+
+class TreeWriter {
+  private readonly isRoot = process.getuid?.() === 0
+  private readonly metas: PendingMeta[] = []
+  private readonly deferredLinks: PendingMeta[] = []
+  private readonly xattrJobs: { path: string; xattrs: Record<string, string> }[] = []
+  private readonly skipped: { name: string; reason: string }[] = []
+  private entries = 0
+  private files = 0
+  private bytes = 0
+
+  constructor(
+    private readonly root: string,
+    private readonly index: LayerIndex | undefined,
+  ) {}
+
+  counts(): Omit<ExtractReport, 'format' | 'diffID'> {
+    return { entries: this.entries, files: this.files, bytes: this.bytes, skipped: this.skipped }
+  }
+
+  async write(entry: LayerTarEntry, content: AsyncIterable<Buffer>): Promise<void> {
+    if (entry.name === '' || isFormatMetaEntry(entry.name)) return
+    this.entries++
+    const path = join(this.root, entry.name)
+    await this.ensureParents(entry.name, true)
+    await this.clearFor(path, entry)
+
+    if (entry.type === 'hardlink' && !(await this.linkIfPresent(path, entry))) {
+      this.deferredLinks.push({ path, entry })
+      return
+    }
+    if (entry.type === 'reg') await this.writeFile(path, entry, content)
+    else if (entry.type === 'dir') await mkdir(path, { recursive: true })
+    else if (entry.type === 'symlink') await symlink(entry.linkName ?? '', path)
+    else if (entry.type !== 'hardlink' && !(await this.makeSpecial(path, entry))) return
+
+    if (entry.type === 'hardlink') return
+    if (this.isRoot) await lchown(path, entry.uid, entry.gid)
+    const xattrs = Object.entries(entry.xattrs)
+    if (xattrs.length > 0)
+      this.xattrJobs.push({
+        path,
+        xattrs: Object.fromEntries(xattrs.map(([k, v]) => [k, v.toString('base64')])),
+      })
+    this.metas.push({ path, entry })
+  }
+
+  /** Deferred hardlinks, xattrs, then modes and times (deepest and latest first). */
+  async finish(): Promise<void> {
+    for (const { path, entry } of this.deferredLinks) {
+      await this.ensureParents(entry.name, true)
+      if (!(await this.linkIfPresent(path, entry))) {
+        throw new EdgestarError(
+          ESTARGZ_ERRORS.HARDLINK_MISSING,
+          `hardlink ${JSON.stringify(entry.name)} names missing ${JSON.stringify(entry.linkName)}`,
+          {
+            hint: 'the layer is malformed; rebuild it',
+          },
+        )
+      }
+    }
+    await this.applyXattrs()
+
+    for (const { path, entry } of [...this.metas].reverse()) {
+      if (entry.type === 'symlink') {
+        await lutimes(path, entry.mtimeSec, entry.mtimeSec)
+        continue
+      }
+      await chmod(path, entry.mode & 0o7777)
+      await utimes(path, entry.mtimeSec, entry.mtimeSec)
+    }
+  }
+
+  // Walks every parent of `name` below the root: creates missing ones (or, when not
+  // creating, reports them missing), refuses a symlink or a non-directory, so no write
+  // can be redirected outside the root.
+  private async ensureParents(name: string, create: boolean): Promise<boolean> {
+    const parts = name.split('/').slice(0, -1)
+    let current = this.root
+    for (const part of parts) {
+      current = join(current, part)
+      const stat = await lstat(current).catch(() => undefined)
+      if (stat?.isDirectory()) continue
+      if (!stat && !create) return false
+      if (!stat) {
+        await mkdir(current, { mode: 0o755 })
+        continue
+      }
+      const what = stat.isSymbolicLink() ? 'symlink' : 'non-directory'
+      throw new EdgestarError(
+        EXTRACT_ERRORS.UNSAFE_PATH,
+        `${JSON.stringify(name)} would be written through ${what} ${JSON.stringify(current)}`,
+        { hint: 'the layer tries to write outside its own tree; do not use it' },
+      )
+    }
+    return true
+  }
+
+  // Tar semantics: a new entry replaces what is at its path, except that a directory
+  // over a directory keeps the existing one (and its contents).
+  private async clearFor(path: string, entry: LayerTarEntry): Promise<void> {
+    const stat = await lstat(path).catch(() => undefined)
+    if (!stat) return
+    if (stat.isDirectory() && entry.type === 'dir') return
+    await rm(path, { recursive: true, force: true })
+  }
+
+  private async linkIfPresent(path: string, entry: LayerTarEntry): Promise<boolean> {
+    const targetName = entry.linkName ?? ''
+    if (!(await this.ensureParents(targetName, false))) return false
+    const target = join(this.root, targetName)
+    const stat = await lstat(target).catch(() => undefined)
+    if (!stat) return false
+    if (stat.isDirectory()) {
+      throw new EdgestarError(
+        ESTARGZ_ERRORS.HARDLINK_TO_DIR,
+        `hardlink ${JSON.stringify(entry.name)} names directory ${JSON.stringify(targetName)}`,
+        {
+          hint: 'the layer is malformed; rebuild it',
+        },
+      )
+    }
+    // link(2) does not follow a symlink target, so a hardlink to a symlink stays one.
+    await link(target, path)
+    return true
+  }
+
+  private async writeFile(
+    path: string,
+    entry: LayerTarEntry,
+    content: AsyncIterable<Buffer>,
+  ): Promise<void> {
+    const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW
+    const handle = await open(path, flags, 0o600)
+    const hasher = sha256Hasher()
+    let written = 0
+    async function* counted(): AsyncGenerator<Buffer> {
+      for await (const piece of content) {
+        hasher.update(piece)
+        written += piece.length
+        yield piece
+      }
+    }
+    await pipeline(counted(), createWriteStream('', { fd: handle.fd, autoClose: false }))
+    await handle.close()
+    this.files++
+    this.bytes += written
+
+    const expected = this.index?.byName.get(entry.name)?.digest
+    const actual = hasher.digest()
+    if (expected && expected !== actual) {
+      await rm(path, { force: true })
+      throw new EdgestarError(
+        ESTARGZ_ERRORS.FILE_DIGEST_MISMATCH,
+        `file ${JSON.stringify(entry.name)} has digest ${actual}, TOC says ${expected}`,
+        {
+          hint: 'the blob was altered or damaged; fetch it again',
+        },
+      )
+    }
+  }
+
+  private async makeSpecial(path: string, entry: LayerTarEntry): Promise<boolean> {
+    if (entry.type !== 'fifo' && !this.isRoot) {
+      this.skipped.push({ name: entry.name, reason: `${entry.type} device needs root` })
+      this.entries--
+      return false
+    }
+    const args =
+      entry.type === 'fifo'
+        ? ['mkfifo', ['-m', '600', path]]
+        : [
+            'mknod',
+            [
+              '-m',
+              '600',
+              path,
+              entry.type === 'char' ? 'c' : 'b',
+              `${entry.devMajor}`,
+              `${entry.devMinor}`,
+            ],
+          ]
+    try {
+      await run(args[0] as string, args[1] as string[])
+    } catch (cause) {
+      throw new EdgestarError(
+        EXTRACT_ERRORS.SPECIAL_FAILED,
+        `cannot create ${entry.type} ${JSON.stringify(entry.name)}`,
+        {
+          hint: 'extract as root on a filesystem that allows device nodes',
+          cause,
+        },
+      )
+    }
+    return true
+  }
+
+  // Node has no xattr API; python3 (installed by scripts/setup.sh) sets them in one run,
+  // without following symlinks.
+  private async applyXattrs(): Promise<void> {
+    if (this.xattrJobs.length === 0) return
+    const script = [
+      'import base64, json, os, sys',
+      'for job in json.load(sys.stdin):',
+      '    for name, value in job["xattrs"].items():',
+      '        try:',
+      '            os.setxattr(job["path"], name, base64.b64decode(value), follow_symlinks=False)',
+      '        except OSError as err:',
+      '            sys.exit(f"{job[\'path\']}: {name}: {err.strerror}")',
+    ].join('\n')
+    const child = execFile('python3', ['-c', script])
+    const done = new Promise<void>((resolve, reject) => {
+      let stderr = ''
+      child.stderr?.on('data', (d) => (stderr += d))
+      child.on('error', reject)
+      child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(stderr.trim()))))
+    })
+    child.stdin?.end(JSON.stringify(this.xattrJobs))
+    try {
+      await done
+    } catch (cause) {
+      throw new EdgestarError(
+        EXTRACT_ERRORS.XATTR_FAILED,
+        `cannot set extended attributes: ${(cause as Error).message}`,
+        {
+          hint: 'extract onto a filesystem with user xattrs (ext4, xfs, tmpfs with user_xattr)',
+          cause,
+        },
+      )
+    }
+  }
+}

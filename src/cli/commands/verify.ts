@@ -1,4 +1,58 @@
 import type { Command } from 'commander'
+import { FileReader, type VerifyReport, verifyLayer } from '../../estargz/index.js'
+import { printResult } from '../output.js'
+import { parseBytes } from './inspect.js'
 
-// TODO(cli): `edgestar verify` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+/**
+ * `edgestar verify BLOB [--toc-digest D] [--diff-id D] [--json]`: checks the footer, the
+ * TOC, every chunk and the whole stream; exit 0 only when everything verifies.
+ */
+export function register(program: Command): void {
+  program
+    .command('verify')
+    .description('check every chunk of a layer blob, its TOC digest and its diffID')
+    .argument('<blob>', 'path of an eStargz, zstd:chunked or plain gzip/zstd layer blob')
+    .option('--toc-digest <digest>', 'expected TOC digest (sha256:...)')
+    .option('--diff-id <digest>', 'expected diffID: sha256 of the decompressed layer')
+    .option('--max-toc-bytes <n>', 'refuse TOCs larger than this many bytes', parseBytes)
+    .option('--json', 'print {ok, tocDigest, diffID, entries, chunks, errors}')
+    .action(async (blob: string, options: VerifyOptions) => {
+      const reader = await FileReader.open(blob)
+      let report: VerifyReport
+      try {
+        report = await verifyLayer(reader, {
+          ...(options.tocDigest ? { tocDigest: options.tocDigest } : {}),
+          ...(options.diffId ? { diffID: options.diffId } : {}),
+          ...(options.maxTocBytes ? { maxTocBytes: options.maxTocBytes } : {}),
+        })
+      } finally {
+        await reader.close()
+      }
+
+      const { ok, tocDigest, diffID, entries, chunks, errors } = report
+      printResult(options, { ok, tocDigest, diffID, entries, chunks, errors }, () =>
+        humanText(blob, report),
+      )
+      if (!ok) process.exitCode = 1
+    })
+}
+
+interface VerifyOptions {
+  json?: boolean
+  tocDigest?: string
+  diffId?: string
+  maxTocBytes?: number
+}
+
+function humanText(blob: string, r: VerifyReport): string {
+  const lines = [
+    `${r.ok ? 'verified' : 'FAILED'}: ${blob}`,
+    `format:     ${r.format ?? 'unknown'}`,
+    `TOC digest: ${r.tocDigest ?? '(none)'}`,
+    `diffID:     ${r.diffID ?? '(not computed)'}`,
+    `entries:    ${r.entries}`,
+    `chunks:     ${r.chunks} verified`,
+  ]
+  for (const e of r.errors) lines.push(`error ${e.code}: ${e.message}`)
+  return lines.join('\n')
+}
