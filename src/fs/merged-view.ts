@@ -56,7 +56,7 @@ export class MergedView implements ImageView {
   readonly #listings = new Map<string, DirEntry[]>()
   readonly #maxNodes: number
   readonly #maxListingEntries: number
-  readonly #onClose: (() => Promise<void>) | undefined
+  #onClose: (() => Promise<void>) | undefined
   #listingEntries = 0
 
   constructor(layers: LayerSource[], options: MergedViewOptions = {}) {
@@ -110,7 +110,9 @@ export class MergedView implements ImageView {
   async close(): Promise<void> {
     this.#nodes.clear()
     this.#listings.clear()
-    await this.#onClose?.()
+    const onClose = this.#onClose
+    this.#onClose = undefined
+    await onClose?.()
   }
 
   async #resolve(path: string): Promise<Resolved | undefined> {

@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Command } from 'commander'
-import { EdgestarError } from '../../errors.js'
+import { EdgestarError, isEdgestarError } from '../../errors.js'
+import { installBandwidthControl } from '../../fetch/index.js'
 import {
   FSNAME_PREFIX,
   findFuseMounts,
@@ -12,12 +13,30 @@ import {
   type MountOptions,
   mountImage,
   openLocalView,
+  openStoreView,
 } from '../../fs/index.js'
 import { moduleLogger } from '../../log.js'
+import type { ImageRow } from '../../store/index.js'
+import {
+  addCommonOptions,
+  addFetchOptions,
+  type CommonOptions,
+  type FetchOptions,
+  openServices,
+  type Services,
+  settingsFrom,
+} from '../options.js'
 import { printResult } from '../output.js'
 
-interface MountCommandOptions {
-  json?: boolean
+/** A view ready to mount, with what starts after the mount and what stops with it. */
+interface Served {
+  view: ImageView
+  label: string
+  start(): void
+  stop(): Promise<void>
+}
+
+interface MountCommandOptions extends CommonOptions, FetchOptions {
   layer: string[]
   detach?: boolean
   logFile?: string
@@ -44,7 +63,7 @@ See docs/fuse.md.`
 
 /** `edgestar mount REF DIR`: serves an image read-only through FUSE until stopped. */
 export function register(program: Command): void {
-  program
+  const command = program
     .command('mount')
     .description(
       'Mount an image read-only at DIR (merged layers, whiteouts applied), fetching file\n' +
@@ -65,24 +84,28 @@ export function register(program: Command): void {
     .option('--attr-timeout <seconds>', 'kernel attribute cache lifetime', '3600')
     .option('--entry-timeout <seconds>', 'kernel name (and negative lookup) cache lifetime', '3600')
     .option('--no-kernel-cache', 'drop file pages from the kernel cache at each open')
-    .option('--json', 'print the result as JSON')
     .addHelpText('after', HELP_AFTER)
-    .action(async (first: string, second: string | undefined, options: MountCommandOptions) => {
+  addFetchOptions(addCommonOptions(command)).action(
+    async (first: string, second: string | undefined, options: MountCommandOptions) => {
       const { ref, dir } = splitArguments(first, second, options)
       if (options.detach) return detach(dir, options)
 
-      const view = await openView(ref, options)
-      const mounted = await mountImage(view, dir, mountOptions(options))
-      printResult(
-        options,
-        { ok: true, mountpoint: mounted.mountpoint, pid: process.pid },
-        () =>
-          `mounted ${ref ?? options.layer.join(' ')} at ${mounted.mountpoint} (Ctrl-C to unmount)`,
-      )
-
-      await untilStopped(mounted.mountpoint)
-      await mounted.unmount()
-    })
+      const served = ref === undefined ? await serveLayers(options) : await serveImage(ref, options)
+      try {
+        const mounted = await mountImage(served.view, dir, mountOptions(options))
+        printResult(
+          options,
+          { ok: true, mountpoint: mounted.mountpoint, pid: process.pid },
+          () => `mounted ${served.label} at ${mounted.mountpoint} (Ctrl-C to unmount)`,
+        )
+        served.start()
+        await untilStopped(mounted.mountpoint)
+        await mounted.unmount()
+      } finally {
+        await served.stop()
+      }
+    },
+  )
 }
 
 function splitArguments(
@@ -100,13 +123,62 @@ function splitArguments(
   )
 }
 
-async function openView(ref: string | undefined, options: MountCommandOptions): Promise<ImageView> {
-  if (options.layer.length > 0) return openLocalView(options.layer.map((path) => resolve(path)))
-  // TODO(fs): mounting by reference waits for the image service (src/images); until then
-  // only --layer works.
-  throw new EdgestarError('EDGESTAR_NOT_IMPLEMENTED', `cannot mount ${ref} by reference yet`, {
-    hint: 'mount local layer blobs with --layer',
-  })
+async function serveLayers(options: MountCommandOptions): Promise<Served> {
+  const view = await openLocalView(options.layer.map((path) => resolve(path)))
+  return {
+    view,
+    label: options.layer.join(' '),
+    start: () => {},
+    stop: () => view.close(),
+  }
+}
+
+/**
+ * The store-backed view of image `ref` (recorded from the registry when the store lacks
+ * it); once mounted, the prefetch set and then, unless --no-background, the rest of the
+ * image is fetched under the bandwidth cap and every layer checked against its diffID.
+ */
+async function serveImage(ref: string, options: MountCommandOptions): Promise<Served> {
+  const services = openServices(settingsFrom(options))
+  const removeControl = installBandwidthControl(services.scheduler, services.bandwidthControlFile)
+  try {
+    const image = await services.images.open(ref)
+    const view = await openStoreView({
+      dbPath: services.store.dbPath,
+      layerDigests: image.layers,
+      read: services.images.readLayerFile,
+    })
+    return {
+      view,
+      label: ref,
+      start: () => void fetchInBackground(services, image),
+      stop: async () => {
+        removeControl()
+        await view.close()
+        await services.close()
+      },
+    }
+  } catch (err) {
+    removeControl()
+    await services.close()
+    throw err
+  }
+}
+
+async function fetchInBackground(services: Services, image: ImageRow): Promise<void> {
+  const log = moduleLogger('fs', { reference: image.reference })
+  try {
+    await Promise.all(image.layers.map((layer) => services.scheduler.prefetch(layer)))
+    if (!services.config.backgroundFetch) return
+    const progress = await services.images.pull(image, { priority: 'background' })
+    log.info(
+      { presentBytes: progress.presentBytes, verifiedLayers: progress.verifiedLayers },
+      'image complete',
+    )
+  } catch (err) {
+    if (isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED')) return
+    log.warn({ err }, 'background fetch stopped')
+  }
 }
 
 function mountOptions(options: MountCommandOptions): MountOptions {
