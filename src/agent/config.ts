@@ -1,5 +1,6 @@
-import { readFile } from 'node:fs/promises'
+import { loadConfig, parseDuration } from '../config.js'
 import { EdgestarError } from '../errors.js'
+import { parseByteSize } from '../fetch/index.js'
 import { RUNTIME_CHOICES, type RuntimeChoice } from '../runtime/index.js'
 import { DEFAULT_SOCKET_PATH } from './protocol.js'
 
@@ -20,6 +21,8 @@ export interface AgentConfig {
   platform?: string
   /** Registries reached over plain HTTP (host:port), e.g. a loopback test registry. */
   insecureRegistries: string[]
+  /** Serve layers with nothing to verify lazily (config file `allowUnverified`). */
+  allowUnverified: boolean
   logMaxFileBytes: number
   logMaxFiles: number
   stopTimeoutMs: number
@@ -39,7 +42,7 @@ export interface AgentConfig {
   mqttTelemetryIntervalMs: number
 }
 
-type Kind = 'string' | 'int' | 'bytes' | 'rate' | 'list' | 'runtime'
+type Kind = 'string' | 'int' | 'bytes' | 'list' | 'runtime'
 
 /** One option: its config-file key, flag, environment variable, kind and doc line. */
 export interface AgentOption {
@@ -50,15 +53,12 @@ export interface AgentOption {
   doc: string
 }
 
-/** Every agent option; the CLI, the env reader, the file reader and the docs use this table. */
+/**
+ * Agent-only options: the `agent` section of the config file, EDGESTAR_* variables and
+ * flags. Settings shared with other commands (state dir, bandwidth, offline wait,
+ * cache limit, platform, insecure registries) come from `src/config.ts` and SHARED_OPTIONS.
+ */
 export const AGENT_OPTIONS: readonly AgentOption[] = [
-  {
-    key: 'stateDir',
-    flag: '--state-dir <dir>',
-    env: 'EDGESTAR_STATE_DIR',
-    kind: 'string',
-    doc: 'state directory (SQLite index, chunk cache, deployments)',
-  },
   {
     key: 'socket',
     flag: '--socket <path>',
@@ -81,46 +81,11 @@ export const AGENT_OPTIONS: readonly AgentOption[] = [
     doc: 'container runtime: auto, runc, crun or chroot (default auto)',
   },
   {
-    key: 'bandwidthBytesPerSec',
-    flag: '--bandwidth <rate>',
-    env: 'EDGESTAR_BANDWIDTH',
-    kind: 'rate',
-    doc: 'background fetch cap, e.g. 256k, 2M (bytes/s); 0 = uncapped',
-  },
-  {
-    key: 'offlineWaitMs',
-    flag: '--offline-wait-ms <ms>',
-    env: 'EDGESTAR_OFFLINE_WAIT_MS',
-    kind: 'int',
-    doc: 'how long a read of a missing chunk waits for the link (default 30000)',
-  },
-  {
-    key: 'cacheLimitBytes',
-    flag: '--cache-limit <size>',
-    env: 'EDGESTAR_CACHE_LIMIT',
-    kind: 'bytes',
-    doc: 'chunk cache size limit, e.g. 2G; 0 = no limit',
-  },
-  {
-    key: 'platform',
-    flag: '--platform <os/arch[/variant]>',
-    env: 'EDGESTAR_PLATFORM',
-    kind: 'string',
-    doc: "image platform to run (default: this machine's)",
-  },
-  {
-    key: 'insecureRegistries',
-    flag: '--insecure-registry <host:port...>',
-    env: 'EDGESTAR_INSECURE_REGISTRIES',
-    kind: 'list',
-    doc: 'registries reached over plain HTTP (comma-separated in env)',
-  },
-  {
     key: 'logMaxFileBytes',
     flag: '--log-max-size <size>',
     env: 'EDGESTAR_LOG_MAX_SIZE',
     kind: 'bytes',
-    doc: 'size of one container log file before rotation (default 1M)',
+    doc: 'size of one container log file before rotation (default 1MiB)',
   },
   {
     key: 'logMaxFiles',
@@ -222,50 +187,108 @@ export const AGENT_OPTIONS: readonly AgentOption[] = [
   },
 ]
 
-/** Where the agent looks for its config file when none is named. */
-export const DEFAULT_CONFIG_FILE = '/etc/edgestar/agent.json'
+/**
+ * Flags for the settings shared with other commands; their file keys and environment
+ * variables are read by `loadConfig` in src/config.ts (see docs/agent.md).
+ */
+export const SHARED_OPTIONS: readonly { key: keyof AgentConfig; flag: string; doc: string }[] = [
+  {
+    key: 'stateDir',
+    flag: '--state-dir <dir>',
+    doc: 'state directory (file stateDir, env EDGESTAR_STATE_DIR)',
+  },
+  {
+    key: 'bandwidthBytesPerSec',
+    flag: '--bandwidth <rate>',
+    doc: 'background fetch cap, e.g. 512KiB, 2MB; 0 = none (file bandwidth, env EDGESTAR_BANDWIDTH)',
+  },
+  {
+    key: 'offlineWaitMs',
+    flag: '--offline-wait <duration>',
+    doc: 'how long a read of a missing chunk waits for the link, e.g. 30s (file offlineWait, env EDGESTAR_OFFLINE_WAIT)',
+  },
+  {
+    key: 'cacheLimitBytes',
+    flag: '--cache-limit <size>',
+    doc: 'chunk cache size limit, e.g. 2GiB; 0 = none (file cacheLimit, env EDGESTAR_CACHE_LIMIT)',
+  },
+  {
+    key: 'platform',
+    flag: '--platform <os/arch[/variant]>',
+    doc: "image platform to run (file platform, env EDGESTAR_PLATFORM; default this machine's)",
+  },
+  {
+    key: 'insecureRegistries',
+    flag: '--insecure-registry <host:port...>',
+    doc: 'registries reached over plain HTTP (file insecureRegistries, env EDGESTAR_INSECURE_REGISTRIES)',
+  },
+]
 
-const DEFAULTS: AgentConfig = {
-  stateDir: '/var/lib/edgestar',
+const DEFAULTS = {
   socket: DEFAULT_SOCKET_PATH,
-  runtime: 'auto',
-  bandwidthBytesPerSec: null,
-  offlineWaitMs: 30_000,
-  cacheLimitBytes: null,
-  insecureRegistries: [],
+  runtime: 'auto' as RuntimeChoice,
   logMaxFileBytes: 1024 * 1024,
   logMaxFiles: 3,
   stopTimeoutMs: 10_000,
   updateGraceMs: 3000,
-  mqttGroups: [],
+  mqttGroups: [] as string[],
   mqttTelemetryIntervalMs: 60_000,
 }
 
 /**
- * Merges the agent's settings: flags (already parsed by commander, keyed like
- * AgentConfig) over environment over config file (JSON, keys as in AgentConfig) over
- * defaults. `defaultStateDir` replaces the built-in default. Throws
- * EDGESTAR_CONFIG_INVALID naming the option and its source, EDGESTAR_CONFIG_UNREADABLE
- * for a named config file that cannot be read.
+ * Merges the agent's settings. Shared settings: src/config.ts (defaults, config file
+ * `--config`/EDGESTAR_CONFIG, environment), then flags. Agent settings: defaults, the
+ * file's `agent` section, EDGESTAR_* variables, then flags (commander's parsed options,
+ * keyed like AgentConfig). Throws EDGESTAR_CONFIG_INVALID naming the option and its
+ * source, or EDGESTAR_CONFIG_BAD_SIZE.
  */
-export async function loadAgentConfig(
+export function loadAgentConfig(
   flags: Record<string, unknown>,
   env: NodeJS.ProcessEnv = process.env,
-  defaultStateDir?: string,
-): Promise<AgentConfig> {
-  const explicitFile = (flags.config as string | undefined) ?? env.EDGESTAR_AGENT_CONFIG
-  const file = await readConfigFile(explicitFile ?? DEFAULT_CONFIG_FILE, explicitFile !== undefined)
+): AgentConfig {
+  const base = loadConfig({
+    ...(typeof flags.config === 'string' ? { configPath: flags.config } : {}),
+    env,
+  })
+  const section = base.raw.agent ?? {}
+  if (typeof section !== 'object' || section === null || Array.isArray(section))
+    throw new EdgestarError(
+      'EDGESTAR_CONFIG_INVALID',
+      `${base.configPath}: agent: expected an object`,
+    )
+  checkSectionKeys(section as Record<string, unknown>, base.configPath)
+
   const config: AgentConfig = {
     ...DEFAULTS,
-    ...(defaultStateDir === undefined ? {} : { stateDir: defaultStateDir }),
+    ...(base.configPath === undefined ? {} : { configFile: base.configPath }),
+    stateDir: stringFlag(flags.stateDir) ?? base.stateDir,
+    bandwidthBytesPerSec: nullIfZero(
+      flags.bandwidthBytesPerSec === undefined
+        ? base.bandwidthBytesPerSec
+        : parseByteSize(String(flags.bandwidthBytesPerSec), '--bandwidth'),
+    ),
+    offlineWaitMs:
+      flags.offlineWaitMs === undefined
+        ? base.offlineWaitMs
+        : parseDuration(String(flags.offlineWaitMs), '--offline-wait'),
+    cacheLimitBytes: nullIfZero(
+      flags.cacheLimitBytes === undefined
+        ? base.cacheLimitBytes
+        : parseByteSize(String(flags.cacheLimitBytes), '--cache-limit'),
+    ),
+    insecureRegistries: Array.isArray(flags.insecureRegistries)
+      ? (flags.insecureRegistries as string[])
+      : base.insecureRegistries,
+    allowUnverified: base.allowUnverified,
   }
-  if (explicitFile !== undefined) config.configFile = explicitFile
+  const platform = stringFlag(flags.platform) ?? base.platform
+  if (platform !== undefined) config.platform = platform
 
   for (const option of AGENT_OPTIONS) {
     const sources: Array<[unknown, string]> = [
       [flags[option.key], `option ${option.flag.split(' ')[0]}`],
       [env[option.env], `environment variable ${option.env}`],
-      [file[option.key], `config key "${option.key}"`],
+      [(section as Record<string, unknown>)[option.key], `${base.configPath}: agent.${option.key}`],
     ]
     const found = sources.find(([value]) => value !== undefined && value !== '')
     if (found === undefined) continue
@@ -278,49 +301,26 @@ export async function loadAgentConfig(
   return config
 }
 
-async function readConfigFile(file: string, isExplicit: boolean): Promise<Record<string, unknown>> {
-  let text: string
-  try {
-    text = await readFile(file, 'utf8')
-  } catch (err) {
-    if (!isExplicit && (err as NodeJS.ErrnoException).code === 'ENOENT') return {}
+function checkSectionKeys(section: Record<string, unknown>, file: string | undefined): void {
+  const known = new Set(AGENT_OPTIONS.map((o) => o.key as string))
+  for (const key of Object.keys(section)) {
+    if (known.has(key)) continue
     throw new EdgestarError(
-      'EDGESTAR_CONFIG_UNREADABLE',
-      `cannot read the agent config file ${file}`,
+      'EDGESTAR_CONFIG_INVALID',
+      `unknown key "agent.${key}" in config file ${file}`,
       {
-        cause: err,
-        hint: 'check the path given by --config or EDGESTAR_AGENT_CONFIG',
+        hint: `known keys of the agent section: ${[...known].join(', ')}`,
       },
     )
   }
-  let value: unknown
-  try {
-    value = JSON.parse(text)
-  } catch (err) {
-    throw new EdgestarError(
-      'EDGESTAR_CONFIG_INVALID',
-      `agent config file ${file} is not valid JSON`,
-      { cause: err },
-    )
-  }
-  if (typeof value !== 'object' || value === null || Array.isArray(value))
-    throw new EdgestarError(
-      'EDGESTAR_CONFIG_INVALID',
-      `agent config file ${file} must hold a JSON object`,
-    )
-  const known = new Set(AGENT_OPTIONS.map((o) => o.key as string))
-  for (const key of Object.keys(value)) {
-    if (!known.has(key)) {
-      throw new EdgestarError(
-        'EDGESTAR_CONFIG_INVALID',
-        `unknown key "${key}" in agent config file ${file}`,
-        {
-          hint: `known keys: ${[...known].join(', ')}`,
-        },
-      )
-    }
-  }
-  return value as Record<string, unknown>
+}
+
+function stringFlag(value: unknown): string | undefined {
+  return typeof value === 'string' && value !== '' ? value : undefined
+}
+
+function nullIfZero(value: number): number | null {
+  return value === 0 ? null : value
 }
 
 function parseValue(option: AgentOption, value: unknown, source: string): unknown {
@@ -352,30 +352,6 @@ function parseValue(option: AgentOption, value: unknown, source: string): unknow
       return n
     }
     case 'bytes':
-    case 'rate': {
-      const n = parseByteSize(value)
-      if (n === undefined) throw invalid('a size such as 512k, 2M, 1G or a number of bytes')
-      return n === 0 && option.kind === 'rate'
-        ? null
-        : n === 0 && option.key === 'cacheLimitBytes'
-          ? null
-          : n
-    }
+      return parseByteSize(value as string, source)
   }
-}
-
-/**
- * Parses `1024`, `512k`, `2M`, `1.5G` (also with a trailing `B` or `/s`, binary
- * multiples) into bytes; undefined when it does not parse.
- */
-export function parseByteSize(value: unknown): number | undefined {
-  if (typeof value === 'number')
-    return Number.isFinite(value) && value >= 0 ? Math.floor(value) : undefined
-  if (typeof value !== 'string') return undefined
-  const match = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?(?:\/s)?\s*$/i.exec(value)
-  if (match === null) return undefined
-  const unit = (
-    { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3, t: 1024 ** 4 } as Record<string, number>
-  )[(match[2] as string).toLowerCase()] as number
-  return Math.floor(Number(match[1]) * unit)
 }

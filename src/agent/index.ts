@@ -6,19 +6,22 @@
 export { Agent, type AgentOptions, type BackendFactory } from './agent.js'
 export { AgentClient } from './api-client.js'
 export { type ApiHandler, ApiServer, type ApiServerOptions } from './api-server.js'
+export { clientFor, formatFetched, formatTable } from './client-support.js'
 export {
   AGENT_OPTIONS,
   type AgentConfig,
   type AgentOption,
-  DEFAULT_CONFIG_FILE,
   loadAgentConfig,
-  parseByteSize,
+  SHARED_OPTIONS,
 } from './config.js'
 export {
   DeploymentManager,
   type DeploymentManagerEvents,
   type DeploymentManagerOptions,
 } from './deployment-manager.js'
+export { AgentDeviceController } from './device-controller.js'
+export { createLazyBackend, LazyImageBackend } from './lazy-image-backend.js'
+export { startMqtt } from './mqtt-hookup.js'
 export {
   API_METHODS,
   type ApiError,

@@ -1,4 +1,62 @@
-import type { Command } from 'commander'
+import { type Command, Option } from 'commander'
+import {
+  AGENT_OPTIONS,
+  Agent,
+  createLazyBackend,
+  loadAgentConfig,
+  SHARED_OPTIONS,
+  startMqtt,
+} from '../../agent/index.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar agent` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+/** `edgestar agent`: the long-running daemon (see docs/agent.md). */
+export function register(program: Command): void {
+  const command = program
+    .command('agent')
+    .description(
+      'Run the edgestar agent: deployments, the local API on a Unix socket, and (with\n' +
+        '--mqtt-url) the fleet link. Every option can also be set in the config file\n' +
+        '(shared keys at the top level, agent keys in its "agent" section) or by env.',
+    )
+    .option(
+      '--config <file>',
+      'config file (default /etc/edgestar/config.json; env EDGESTAR_CONFIG)',
+    )
+    .option('--json', 'print the ready line as JSON')
+
+  for (const option of [...SHARED_OPTIONS, ...AGENT_OPTIONS]) {
+    const env = 'env' in option ? ` (env ${option.env})` : ''
+    command.addOption(new Option(option.flag, `${option.doc}${env}`))
+  }
+
+  command.action(async (raw: Record<string, unknown>) => {
+    const flags: Record<string, unknown> = { config: raw.config }
+    for (const option of [...SHARED_OPTIONS, ...AGENT_OPTIONS])
+      flags[option.key] = raw[flagAttribute(option.flag)]
+    const config = loadAgentConfig(flags)
+
+    const agent = await Agent.start({
+      config,
+      backendFactory: createLazyBackend,
+      onReady: async (started) => void (await startMqtt(started)),
+    })
+    const stop = (): void => {
+      void agent.close().finally(() => process.exit(0))
+    }
+    process.once('SIGTERM', stop)
+    process.once('SIGINT', stop)
+    printResult(
+      { json: raw.json === true },
+      { ok: true, socket: config.socket, pid: process.pid, runtime: agent.runtime.kind },
+      () =>
+        `edgestar agent ready on ${config.socket} (runtime ${agent.runtime.kind}, pid ${process.pid})`,
+    )
+    await new Promise<never>(() => undefined)
+  })
+}
+
+/** Commander's attribute name of a flag: `--log-max-size <size>` → `logMaxSize`. */
+function flagAttribute(flag: string): string {
+  const long = (flag.split(' ')[0] as string).replace(/^--/, '')
+  return long.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())
+}

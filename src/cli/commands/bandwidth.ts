@@ -1,4 +1,47 @@
 import type { Command } from 'commander'
+import { clientFor } from '../../agent/index.js'
+import { formatBytes, parseByteSize } from '../../fetch/index.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar bandwidth` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+/** `edgestar bandwidth [RATE]`: show or set the agent's background fetch cap. */
+export function register(program: Command): void {
+  program
+    .command('bandwidth')
+    .description(
+      'Show or change the background fetch cap of the running agent (kept across restarts)',
+    )
+    .argument('[rate]', 'bytes per second, e.g. 256KiB, 2MB; 0 or "off" removes the cap')
+    .option(
+      '--offline-wait <ms>',
+      'also set how long reads of missing chunks wait for the link (ms)',
+    )
+    .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        rate: string | undefined,
+        options: { offlineWait?: string; socket?: string; json?: boolean },
+      ) => {
+        const client = clientFor(options)
+        const params =
+          rate === undefined
+            ? {}
+            : {
+                capBytesPerSec: /^(off|none|unlimited)$/i.test(rate)
+                  ? null
+                  : parseByteSize(rate, 'RATE'),
+              }
+        const result = await client.call<{ capBytesPerSec: number | null }>('bandwidth', params)
+        const wait = await client.call<{ offlineWaitMs: number }>(
+          'offline-wait',
+          options.offlineWait === undefined ? {} : { waitMs: Number(options.offlineWait) },
+        )
+        printResult(options, { ...result, ...wait }, () =>
+          [
+            `background cap  ${result.capBytesPerSec === null ? 'none' : `${formatBytes(result.capBytesPerSec)}/s`}`,
+            `offline wait    ${wait.offlineWaitMs} ms`,
+          ].join('\n'),
+        )
+      },
+    )
+}

@@ -1,4 +1,30 @@
 import type { Command } from 'commander'
+import { clientFor, type DeploymentInfo, formatFetched, formatTable } from '../../agent/index.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar ps` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+/** `edgestar ps`: one line per deployment. */
+export function register(program: Command): void {
+  program
+    .command('ps')
+    .description('List deployments on this device')
+    .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
+    .option('--json', 'print JSON')
+    .action(async (options: { socket?: string; json?: boolean }) => {
+      const list = await clientFor(options).call<DeploymentInfo[]>('list')
+      printResult(options, list, () =>
+        list.length === 0
+          ? 'no deployments'
+          : formatTable(
+              ['NAME', 'STATE', 'IMAGE', 'LOCAL', 'RESTARTS', 'REASON'],
+              list.map((d) => [
+                d.name,
+                d.state,
+                d.image,
+                formatFetched(d),
+                String(d.restartCount),
+                d.reason ?? '',
+              ]),
+            ),
+      )
+    })
+}

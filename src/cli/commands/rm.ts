@@ -1,4 +1,19 @@
 import type { Command } from 'commander'
+import { clientFor } from '../../agent/index.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar rm` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+/** `edgestar rm NAME`. */
+export function register(program: Command): void {
+  program
+    .command('rm')
+    .description(
+      'Stop and remove a deployment: container, written files, logs; its image chunks become collectable',
+    )
+    .argument('<name>', 'deployment name')
+    .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { socket?: string; json?: boolean }) => {
+      const result = await clientFor(options).call('remove', { name })
+      printResult(options, result, () => `${name} removed`)
+    })
+}

@@ -1,4 +1,17 @@
 import type { Command } from 'commander'
+import { clientFor } from '../../agent/index.js'
+import { printResult } from '../output.js'
 
-// TODO(cli): `edgestar start` is not implemented yet; its owner replaces this file.
-export function register(_program: Command): void {}
+/** `edgestar start NAME`. */
+export function register(program: Command): void {
+  program
+    .command('start')
+    .description('Start a stopped deployment again')
+    .argument('<name>', 'deployment name')
+    .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
+    .option('--json', 'print JSON')
+    .action(async (name: string, options: { socket?: string; json?: boolean }) => {
+      const result = await clientFor(options).call('start', { name })
+      printResult(options, result, () => `${name} started`)
+    })
+}

@@ -1,0 +1,177 @@
+import { FetchScheduler } from '../fetch/index.js'
+import { mountImage, openStoreView } from '../fs/index.js'
+import { ImageService } from '../images/index.js'
+import { moduleLogger } from '../log.js'
+import { RegistryClient } from '../registry/index.js'
+import type { ImageRunConfig } from '../runtime/index.js'
+import type { ImageRow, Store } from '../store/index.js'
+import type { AgentConfig } from './config.js'
+import type {
+  ImageBackend,
+  ImageProgress,
+  LinkState,
+  MountedImage,
+  ResolvedImage,
+} from './types.js'
+
+const RATE_SAMPLE_MS = 1000
+
+/**
+ * The agent's real image backend: the registry client, one fetch scheduler, the image
+ * service, and FUSE views over the store. Mounting an image also starts its background
+ * trickle (every unit, then the diffID check), held to the bandwidth cap.
+ */
+export class LazyImageBackend implements ImageBackend {
+  readonly store: Store
+  readonly registry: RegistryClient
+  readonly scheduler: FetchScheduler
+  readonly images: ImageService
+  private readonly pinIds = new Map<string, number>()
+  private readonly log = moduleLogger('agent')
+  private waitMs: number
+  private rateTimer: NodeJS.Timeout
+  private lastBytes = 0
+  private rateBytesPerSec = 0
+
+  constructor(store: Store, config: AgentConfig) {
+    this.store = store
+    this.registry = new RegistryClient({ insecureRegistries: config.insecureRegistries })
+    this.waitMs = config.offlineWaitMs
+    this.scheduler = new FetchScheduler({
+      store,
+      registry: this.registry,
+      backgroundRateBytesPerSec: config.bandwidthBytesPerSec ?? 0,
+      offlineWaitMs: config.offlineWaitMs,
+    })
+    this.images = new ImageService({
+      store,
+      registry: this.registry,
+      scheduler: this.scheduler,
+      allowUnverified: config.allowUnverified,
+      ...(config.platform === undefined ? {} : { platform: config.platform }),
+    })
+    this.rateTimer = setInterval(() => this.sampleRate(), RATE_SAMPLE_MS)
+    this.rateTimer.unref()
+  }
+
+  async resolve(reference: string): Promise<ResolvedImage> {
+    return this.toResolved(await this.images.resolve(reference))
+  }
+
+  async open(imageId: string): Promise<ResolvedImage> {
+    return this.toResolved(this.store.images.require(Number(imageId)))
+  }
+
+  async mount(imageId: string, mountpoint: string): Promise<MountedImage> {
+    const image = this.store.images.require(Number(imageId))
+    const view = await openStoreView({
+      dbPath: this.store.dbPath,
+      layerDigests: image.layers,
+      read: this.images.readLayerFile,
+    })
+    // allowOther: the container may run as a user other than root.
+    const mounted = await mountImage(view, mountpoint, { allowOther: true })
+    for (const layer of image.layers) void this.scheduler.prefetch(layer).catch(() => undefined)
+    this.scheduler.startBackground(image.layers, { forDiffID: true })
+    return mounted
+  }
+
+  async prefetch(imageId: string): Promise<void> {
+    const image = this.store.images.require(Number(imageId))
+    await this.images.pull(image, { priority: 'background' })
+  }
+
+  progress(imageId: string): ImageProgress {
+    const image = this.store.images.get(Number(imageId))
+    if (image === undefined) return { fetchedBytes: 0, totalBytes: 0, isComplete: false }
+    const progress = this.images.progress(image)
+    return {
+      fetchedBytes: progress.presentBytes,
+      totalBytes: progress.totalBytes,
+      isComplete: progress.totalBytes > 0 && progress.presentBytes >= progress.totalBytes,
+    }
+  }
+
+  retain(imageId: string, holder: string): void {
+    if (this.pinIds.has(holder)) return
+    this.pinIds.set(holder, this.store.pins.add(Number(imageId), holder))
+  }
+
+  release(_imageId: string, holder: string): void {
+    const pinId = this.pinIds.get(holder)
+    if (pinId === undefined) return
+    this.store.pins.remove(pinId)
+    this.pinIds.delete(holder)
+  }
+
+  async gc(): Promise<{ freedBytes: number }> {
+    const report = this.store.gc(0)
+    this.log.info({ ...report }, 'cache collected')
+    return { freedBytes: report.evictedBytes }
+  }
+
+  setBandwidth(capBytesPerSec: number | null): void {
+    this.scheduler.setBandwidth(capBytesPerSec ?? 0)
+  }
+
+  bandwidth(): number | null {
+    const rate = this.scheduler.bandwidth
+    return rate === 0 ? null : rate
+  }
+
+  setOfflineWaitMs(waitMs: number): void {
+    // TODO(agent): FetchScheduler takes offlineWaitMs only at construction; until it
+    // has a setter, a changed wait applies after the agent restarts (it is saved).
+    const scheduler = this.scheduler as unknown as { setOfflineWaitMs?: (ms: number) => void }
+    scheduler.setOfflineWaitMs?.(waitMs)
+    this.waitMs = waitMs
+  }
+
+  offlineWaitMs(): number {
+    return this.waitMs
+  }
+
+  link(): { state: LinkState; rateBytesPerSec: number } {
+    return { state: this.scheduler.linkState, rateBytesPerSec: this.rateBytesPerSec }
+  }
+
+  cacheUsage(): { usedBytes: number; limitBytes?: number } {
+    const status = this.store.cacheStatus()
+    return status.limitBytes > 0
+      ? { usedBytes: status.presentBytes, limitBytes: status.limitBytes }
+      : { usedBytes: status.presentBytes }
+  }
+
+  async close(): Promise<void> {
+    clearInterval(this.rateTimer)
+    this.scheduler.close()
+    for (const pinId of this.pinIds.values()) this.store.pins.remove(pinId)
+    this.pinIds.clear()
+  }
+
+  private sampleRate(): void {
+    const stats = this.scheduler.stats()
+    const total = stats.demandBytes + stats.prefetchBytes + stats.backgroundBytes
+    this.rateBytesPerSec = Math.max(
+      0,
+      Math.round(((total - this.lastBytes) * 1000) / RATE_SAMPLE_MS),
+    )
+    this.lastBytes = total
+  }
+
+  private toResolved(image: ImageRow): ResolvedImage {
+    const config = (image.config as { config?: ImageRunConfig } | null)?.config ?? {}
+    return {
+      imageId: String(image.id),
+      reference: image.reference,
+      manifestDigest: image.manifestDigest,
+      config,
+      totalBytes: this.images.progress(image).totalBytes,
+    }
+  }
+}
+
+/** The default BackendFactory of `edgestar agent`. */
+export async function createLazyBackend(store: Store, config: AgentConfig): Promise<ImageBackend> {
+  return new LazyImageBackend(store, config)
+}
