@@ -608,7 +608,6 @@ export class FetchScheduler extends EventEmitter {
         ),
       )
     }, this.offlineWaitMs)
-    waiter.timer.unref?.()
   }
 
   // While offline, one small read every probeIntervalMs tells when the registry is back.
@@ -630,7 +629,6 @@ export class FetchScheduler extends EventEmitter {
         this.scheduleProbe()
       }
     }, this.probeIntervalMs)
-    this.probeTimer.unref?.()
   }
 
   private verifyWhole(layerDigest: string, priority: FetchPriority): Promise<void> {

@@ -1,0 +1,244 @@
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { EdgestarError, isEdgestarError } from '../../src/errors.js'
+import { FileReader, openLayer } from '../../src/estargz/index.js'
+import { type BlobReaderSource, FetchScheduler, type LinkChange } from '../../src/fetch/index.js'
+import type { BlobReader, ByteRange } from '../../src/registry/index.js'
+import { Store } from '../../src/store/index.js'
+
+const FIXTURES = '/work/shared/fixtures/estargz'
+const dirs: string[] = []
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+/** An in-memory registry that can go offline, corrupt ranges and hold requests. */
+class FakeRegistry implements BlobReaderSource {
+  requests: ByteRange[][] = []
+  isOffline = false
+  corruptOffsets = new Map<number, number>()
+  private gate: Promise<void> | undefined
+  private openGate: (() => void) | undefined
+
+  constructor(private readonly blob: Buffer) {}
+
+  hold(): void {
+    this.gate = new Promise((resolve) => {
+      this.openGate = resolve
+    })
+  }
+
+  release(): void {
+    this.openGate?.()
+    this.gate = undefined
+  }
+
+  blobReader(_ref: string, digest: string, sizeBytes: number): BlobReader {
+    const readRanges = async (ranges: readonly ByteRange[]): Promise<Buffer[]> => {
+      if (this.isOffline)
+        throw new EdgestarError('EDGESTAR_REGISTRY_UNREACHABLE', 'registry unreachable (test)')
+      this.requests.push([...ranges])
+      if (this.gate) await this.gate
+      return ranges.map((r) => {
+        const bytes = Buffer.from(this.blob.subarray(r.offset, r.offset + r.length))
+        const left = this.corruptOffsets.get(r.offset) ?? 0
+        if (left > 0) {
+          this.corruptOffsets.set(r.offset, left - 1)
+          bytes[Math.floor(bytes.length / 2)]! ^= 0xff
+        }
+        return bytes
+      })
+    }
+    return {
+      digest,
+      sizeBytes,
+      readRanges,
+      readAt: async (offset: number, length: number) =>
+        (await readRanges([{ offset, length }]))[0]!,
+    }
+  }
+}
+
+const LAYER = `sha256:${'1'.repeat(64)}`
+
+async function setup(
+  options: { offlineWaitMs?: number; concurrency?: number; maxBatchBytes?: number } = {},
+) {
+  const dir = mkdtempSync(join(tmpdir(), 'edgestar-fetch-'))
+  dirs.push(dir)
+  const path = join(FIXTURES, 'large.estargz.tar.gz')
+  const blob = readFileSync(path)
+  const sidecar = JSON.parse(readFileSync(join(FIXTURES, 'large.estargz.json'), 'utf8'))
+  const reader = await FileReader.open(path)
+  const index = await openLayer(reader)
+  await reader.close()
+
+  const store = Store.open(dir)
+  store.layers.upsert({
+    digest: LAYER,
+    sizeBytes: blob.length,
+    mediaType: sidecar.mediaType,
+    diffID: sidecar.diffID,
+    tocDigest: index.tocDigest,
+    tocOffset: index.tocOffset,
+    format: index.format,
+    verification: 'lazy',
+    sourceReference: 'test/large:1',
+  })
+  store.layers.recordIndex(LAYER, {
+    entries: index.entries,
+    chunks: index.chunks,
+    blobSizeBytes: blob.length,
+  })
+  const registry = new FakeRegistry(blob)
+  const scheduler = new FetchScheduler({
+    store,
+    registry,
+    offlineWaitMs: options.offlineWaitMs ?? 200,
+    probeIntervalMs: 20,
+    concurrency: options.concurrency ?? 4,
+    maxBatchBytes: options.maxBatchBytes ?? 4 * 1024 * 1024,
+  })
+  const files = sidecar.files as { name: string; type: string; sha256?: string; size: number }[]
+  const cleanup = (): void => {
+    scheduler.close()
+    store.close()
+  }
+  return { dir, store, registry, scheduler, files, cleanup }
+}
+
+const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
+
+describe('fetch scheduler', () => {
+  it('reads every file byte-exactly and then verifies the layer against its diffID', async () => {
+    const { store, scheduler, files, cleanup } = await setup()
+    try {
+      for (const file of files.filter(
+        (f) => f.type === 'reg' && !f.name.startsWith('.') && f.name !== 'stargz.index.json',
+      )) {
+        const bytes = await scheduler.readEntryRange(
+          LAYER,
+          file.name.replace(/\/$/, ''),
+          0,
+          file.size,
+        )
+        assert.equal(sha(bytes), file.sha256, file.name)
+      }
+      await scheduler.completeLayer(LAYER)
+      assert.equal(store.layers.get(LAYER)?.state, 'verified')
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('merges concurrent requests for one chunk into one fetch', async () => {
+    const { registry, scheduler, cleanup } = await setup()
+    try {
+      registry.hold()
+      const reads = [1, 2, 3].map(() => scheduler.readEntryRange(LAYER, 'data/large.bin', 0, 100))
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      registry.release()
+      const results = await Promise.all(reads)
+      assert.ok(results.every((r) => r.equals(results[0]!)))
+      assert.equal(registry.requests.flat().length, 1)
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('runs a demand read before queued background work', async () => {
+    const { store, registry, scheduler, cleanup } = await setup({
+      concurrency: 2,
+      maxBatchBytes: 1,
+    })
+    try {
+      registry.hold()
+      scheduler.startBackground([LAYER])
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      const lastChunk = store.toc.chunks(LAYER, 'data/large.bin', 3145728 - 1, 1)[0]!
+      const demand = scheduler.readEntryRange(LAYER, 'data/large.bin', 3145728 - 100, 100)
+      await new Promise((resolve) => setTimeout(resolve, 20))
+      registry.release()
+      await demand
+      const order = registry.requests.map((batch) => batch[0]!.offset)
+      assert.equal(order[1], lastChunk.unitOffset, `request order ${order.slice(0, 4).join(',')}`)
+      await scheduler.whenIdle()
+      assert.equal(
+        store.layers.progress(LAYER, true).presentUnits,
+        store.layers.progress(LAYER, true).totalUnits,
+      )
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('refetches a corrupt chunk once and stores only verified bytes', async () => {
+    const { store, registry, scheduler, cleanup } = await setup()
+    try {
+      const ref = store.toc.chunks(LAYER, 'data/large.bin', 0, 1)[0]!
+      registry.corruptOffsets.set(ref.unitOffset, 1)
+      const bytes = await scheduler.readEntryRange(LAYER, 'data/large.bin', 0, 65536)
+      assert.equal(`sha256:${sha(bytes)}`, ref.chunkDigest)
+      assert.equal(scheduler.stats().integrityRetries, 1)
+      assert.equal(registry.requests.flat().filter((r) => r.offset === ref.unitOffset).length, 2)
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('reports EDGESTAR_FETCH_INTEGRITY after a second corrupt copy and stores nothing', async () => {
+    const { dir, store, registry, scheduler, cleanup } = await setup()
+    try {
+      const ref = store.toc.chunks(LAYER, 'data/large.bin', 0, 1)[0]!
+      registry.corruptOffsets.set(ref.unitOffset, 2)
+      await assert.rejects(scheduler.readEntryRange(LAYER, 'data/large.bin', 0, 10), (err) =>
+        isEdgestarError(err, 'EDGESTAR_FETCH_INTEGRITY'),
+      )
+      assert.equal(store.chunks.has(ref.chunkKey), false)
+      const files = readdirSync(join(dir, 'chunks'), { recursive: true }).filter((n) =>
+        String(n).includes('sha256-'),
+      )
+      assert.deepEqual(files, [])
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('offline: serves cached chunks, fails a missing one after the wait, resumes background by itself', async () => {
+    const { store, registry, scheduler, cleanup } = await setup({ offlineWaitMs: 150 })
+    const changes: LinkChange[] = []
+    scheduler.on('link', (change: LinkChange) => changes.push(change))
+    try {
+      const cached = await scheduler.readEntryRange(LAYER, 'data/large.bin', 0, 100)
+      registry.isOffline = true
+      await assert.rejects(
+        scheduler.readEntryRange(LAYER, 'data/large.bin', 2_000_000, 100),
+        (err) => isEdgestarError(err, 'EDGESTAR_FETCH_OFFLINE'),
+      )
+      assert.equal(scheduler.linkState, 'offline')
+      assert.ok((await scheduler.readEntryRange(LAYER, 'data/large.bin', 0, 100)).equals(cached))
+
+      scheduler.startBackground([LAYER], { forDiffID: true })
+      await new Promise((resolve) => setTimeout(resolve, 100))
+      assert.ok(
+        store.layers.missingUnits(LAYER, 1, true).length > 0,
+        'background paused while offline',
+      )
+      registry.isOffline = false
+      await scheduler.whenIdle()
+      assert.equal(scheduler.linkState, 'online')
+      assert.equal(store.layers.missingUnits(LAYER, 1, true).length, 0)
+      assert.deepEqual(
+        changes.map((c) => c.state),
+        ['degraded', 'offline', 'online'].filter((s) => changes.some((c) => c.state === s)),
+      )
+      assert.ok(await scheduler.verifyLayer(LAYER))
+    } finally {
+      cleanup()
+    }
+  })
+})
