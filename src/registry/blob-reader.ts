@@ -150,7 +150,7 @@ export class HttpBlobReader implements BlobReader {
       if (parts) return parts
     }
     // A 200 (whole blob), a single 206, 416 or 400: this origin does not do multi-range.
-    res.body.destroy()
+    this.transport.drop(res)
     this.tuning.noMultiRange.add(new URL(this.location.blobUrl).origin)
     log.warn(
       { digest: this.digest, status: res.status, url: redactUrl(res.url) },
@@ -207,7 +207,7 @@ export class HttpBlobReader implements BlobReader {
         range.first !== pos ||
         (range.total !== undefined && range.total !== this.sizeBytes)
       ) {
-        res.body.destroy()
+        this.transport.drop(res)
         throw new NotTheBlob(
           `206 with Content-Range ${headerValue(res.headers, 'content-range')} for bytes ${pos}-${end - 1}`,
         )
@@ -234,7 +234,7 @@ export class HttpBlobReader implements BlobReader {
       /text\/html|application\/json|text\/plain/i.test(type) ||
       (length !== undefined && Number(length) !== this.sizeBytes)
     ) {
-      res.body.destroy()
+      this.transport.drop(res)
       throw new NotTheBlob(
         `200 with ${type || 'no type'} and ${length ?? 'no'} Content-Length is not blob ${this.digest}`,
       )
@@ -270,7 +270,7 @@ export class HttpBlobReader implements BlobReader {
         'blob body interrupted',
       )
     } finally {
-      if (copied >= want || toSkip > 0) res.body.destroy()
+      if (copied >= want || toSkip > 0) this.transport.drop(res)
     }
     if (skip > 0 && toSkip > 0)
       throw new NotTheBlob(`200 body ended before offset ${skip} of blob ${this.digest}`)

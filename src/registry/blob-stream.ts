@@ -96,7 +96,7 @@ async function startOf(
 ): Promise<{ skip: number; total: number | undefined }> {
   const type = headerValue(res.headers, 'content-type') ?? ''
   if ((res.status === 200 || res.status === 206) && /text\/html/i.test(type)) {
-    res.body.destroy()
+    transport.drop(res)
     throw new EdgestarError(
       'EDGESTAR_REGISTRY_BAD_RESPONSE',
       `blob ${location.digest} came back as an HTML page from ${redactUrl(res.url)}`,
@@ -113,7 +113,7 @@ async function startOf(
   if (res.status === 206) {
     const range = parseContentRange(headerValue(res.headers, 'content-range'))
     if (range?.first === pos) return { skip: 0, total: range.total }
-    res.body.destroy()
+    transport.drop(res)
     throw new EdgestarError(
       'EDGESTAR_REGISTRY_BAD_RESPONSE',
       `blob ${location.digest}: resume at ${pos} answered with another range`,

@@ -262,7 +262,7 @@ export class RegistryClient {
     }
     if (get.status !== 200 && get.status !== 206)
       throw await responseError(this.transport, get, `blob ${digest}`)
-    get.body.destroy()
+    this.transport.drop(get)
     if (get.status === 206 && range?.total !== undefined) return range.total
     return length === undefined ? undefined : Number(length)
   }

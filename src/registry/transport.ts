@@ -208,7 +208,7 @@ export class RegistryTransport {
     for await (const chunk of this.chunks(res.body)) {
       total += chunk.length
       if (total > limitBytes) {
-        res.body.destroy()
+        this.drop(res)
         throw new EdgestarError(
           'EDGESTAR_REGISTRY_BAD_RESPONSE',
           `response from ${redactUrl(res.url)} is larger than ${limitBytes} bytes`,
@@ -228,12 +228,19 @@ export class RegistryTransport {
     }
   }
 
+  /** Drops a body without reading it; the connection is closed rather than reused. */
+  drop(res: TransportResponse): void {
+    // undici's body emits an abort error when destroyed; nobody else is listening for it.
+    res.body.on('error', () => {})
+    res.body.destroy()
+  }
+
   /** Reads a little of an unwanted body (so the connection can be reused) and drops it. */
   async discard(res: TransportResponse): Promise<Buffer> {
     try {
       return await this.readAll(res, ERROR_BODY_LIMIT_BYTES)
     } catch {
-      res.body.destroy()
+      this.drop(res)
       return Buffer.alloc(0)
     }
   }
