@@ -24,7 +24,7 @@ export async function readFileRange(
   range?: FileRange,
 ): Promise<Buffer> {
   const file = resolveHardlink(index.byName, cleanEntryName(name))
-  if (!file || file.type !== 'reg') {
+  if (file?.type !== 'reg') {
     throw new EdgestarError(
       ESTARGZ_ERRORS.FILE_NOT_FOUND,
       `no regular file ${JSON.stringify(name)} in the layer`,

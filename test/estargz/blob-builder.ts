@@ -91,7 +91,7 @@ export interface TocJson {
  */
 export function rewriteEstargzToc(
   blob: Buffer,
-  edit: (toc: TocJson) => TocJson | Buffer | void,
+  edit: (toc: TocJson) => TocJson | Buffer | undefined,
 ): Buffer {
   const { tocOffset, toc } = estargzToc(blob)
   const edited = edit(toc) ?? toc
@@ -122,7 +122,7 @@ export function zstdToc(blob: Buffer): { tocOffset: number; toc: TocJson } {
 export function rewriteZstdToc(
   blob: Buffer,
   dialect: 'snapshotter' | 'containers',
-  edit: (toc: TocJson) => TocJson | void = () => {},
+  edit: (toc: TocJson) => TocJson | undefined = () => undefined,
 ): Buffer {
   const { tocOffset, toc } = zstdToc(blob)
   const json = Buffer.from(JSON.stringify(edit(toc) ?? toc))
