@@ -40,7 +40,7 @@ const MAX_META_BYTES = 1 << 20
  * Throws TAR_CORRUPT naming `label` and the offset, or ENTRY_UNSUPPORTED.
  */
 export async function indexTarFile(handle: FileHandle, label: string): Promise<EntrySource> {
-  const parser = new TarIndexer(handle, label)
+  const parser = new TarIndexer(handle, label, (await handle.stat()).size)
   const entries = await parser.run()
   const totalBytes = entries.reduce((sum, e) => sum + e.sizeBytes, 0)
   return { entries, totalBytes, close: () => handle.close() }
@@ -60,12 +60,15 @@ class TarIndexer {
   constructor(
     private readonly handle: FileHandle,
     private readonly label: string,
+    private readonly fileBytes: number,
   ) {}
 
   async run(): Promise<SourceEntry[]> {
     let meta: PendingMeta = { pax: new Map() }
     for (;;) {
       const block = await this.readBlock()
+      if (block === undefined && (meta.pax.size > 0 || meta.longName || meta.longLink))
+        throw this.corrupt('ends after an extended header, before its entry')
       if (block === undefined || isZeroBlock(block)) break
       this.checkChecksum(block)
       const typeflag = String.fromCharCode(block[156] ?? 0)
@@ -113,6 +116,8 @@ class TarIndexer {
 
     const sizeBytes = type === 'reg' ? (paxNumber(pax, 'size') ?? headerSize) : 0
     const dataBytes = isHeaderOnly(type) ? 0 : (paxNumber(pax, 'size') ?? headerSize)
+    if (dataOffset + dataBytes > this.fileBytes)
+      throw this.corrupt(`ends inside the content of "${name}"`)
     this.offset = dataOffset + dataBytes + tarPaddingBytes(dataBytes)
 
     const xattrs = new Map<string, Buffer>()
