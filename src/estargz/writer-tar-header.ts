@@ -99,11 +99,12 @@ function ustarBlock(fields: TarHeaderFields, split: { prefix: string; name: stri
 // A PAX 'x' header named like Go's archive/tar names it, then the records, padded.
 function paxBlocks(fields: TarHeaderFields, records: Map<string, Buffer>): Buffer {
   const body = Buffer.concat([...records].map(([key, value]) => paxRecord(key, value)))
-  const cleaned = fields.name.replace(/\/+$/, '')
-  const slash = cleaned.lastIndexOf('/')
-  const base = cleaned.slice(slash + 1)
-  const dir = slash < 0 ? '' : `${cleaned.slice(0, slash)}/`
-  const headerName = asciiPrefix(`${dir}PaxHeaders.0/${base}`, 100)
+  // Go: path.Join(path.Split(name)'s dir, "PaxHeaders.0", its file).
+  const slash = fields.name.lastIndexOf('/')
+  const dir = fields.name.slice(0, slash + 1)
+  const base = fields.name.slice(slash + 1)
+  const joined = [dir.replace(/\/+$/, ''), 'PaxHeaders.0', base].filter((p) => p !== '')
+  const headerName = asciiPrefix(joined.join('/'), 100)
 
   const block = Buffer.alloc(TAR_BLOCK_BYTES)
   block.write(headerName, 0, 100, 'latin1')
@@ -114,8 +115,6 @@ function paxBlocks(fields: TarHeaderFields, records: Map<string, Buffer>): Buffe
   writeOctal(block, 136, 12, 0)
   block.write('x', 156, 1, 'latin1')
   block.write('ustar\u000000', 257, 8, 'latin1')
-  writeOctal(block, 329, 8, 0)
-  writeOctal(block, 337, 8, 0)
   writeChecksum(block)
   return Buffer.concat([block, body, Buffer.alloc(tarPaddingBytes(body.length))])
 }
@@ -128,19 +127,18 @@ function paxRecord(key: string, value: Buffer): Buffer {
   return Buffer.concat([Buffer.from(`${length} ${key}=`), value, Buffer.from('\n')])
 }
 
-// USTAR keeps a name of up to 255 bytes as prefix (155) + '/' + name (100), ASCII only
-// (Go's archive/tar moves anything else to PAX, and so do we).
+// USTAR keeps a longer name as prefix (155) + '/' + name (100), ASCII only; the split
+// point is chosen as Go's archive/tar splitUSTARPath chooses it, so headers match Go's.
 function splitUstarName(name: string): { prefix: string; name: string } | undefined {
   if (fitsUstar(name, 100)) return { prefix: '', name }
-  if (!isAscii(name) || name.length > 256) return undefined
-  for (let i = name.length - 1; i > 0; i--) {
-    if (name[i] !== '/') continue
-    const prefix = name.slice(0, i)
-    const rest = name.slice(i + 1)
-    if (prefix.length <= 155 && rest.length > 0 && rest.length <= 100) return { prefix, name: rest }
-    if (prefix.length <= 155) return undefined
-  }
-  return undefined
+  if (!isAscii(name)) return undefined
+  let length = name.length
+  if (length > 156) length = 156
+  else if (name.endsWith('/')) length--
+  const slash = name.lastIndexOf('/', length - 1)
+  const suffixBytes = name.length - slash - 1
+  if (slash <= 0 || suffixBytes > 100 || suffixBytes === 0 || slash > 155) return undefined
+  return { prefix: name.slice(0, slash), name: name.slice(slash + 1) }
 }
 
 function checkDeviceNumbers(fields: TarHeaderFields): void {
