@@ -4,6 +4,14 @@
  */
 export type { BlobReader } from './blob-reader.js'
 export { type FetchedManifest, RegistryClient } from './client.js'
+export {
+  type ConvertImageOptions,
+  type ConvertImageResult,
+  convertedLayerAnnotations,
+  convertImage,
+  looksLikeReference,
+  pushConvertedLayer,
+} from './convert-push.js'
 export { DockerConfigCredentials, defaultDockerConfigPath } from './docker-config.js'
 export {
   classifyLayer,

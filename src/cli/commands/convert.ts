@@ -11,6 +11,13 @@ import {
   convertLayer,
 } from '../../estargz/index.js'
 import { isInteractive, printResult } from '../output.js'
+import {
+  addPushOptions,
+  type ConvertPushCliOptions,
+  convertPushText,
+  runConvertPush,
+  usesRegistry,
+} from './convert-push.js'
 
 /** The options of `edgestar convert` as commander hands them over. */
 export interface ConvertCliOptions {
@@ -24,6 +31,8 @@ export interface ConvertCliOptions {
   workers?: string
 }
 
+type CliOptions = ConvertCliOptions & ConvertPushCliOptions
+
 /** What `edgestar convert --json` prints (the layer descriptor a manifest needs, and more). */
 export type ConvertOutput = ConvertResult
 
@@ -32,15 +41,26 @@ const PROGRESS_MIN_BYTES = 32 << 20
 
 /**
  * `edgestar convert INPUT OUT [--format estargz|zstd-chunked] [--chunk-size BYTES]
- * [--prioritize PATH]... [--prioritize-from FILE] [--level N] [--json]`.
+ * [--prioritize PATH]... [--prioritize-from FILE] [--level N] [--json]`, plus
+ * `INPUT [OUT] --push REF [--platform P]` and `SRC-REF [--push DST-REF]` (convert-push.ts).
  */
 export function register(program: Command): void {
   const command = program
     .command('convert')
     .description('convert a directory or a layer tar into an eStargz or zstd:chunked layer blob')
     .argument('<input>', 'a directory, a tar, or a gzip/zstd-compressed tar (a plain layer)')
-    .argument('<out>', 'where to write the layer blob')
-  addConvertOptions(command).action(async (input: string, out: string, opts: ConvertCliOptions) => {
+    .argument('[out]', 'where to write the layer blob (optional with --push or a registry INPUT)')
+  const withPush = addPushOptions(addConvertOptions(command))
+  withPush.action(async (input: string, out: string | undefined, opts: CliOptions) => {
+    // A registry INPUT (SRC-REF) or --push REF: the registry module does the rest.
+    if (usesRegistry(input, opts)) {
+      const runLocal = (i: string, o: string): Promise<ConvertResult> => runConvert(i, o, opts)
+      const options = await convertOptionsFrom(opts)
+      const done = await runConvertPush(input, out, opts, { options, runLocal })
+      printResult(opts, done, () => convertPushText(done))
+      return
+    }
+    if (out === undefined) throw optionError('<out>', '', 'where to write the layer blob')
     const result = await runConvert(input, out, opts)
     printResult(opts, result, () => humanText(out, result))
   })

@@ -1,0 +1,173 @@
+import { createWriteStream } from 'node:fs'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { pipeline } from 'node:stream/promises'
+import {
+  type ConvertOptions,
+  type ConvertResult,
+  convertLayer,
+  TOC_DIGEST_ANNOTATION,
+  UNCOMPRESSED_SIZE_ANNOTATION,
+} from '../estargz/index.js'
+import { moduleLogger } from '../log.js'
+import type { RegistryClient } from './client.js'
+import { parsePlatform } from './platform.js'
+import type { PushImageResult, PushLayer } from './push-image.js'
+import { parseReference } from './reference.js'
+import type { ImageReference, Platform, ResolvedImage } from './types.js'
+
+const log = moduleLogger('registry')
+
+/** The manifest annotations a converted layer is published with (TOC digest, sizes, zstd:chunked). */
+export function convertedLayerAnnotations(result: ConvertResult): Record<string, string> {
+  return {
+    ...result.annotations,
+    [TOC_DIGEST_ANNOTATION]: result.tocDigest,
+    [UNCOMPRESSED_SIZE_ANNOTATION]: String(result.uncompressedSize),
+  }
+}
+
+/** A converted layer blob on disk and what the converter said about it. */
+export function convertedPushLayer(blobPath: string, result: ConvertResult): PushLayer {
+  return {
+    source: { path: blobPath },
+    mediaType: result.mediaType,
+    diffID: result.diffID,
+    digest: result.digest,
+    sizeBytes: result.size,
+    annotations: convertedLayerAnnotations(result),
+  }
+}
+
+/**
+ * Publishes one converted layer (`edgestar convert INPUT OUT --push REF`) as a
+ * single-layer image: a config with the layer's diffID and `platform` (default the
+ * machine's), and an OCI manifest whose layer carries the TOC digest and
+ * uncompressed-size annotations. Throws the codes of `RegistryClient.pushImage`.
+ */
+export async function pushConvertedLayer(
+  client: RegistryClient,
+  ref: string | ImageReference,
+  blobPath: string,
+  result: ConvertResult,
+  options: { platform?: Platform | string } = {},
+): Promise<PushImageResult> {
+  const platform =
+    typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform
+  return client.pushImage(ref, {
+    layers: [convertedPushLayer(blobPath, result)],
+    ...(platform ? { platform } : {}),
+  })
+}
+
+/** Options of `convertImage`. */
+export interface ConvertImageOptions {
+  /** Where to publish the converted image; without it the blobs are only written. */
+  pushTo?: string | ImageReference
+  /** Platform to pick from the source (default the machine's). */
+  platform?: Platform | string
+  /** Converter options (format, chunk size, prioritized paths...). */
+  convert?: ConvertOptions
+  /** Directory to keep converted blobs in (`<digest-hex>.blob`); default a temporary one, removed. */
+  outDir?: string
+  /** Called after each layer is converted. */
+  onLayer?: (event: { index: number; count: number; source: string; result: ConvertResult }) => void
+}
+
+/** What `convertImage` did. */
+export interface ConvertImageResult {
+  source: { reference: string; manifestDigest: string; platform: Platform }
+  layers: ConvertResult[]
+  /** Where each converted blob was written (only kept with `outDir`). */
+  blobPaths: string[]
+  pushed?: PushImageResult
+}
+
+/**
+ * Converts every layer of an image in a registry (`edgestar convert SRC-REF --push
+ * DST-REF`): each layer blob is streamed to a temporary file (its digest checked), run
+ * through the converter, and, with `pushTo`, the image is published with the source's
+ * config (command, env...) and the converted layers' diffIDs and annotations. Layers
+ * go one at a time, so disk holds at most one source and the converted blobs.
+ */
+export async function convertImage(
+  client: RegistryClient,
+  src: string | ImageReference,
+  options: ConvertImageOptions = {},
+): Promise<ConvertImageResult> {
+  const source = await client.resolve(
+    src,
+    options.platform === undefined ? {} : { platform: options.platform },
+  )
+  const work = await mkdtemp(join(options.outDir ?? tmpdir(), '.edgestar-convert-'))
+  const outDir = options.outDir ?? work
+  await mkdir(outDir, { recursive: true })
+  try {
+    const { layers, blobPaths } = await convertLayers(client, source, work, outDir, options)
+    const result: ConvertImageResult = {
+      source: {
+        reference: source.reference.name,
+        manifestDigest: source.manifestDigest,
+        platform: source.platform,
+      },
+      layers,
+      blobPaths,
+    }
+    if (options.pushTo !== undefined) {
+      result.pushed = await client.pushImage(options.pushTo, {
+        layers: layers.map((r, i) => convertedPushLayer(blobPaths[i] as string, r)),
+        config: source.config,
+        platform: source.platform,
+      })
+    }
+    return result
+  } finally {
+    await rm(work, { recursive: true, force: true })
+  }
+}
+
+async function convertLayers(
+  client: RegistryClient,
+  source: ResolvedImage,
+  work: string,
+  outDir: string,
+  options: ConvertImageOptions,
+): Promise<{ layers: ConvertResult[]; blobPaths: string[] }> {
+  const layers: ConvertResult[] = []
+  const blobPaths: string[] = []
+  for (const [index, layer] of source.layers.entries()) {
+    const input = join(work, `source-${index}`)
+    await pipeline(
+      client.blobStream(source.reference, layer.digest, layer.size),
+      createWriteStream(input),
+    )
+
+    const output = join(outDir, `layer-${index}.blob`)
+    const result = await convertLayer(input, output, { tempDir: work, ...options.convert })
+    await rm(input, { force: true })
+    log.info(
+      { layer: layer.digest, converted: result.digest, index, count: source.layers.length },
+      'layer converted',
+    )
+    layers.push(result)
+    blobPaths.push(output)
+    options.onLayer?.({ index, count: source.layers.length, source: layer.digest, result })
+  }
+  return { layers, blobPaths }
+}
+
+/**
+ * True when a (non-existent) INPUT reads as an image reference rather than a local path:
+ * it parses as a reference and is not spelled like a path or an archive file name.
+ */
+export function looksLikeReference(input: string): boolean {
+  if (input.startsWith('/') || input.startsWith('.') || input.includes('\\')) return false
+  if (/\.(tar|tgz|gz|zst|zstd|tar\.gz|tar\.zst)$/i.test(input)) return false
+  try {
+    parseReference(input)
+    return true
+  } catch {
+    return false
+  }
+}
