@@ -31,5 +31,11 @@ export {
   DEFAULT_SOCKET_PATH,
   MAX_REQUEST_BYTES,
 } from './protocol.js'
+export {
+  type OptimizeOptions,
+  type OptimizeResult,
+  type OptimizeServices,
+  optimizeImage,
+} from './optimize-image.js'
 export * from './types.js'
 export { checkDeployRequest, checkName } from './validate.js'

@@ -1,0 +1,163 @@
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { EdgestarError } from '../errors.js'
+import type { ConvertFormat } from '../estargz/index.js'
+import { mountImage, openStoreView } from '../fs/index.js'
+import type { ImageService } from '../images/index.js'
+import { moduleLogger } from '../log.js'
+import { convertImage, type PushImageResult, type RegistryClient } from '../registry/index.js'
+import {
+  Container,
+  type ContainerEvent,
+  detectRuntime,
+  type ImageRunConfig,
+  type NetworkMode,
+} from '../runtime/index.js'
+import type { Store } from '../store/index.js'
+import { AccessRecorder } from './access-recorder.js'
+
+const log = moduleLogger('optimize')
+
+/** What `optimizeImage` needs from an opened state directory. */
+export interface OptimizeServices {
+  store: Store
+  registry: RegistryClient
+  images: ImageService
+  stateDir: string
+}
+
+/** Options of `optimizeImage`. */
+export interface OptimizeOptions {
+  source: string
+  destination: string
+  /** Replaces the image's Entrypoint and Cmd for the recording run. */
+  command?: string[]
+  /** The recording run is stopped after this long if it has not exited by itself. */
+  runForMs: number
+  network: NetworkMode
+  format?: ConvertFormat
+  chunkSizeBytes?: number
+  /** Progress lines for a human (`edgestar optimize` prints them on stderr). */
+  onStep?: (message: string) => void
+}
+
+/** What `optimizeImage` did. */
+export interface OptimizeResult {
+  /** Files the workload read, in the order of their first read: the prefetch set. */
+  prioritized: string[]
+  /** How the recording run ended: its exit code, or `stopped` when it ran out of time. */
+  recordingEnd: number | 'stopped'
+  pushed: PushImageResult | undefined
+}
+
+/**
+ * Workload-based prefetch: mounts SOURCE lazily, runs its command (or `command`) in a
+ * container for at most `runForMs`, records the files it read and in what order, then
+ * converts every layer with those files prioritized and pushes DESTINATION. Plain gzip or
+ * zstd images are converted too. Throws the codes of the image service, the runtime, the
+ * converter and the registry; EDGESTAR_OPTIMIZE_NOTHING_READ when the run read no file.
+ */
+export async function optimizeImage(
+  services: OptimizeServices,
+  options: OptimizeOptions,
+): Promise<OptimizeResult> {
+  const step = options.onStep ?? (() => {})
+  step(`resolving ${options.source}`)
+  const image = await services.images.resolve(options.source)
+  const config = (image.config as { config?: ImageRunConfig } | null)?.config ?? {}
+
+  const workDir = await mkdtemp(join(services.stateDir, 'optimize-'))
+  try {
+    const recording = await recordWorkload(services, image.layers, config, workDir, options)
+    if (recording.prioritized.length === 0) throw nothingRead(options.source)
+    step(`the workload read ${recording.prioritized.length} files; converting with them first`)
+
+    const converted = await convertImage(services.registry, options.source, {
+      pushTo: options.destination,
+      convert: {
+        prioritizedPaths: recording.prioritized,
+        // A file of the prefetch set lives in one layer only; the others skip it.
+        allowMissingPrioritized: true,
+        ...(options.format === undefined ? {} : { format: options.format }),
+        ...(options.chunkSizeBytes === undefined ? {} : { chunkSizeBytes: options.chunkSizeBytes }),
+      },
+      onLayer: ({ index, count }) => step(`layer ${index + 1} of ${count} converted`),
+    })
+    step(`pushed ${options.destination}`)
+    return { ...recording, pushed: converted.pushed }
+  } finally {
+    await rm(workDir, { recursive: true, force: true })
+  }
+}
+
+async function recordWorkload(
+  services: OptimizeServices,
+  layerDigests: string[],
+  config: ImageRunConfig,
+  workDir: string,
+  options: OptimizeOptions,
+): Promise<Omit<OptimizeResult, 'pushed'>> {
+  const step = options.onStep ?? (() => {})
+  const view = await openStoreView({
+    dbPath: services.store.dbPath,
+    layerDigests,
+    read: services.images.readLayerFile,
+  })
+  const recorder = new AccessRecorder(view)
+  const lowerDir = join(workDir, 'lower')
+  await mkdir(lowerDir)
+  const mounted = await mountImage(recorder, lowerDir, { allowOther: true })
+
+  try {
+    const runtime = await detectRuntime('auto', join(workDir, 'runtime'))
+    const container = new Container({
+      id: `edgestar-optimize-${process.pid}`,
+      containerDir: join(workDir, 'container'),
+      lowerDirs: [lowerDir],
+      runtime,
+      image: config,
+      ...(options.command === undefined ? {} : { overrides: { command: options.command } }),
+      network: options.network,
+      restart: 'no',
+    })
+    step(`recording: running the workload for up to ${Math.round(options.runForMs / 1000)} s`)
+    const recordingEnd = await runBounded(container, options.runForMs)
+    await container.remove()
+    log.info({ files: recorder.accessedPaths.length, recordingEnd }, 'workload recorded')
+    return { prioritized: recorder.accessedPaths, recordingEnd }
+  } finally {
+    await mounted.unmount()
+  }
+}
+
+/** Starts the container and resolves with its exit code, or `stopped` after `runForMs`. */
+async function runBounded(container: Container, runForMs: number): Promise<number | 'stopped'> {
+  const exited = new Promise<number>((resolve, reject) => {
+    container.on('event', (event: ContainerEvent) => {
+      if (event.type === 'exited') resolve(event.exit.exitCode)
+      if (event.type === 'start-failed') reject(event.error)
+    })
+  })
+  await container.start()
+
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<'stopped'>((resolve) => {
+    timer = setTimeout(() => resolve('stopped'), runForMs)
+  })
+  const end = await Promise.race([exited, timedOut])
+  clearTimeout(timer)
+  if (end === 'stopped') await container.stop()
+  return end
+}
+
+function nothingRead(source: string): EdgestarError {
+  return new EdgestarError(
+    'EDGESTAR_OPTIMIZE_NOTHING_READ',
+    `the workload of ${source} read no file from the image, so there is nothing to prioritize`,
+    {
+      hint:
+        'check the image command runs (edgestar logs of a test deploy), or give one with ' +
+        '`edgestar optimize SRC DST -- CMD ARGS...`; a longer --run-for may help',
+    },
+  )
+}
