@@ -219,7 +219,8 @@ export class HttpBlobReader implements BlobReader {
       await this.transport.discard(res)
       throw new EdgestarError(
         'EDGESTAR_REGISTRY_BAD_RESPONSE',
-        `registry refused bytes ${pos}-${end - 1} of blob ${this.digest} (416): the blob is smaller than its ${this.sizeBytes}-byte descriptor`,
+        `registry refused bytes ${pos}-${end - 1} of blob ${this.digest} (416): ` +
+          `the blob is smaller than its ${this.sizeBytes}-byte descriptor`,
       )
     } else {
       throw await responseError(this.transport, res, `blob ${this.digest}`)
@@ -286,7 +287,8 @@ export class HttpBlobReader implements BlobReader {
       reason instanceof NotTheBlob
         ? 'EDGESTAR_REGISTRY_BAD_RESPONSE'
         : 'EDGESTAR_REGISTRY_UNREACHABLE',
-      `reading bytes ${pos}-${end - 1} of blob ${this.digest} failed after ${this.transport.retry.maxAttempts} attempts: ${why}`,
+      `reading bytes ${pos}-${end - 1} of blob ${this.digest} failed ` +
+        `after ${this.transport.retry.maxAttempts} attempts: ${why}`,
       {
         hint: 'the registry or the link keeps failing; edgestar retried with backoff',
         cause: reason,

@@ -67,7 +67,8 @@ async function* blobChunks(
     if (++failures >= transport.retry.maxAttempts) {
       throw new EdgestarError(
         'EDGESTAR_REGISTRY_UNREACHABLE',
-        `download of blob ${location.digest} stopped at byte ${pos} after ${failures} attempts: ${String((reason as Error)?.message ?? reason)}`,
+        `download of blob ${location.digest} stopped at byte ${pos} after ${failures} attempts: ` +
+          String((reason as Error)?.message ?? reason),
         {
           hint: 'the registry or the link keeps failing; run the command again to resume',
           cause: reason,

@@ -124,7 +124,8 @@ export class RegistryClient {
     if (diffIds.length !== manifest.layers.length) {
       throw new EdgestarError(
         'EDGESTAR_REGISTRY_BAD_MANIFEST',
-        `${ref.name}: the manifest lists ${manifest.layers.length} layers but the config ${diffIds.length} diffIDs`,
+        `${ref.name}: the manifest lists ${manifest.layers.length} layers ` +
+          `but the config ${diffIds.length} diffIDs`,
       )
     }
     const layers = manifest.layers.map((layer, i) => ({

@@ -107,7 +107,8 @@ async function pushOnce(
 
   let location: string | undefined
   for (const from of options.mountFrom ?? []) {
-    const url = `${base}/v2/${ref.repository}/blobs/uploads/?mount=${encodeURIComponent(blob.digest)}&from=${encodeURIComponent(from)}`
+    const query = new URLSearchParams({ mount: blob.digest, from })
+    const url = `${base}/v2/${ref.repository}/blobs/uploads/?${query}`
     const res = await send(url, 'POST', { maxAttempts: 2 })
     if (res.status === 201) {
       await transport.discard(res)

@@ -313,7 +313,8 @@ export class RegistryTransport {
     if (!isTransientNetworkError(err)) return err
     return new EdgestarError(
       'EDGESTAR_REGISTRY_UNREACHABLE',
-      `registry ${req.registry || new URL(url).host} unreachable at ${redactUrl(url)} after ${attempts} attempt(s): ${describe(err)}`,
+      `registry ${req.registry || new URL(url).host} unreachable at ${redactUrl(url)} ` +
+        `after ${attempts} attempt(s): ${describe(err)}`,
       {
         hint: 'check the network link and that the registry is up; cached data is still served',
         cause: err,
@@ -328,7 +329,8 @@ export class RegistryTransport {
   ): EdgestarError {
     return new EdgestarError(
       'EDGESTAR_REGISTRY_BAD_RESPONSE',
-      `registry ${req.registry} redirected ${redactUrl(url)} ${location ? 'too many times' : 'without a Location'}`,
+      `registry ${req.registry} redirected ${redactUrl(url)} ` +
+        (location ? 'too many times' : 'without a Location'),
     )
   }
 }

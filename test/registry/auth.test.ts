@@ -204,42 +204,54 @@ describe('AuthManager', () => {
 })
 
 describe('credential redaction', () => {
-  let registry: RegistryServer
+  let basic: RegistryServer
+  let token: RegistryServer
   before(async () => {
-    registry = await startRegistry({ auth: { kind: 'htpasswd' } })
+    basic = await startRegistry({ auth: { kind: 'htpasswd' } })
+    token = await startRegistry({ auth: { kind: 'token' } })
   })
   after(async () => {
-    await registry?.stop()
+    await basic?.stop()
+    await token?.stop()
   })
 
   it('never writes a password, a basic header or a token to logs or errors', async () => {
     // A child process, so the JSON-lines log (debug level) can be captured whole.
-    const script = `
-      const { RegistryClient } = await import(${JSON.stringify(new URL('../../src/registry/index.js', import.meta.url).href)})
-      const { makeTarLayer, pushTestImage } = await import(${JSON.stringify(new URL('../helpers/images.js', import.meta.url).href)})
-      const host = process.argv[1]
-      const good = new RegistryClient({ dockerConfigPath: null, credentials: { [host]: { username: 'edgestar', password: 'edgestar-secret-pw' } } })
-      await pushTestImage(good, host + '/secret:1', [await makeTarLayer({ f: 's' })])
-      await good.resolve(host + '/secret:1', { platform: 'amd64' })
-      await good.close()
-      const bad = new RegistryClient({ dockerConfigPath: null, credentials: { [host]: { username: 'edgestar', password: 'edgestar-wrong-pw' } } })
-      try { await bad.resolve(host + '/secret:1') } catch (err) { console.log(JSON.stringify({ message: err.message, hint: err.hint, stack: err.stack })) }
-      await bad.close()
-    `
+    const registryModule = new URL('../../src/registry/index.js', import.meta.url).href
+    const imagesModule = new URL('../helpers/images.js', import.meta.url).href
+    const script = [
+      `const { RegistryClient } = await import('${registryModule}')`,
+      `const { makeTarLayer, pushTestImage } = await import('${imagesModule}')`,
+      'const creds = (host, password) => ({ [host]: { username: "edgestar", password } })',
+      'for (const host of process.argv.slice(1)) {',
+      '  const good = new RegistryClient({ dockerConfigPath: null,',
+      '    credentials: creds(host, "edgestar-secret-pw") })',
+      '  await pushTestImage(good, host + "/secret:1", [await makeTarLayer({ f: "s" })])',
+      '  await good.resolve(host + "/secret:1", { platform: "amd64" })',
+      '  await good.close()',
+      '  const bad = new RegistryClient({ dockerConfigPath: null,',
+      '    credentials: creds(host, "edgestar-wrong-pw") })',
+      '  try { await bad.pushBlob(host + "/secret:1", Buffer.from("x")) } catch (err) {',
+      '    console.log(JSON.stringify({ code: err.code, message: err.message, hint: err.hint,',
+      '      stack: err.stack, cause: String(err.cause) }))',
+      '  }',
+      '  await bad.close()',
+      '}',
+    ].join('\n')
     const { stdout, stderr } = await execFileAsync(
       process.execPath,
-      ['--input-type=module', '-e', script, registry.host],
-      {
-        env: { ...process.env, EDGESTAR_LOG_LEVEL: 'debug' },
-      },
+      ['--input-type=module', '-e', script, basic.host, token.host],
+      { env: { ...process.env, EDGESTAR_LOG_LEVEL: 'debug' } },
     )
     const all = stdout + stderr
-    assert.match(stdout, /refused/)
-    assert.match(stderr, /registry request/)
+    assert.equal(stdout.match(/EDGESTAR_REGISTRY_UNAUTHORIZED/g)?.length, 2)
+    assert.match(stderr, /token obtained/)
     for (const secret of ['edgestar-secret-pw', 'edgestar-wrong-pw']) {
       assert.doesNotMatch(all, new RegExp(secret))
       assert.doesNotMatch(all, new RegExp(Buffer.from(`edgestar:${secret}`).toString('base64')))
     }
     assert.doesNotMatch(all, /Basic [A-Za-z0-9+/=]{8,}/)
+    // Every JWT starts with the base64 of '{"': no token made it into the output.
+    assert.doesNotMatch(all, /eyJ[A-Za-z0-9_-]{10,}/)
   })
 })

@@ -146,8 +146,9 @@ export function convertPushText(output: ConvertPushOutput): string {
   if (output.kind === 'layer') {
     lines.push(`converted layer ${output.layer.digest} (toc ${output.layer.tocDigest})`)
   } else {
+    const platform = formatPlatform(output.source.platform)
     lines.push(
-      `converted ${output.layers.length} layer(s) of ${output.source.reference} (${formatPlatform(output.source.platform)})`,
+      `converted ${output.layers.length} layer(s) of ${output.source.reference} (${platform})`,
     )
     for (const layer of output.layers)
       lines.push(`  ${layer.digest}  ${layer.size} bytes  toc ${layer.tocDigest}`)
