@@ -63,6 +63,7 @@ export class FaultProxy {
   private fault: Fault | undefined
   private remaining = 0
   private match: FaultMatch = 'blob-get'
+  private queue: Fault[] = []
   private readonly server: Server
   private readonly sockets = new Set<Socket>()
 
@@ -94,7 +95,14 @@ export class FaultProxy {
   /** Injects `fault` into the next `times` (default all) requests matching `match`. */
   setFault(fault: Fault | undefined, options: { times?: number; match?: FaultMatch } = {}): void {
     this.fault = fault
+    this.queue = []
     this.remaining = options.times ?? Number.POSITIVE_INFINITY
+    this.match = options.match ?? 'blob-get'
+  }
+
+  /** The next matching requests get these faults, one each, in order (before any `setFault`). */
+  queueFaults(faults: Fault[], options: { match?: FaultMatch } = {}): void {
+    this.queue = [...faults]
     this.match = options.match ?? 'blob-get'
   }
 
@@ -109,6 +117,14 @@ export class FaultProxy {
     await this.target.stop()
   }
 
+  private nextFault(req: IncomingMessage): Fault | undefined {
+    if (!this.matches(req)) return undefined
+    if (this.queue.length > 0) return this.queue.shift()
+    if (!this.fault || this.remaining <= 0) return undefined
+    this.remaining--
+    return this.fault
+  }
+
   private matches(req: IncomingMessage): boolean {
     const isBlob = (req.url ?? '').includes('/blobs/sha256:')
     if (this.match === 'any') return true
@@ -119,8 +135,7 @@ export class FaultProxy {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const body = await readAll(req)
-    const fault = this.fault && this.remaining > 0 && this.matches(req) ? this.fault : undefined
-    if (fault) this.remaining--
+    const fault = this.nextFault(req)
     this.log.push({
       method: req.method ?? '',
       path: req.url ?? '',

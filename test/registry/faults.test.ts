@@ -179,6 +179,27 @@ describe('blob reads through a misbehaving network', () => {
     )
   })
 
+  it('resumes a whole-blob stream after a drop, also when the resume ignores Range', async () => {
+    client = await makeClient()
+    proxy.setFault({ kind: 'drop-mid-body', afterBytes: 70_000 }, { times: 1 })
+    assert.deepEqual(await client.fetchBlob(ref, desc.digest, BLOB_BYTES), blob)
+    assert.deepEqual(
+      proxy.blobGets().map((e) => e.range),
+      [undefined, 'bytes=70000-'],
+    )
+
+    proxy.log.length = 0
+    proxy.queueFaults([{ kind: 'drop-mid-body', afterBytes: 70_000 }, { kind: 'full-body-200' }])
+    const parts: Buffer[] = []
+    for await (const chunk of client.blobStream(ref, desc.digest, desc.size))
+      parts.push(chunk as Buffer)
+    assert.deepEqual(Buffer.concat(parts), blob)
+    assert.deepEqual(
+      proxy.blobGets().map((e) => e.faulted),
+      ['drop-mid-body', 'full-body-200'],
+    )
+  })
+
   it('falls back to single ranges when multi-range is answered with the whole blob', async () => {
     client = await makeClient({ maxRangesPerRequest: 8 })
     proxy.setFault({ kind: 'ignore-multi-range' })
