@@ -1,5 +1,5 @@
 import { EdgestarError } from '../errors.js'
-import { decompressBounded } from './decompress.js'
+import { type BoundedResult, decompressBounded, decompressBoundedAsync } from './decompress.js'
 import { sha256Digest } from './digest.js'
 import { ESTARGZ_ERRORS } from './error-codes.js'
 import type { BlobFormat, ChunkExtent, Compression } from './types.js'
@@ -31,14 +31,36 @@ export function decodeChunk(
   extent: ChunkExtent,
 ): Buffer {
   if (extent.isZeros) return verified(Buffer.alloc(extent.chunkSize), extent)
+  const limit = decodeLimit(compressed, extent)
+  return finish(decompressBounded(compressionOf(format), compressed, limit), extent, limit)
+}
 
-  const wanted = extent.innerOffset + extent.chunkSize
+/**
+ * decodeChunk without blocking the event loop while gzip inflates (zlib's thread pool);
+ * zstd chunks still decode on the calling thread. Same result and error codes.
+ */
+export async function decodeChunkAsync(
+  format: BlobFormat | Compression,
+  compressed: Buffer,
+  extent: ChunkExtent,
+): Promise<Buffer> {
+  if (extent.isZeros) return verified(Buffer.alloc(extent.chunkSize), extent)
+  const limit = decodeLimit(compressed, extent)
+  const result = await decompressBoundedAsync(compressionOf(format), compressed, limit)
+  return finish(result, extent, limit)
+}
+
+function decodeLimit(compressed: Buffer, extent: ChunkExtent): number {
   const allowance = TAIL_ALLOWANCE_BASE_BYTES + TAIL_ALLOWANCE_RATIO * compressed.length
-  const result = decompressBounded(compressionOf(format), compressed, wanted + allowance)
+  return extent.innerOffset + extent.chunkSize + allowance
+}
+
+function finish(result: BoundedResult, extent: ChunkExtent, limit: number): Buffer {
+  const wanted = extent.innerOffset + extent.chunkSize
   if (!result.ok && result.reason === 'exceeded') {
     throw new EdgestarError(
       ESTARGZ_ERRORS.CHUNK_BOMB,
-      `chunk of ${describe(extent)} inflates past ${wanted + allowance} bytes though it declares ${extent.chunkSize}`,
+      `chunk of ${describe(extent)} inflates past ${limit} bytes though it declares ${extent.chunkSize}`,
       { hint: 'the blob is hostile or corrupt; do not use this layer' },
     )
   }
@@ -50,7 +72,6 @@ export function decodeChunk(
       { hint: 'the blob is corrupt or the range read was short; fetch the chunk again' },
     )
   }
-
   return verified(result.data.subarray(extent.innerOffset, wanted), extent)
 }
 

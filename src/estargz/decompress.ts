@@ -1,4 +1,5 @@
-import { gunzipSync } from 'node:zlib'
+import { promisify } from 'node:util'
+import { gunzip, gunzipSync } from 'node:zlib'
 import zstdBinding from 'zstd-napi/binding.js'
 import type { Compression } from './types.js'
 
@@ -24,6 +25,30 @@ export function decompressBounded(
   return compression === 'gzip'
     ? gunzipBounded(input, limitBytes)
     : unzstdBounded(input, limitBytes)
+}
+
+const gunzipAsync = promisify(gunzip)
+
+/**
+ * decompressBounded without blocking the event loop for gzip (zlib runs on the libuv
+ * thread pool). zstd still decodes on the calling thread: zstd-napi has no async
+ * one-shot API.
+ */
+export async function decompressBoundedAsync(
+  compression: Compression,
+  input: Buffer,
+  limitBytes: number,
+): Promise<BoundedResult> {
+  if (compression === 'zstd') return unzstdBounded(input, limitBytes)
+  try {
+    return {
+      ok: true,
+      data: await gunzipAsync(input, { maxOutputLength: Math.max(1, limitBytes) }),
+    }
+  } catch (err) {
+    const isTooLarge = err instanceof RangeError || hasCode(err, 'ERR_BUFFER_TOO_LARGE')
+    return { ok: false, reason: isTooLarge ? 'exceeded' : 'corrupt' }
+  }
 }
 
 function gunzipBounded(input: Buffer, limitBytes: number): BoundedResult {

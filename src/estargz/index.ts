@@ -7,7 +7,7 @@
  */
 
 export * from './convert.js'
-export { compressionOf, decodeChunk } from './decode-chunk.js'
+export { compressionOf, decodeChunk, decodeChunkAsync } from './decode-chunk.js'
 export { checkDigestOption, isSha256Digest, sha256Digest, sha256Hasher } from './digest.js'
 export { cleanEntryName } from './entry-name.js'
 export { ESTARGZ_ERRORS, type EstargzErrorCode } from './error-codes.js'

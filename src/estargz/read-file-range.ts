@@ -1,5 +1,5 @@
 import { EdgestarError } from '../errors.js'
-import { decodeChunk } from './decode-chunk.js'
+import { decodeChunkAsync } from './decode-chunk.js'
 import { cleanEntryName } from './entry-name.js'
 import { ESTARGZ_ERRORS } from './error-codes.js'
 import { resolveHardlink } from './toc-validate.js'
@@ -56,7 +56,7 @@ export async function readFileRange(
       const compressed = chunk.isZeros
         ? Buffer.alloc(0)
         : await reader.readAt(chunk.compressedOffset, chunk.compressedSize)
-      const data = decodeChunk(index.compression, compressed, chunk)
+      const data = await decodeChunkAsync(index.compression, compressed, chunk)
       const from = Math.max(start, chunk.chunkOffset) - chunk.chunkOffset
       const to = Math.min(end, chunk.chunkOffset + chunk.chunkSize) - chunk.chunkOffset
       return data.subarray(from, to)

@@ -1,5 +1,5 @@
 import { EdgestarError, isEdgestarError } from '../errors.js'
-import { decodeChunk } from './decode-chunk.js'
+import { decodeChunkAsync } from './decode-chunk.js'
 import { checkDigestOption, sha256Hasher } from './digest.js'
 import { ESTARGZ_ERRORS } from './error-codes.js'
 import { detectLayerFormat, walkLayer } from './layer-stream.js'
@@ -97,7 +97,7 @@ async function verifyChunks(
         const compressed = chunk.isZeros
           ? Buffer.alloc(0)
           : await reader.readAt(chunk.compressedOffset, chunk.compressedSize)
-        return decodeChunk(index.compression, compressed, chunk)
+        return decodeChunkAsync(index.compression, compressed, chunk)
       })
       if (!data) {
         isWhole = false

@@ -52,6 +52,29 @@ export function estargzFooter(tocOffset: number): Buffer {
   ])
 }
 
+/** The 47-byte legacy stargz footer: the extra field holds the payload without a subfield. */
+export function legacyFooter(tocOffset: number): Buffer {
+  const payload = `${tocOffset.toString(16).padStart(16, '0')}STARGZ`
+  return Buffer.concat([
+    Buffer.from([0x1f, 0x8b, 0x08, 0x04, 0, 0, 0, 0, 0, 0xff, 22, 0]),
+    Buffer.from(payload, 'latin1'),
+    Buffer.from([0x01, 0x00, 0x00, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]),
+  ])
+}
+
+/** A gzip eStargz blob turned legacy stargz: 47-byte footer, optionally no digests. */
+export function toLegacyStargz(blob: Buffer, dropDigests: boolean): Buffer {
+  const { tocOffset, toc } = estargzToc(blob)
+  if (dropDigests) {
+    for (const entry of toc.entries) {
+      delete entry.digest
+      delete entry.chunkDigest
+    }
+  }
+  const json = Buffer.from(JSON.stringify(toc))
+  return Buffer.concat([blob.subarray(0, tocOffset), gzipTocMember(json), legacyFooter(tocOffset)])
+}
+
 /** The gzip member holding the TOC as `stargz.index.json` plus the tar end blocks. */
 export function gzipTocMember(json: Buffer): Buffer {
   return gzipSync(Buffer.concat([tarEntry('stargz.index.json', json), Buffer.alloc(1024)]))

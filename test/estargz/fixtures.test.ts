@@ -14,7 +14,7 @@ import {
   walkLayer,
 } from '../../src/estargz/index.js'
 import { type Fixture, type FixtureFile, listFixtures } from '../helpers/fixtures.js'
-import { MemoryReader, rewriteZstdToc, type TocJson } from './blob-builder.js'
+import { MemoryReader, rewriteZstdToc, type TocJson, toLegacyStargz } from './blob-builder.js'
 
 const sha256 = (data: Buffer): string => createHash('sha256').update(data).digest('hex')
 
@@ -228,6 +228,28 @@ describe('readFileRange', () => {
       }
     })
   })
+})
+
+// No fixture has the legacy stargz footer; each eStargz fixture gets one, once with its
+// digests and once without (as old stargz layers were written).
+describe('legacy stargz (47-byte footer)', () => {
+  for (const fixture of listFixtures('estargz')) {
+    it(`reads ${fixture.name} with a legacy footer, with and without digests`, async () => {
+      for (const dropDigests of [false, true]) {
+        const reader = new MemoryReader(toLegacyStargz(fixture.bytes(), dropDigests))
+        const index = await openLayer(reader)
+        assert.equal(index.format, 'stargz-legacy')
+        assert.equal(index.footerSizeBytes, 47)
+        assert.equal(
+          index.chunks.some((c) => c.chunkDigest),
+          !dropDigests,
+        )
+        await checkContent(reader, index, fixture)
+        const report = await verifyLayer(reader)
+        assert.deepEqual(report.errors, [])
+      }
+    })
+  }
 })
 
 // No fixture is written by containers/storage, so each zstd:chunked fixture is re-framed
