@@ -128,6 +128,8 @@ export class RegistryClient {
           `but the config ${diffIds.length} diffIDs`,
       )
     }
+    // TODO(registry): a foreign layer's `urls` are passed on but never fetched from;
+    // every blob is read from the registry itself.
     const layers = manifest.layers.map((layer, i) => ({
       digest: layer.digest,
       size: layer.size,

@@ -84,7 +84,8 @@ export class DockerConfigCredentials {
       const creds = decodeEntry(value)
       if (creds) entries.set(normalizeKey(key), creds)
     }
-    // TODO(registry): credsStore/credHelpers (external docker-credential-* programs) are not consulted.
+    // TODO(registry): credsStore/credHelpers (docker-credential-* programs) and OAuth
+    // `identitytoken` entries are not consulted; such logins look anonymous to edgestar.
     return entries
   }
 }

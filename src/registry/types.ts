@@ -109,7 +109,10 @@ export interface ByteRange {
 
 /** Counters of network work done by one client, for `edgestar cat --stats`. */
 export interface RegistryStats {
-  /** Bytes of HTTP bodies received, over every request (tokens, manifests, blobs, retries). */
+  /**
+   * Bytes of HTTP bodies received, over every request (tokens, manifests, blobs, retries,
+   * discarded error bodies). Status lines and headers are not counted (undici hides them).
+   */
   bytesReceived: number
   /** HTTP requests sent, including token requests, redirects and retries. */
   requests: number
