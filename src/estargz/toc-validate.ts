@@ -233,22 +233,35 @@ function indexByName(entries: TocEntry[]): Map<string, TocEntry> {
   return byName
 }
 
+// Resolves every hardlink to the entry holding its content, refusing missing targets,
+// cycles and directories. Each entry is walked once (resolved chains are remembered),
+// so a hostile TOC of long chains stays linear.
 function checkHardlinks(entries: TocEntry[], byName: Map<string, TocEntry>): void {
+  const resolved = new Map<string, TocEntry>()
   for (const entry of entries) {
-    if (entry.type !== 'hardlink') continue
-    const seen = new Set<string>([entry.name])
-    let target = entry
-    while (target.type === 'hardlink') {
+    if (entry.type !== 'hardlink' || resolved.has(entry.name)) continue
+    const chain: TocEntry[] = []
+    const onChain = new Set<string>()
+    let target: TocEntry = entry
+    while (target.type === 'hardlink' && !resolved.has(target.name)) {
+      chain.push(target)
+      onChain.add(target.name)
       const next = byName.get(target.linkName!)
-      if (!next) throw hardlinkError('HARDLINK_MISSING', entry, `names missing ${target.linkName}`)
-      if (seen.has(next.name)) throw hardlinkError('HARDLINK_CYCLE', entry, 'is part of a cycle')
-      seen.add(next.name)
+      if (!next) throw hardlinkError('HARDLINK_MISSING', target, `names missing ${target.linkName}`)
+      if (onChain.has(next.name))
+        throw hardlinkError('HARDLINK_CYCLE', target, 'is part of a cycle')
       target = next
     }
-    if (target.type === 'dir')
-      throw hardlinkError('HARDLINK_TO_DIR', entry, `names directory ${target.name}`)
+    const final = resolved.get(target.name) ?? target
+    if (final.type === 'dir')
+      throw hardlinkError('HARDLINK_TO_DIR', entry, `names directory ${final.name}`)
+    for (const link of chain) resolved.set(link.name, final)
   }
+  hardlinkTargets.set(byName, resolved)
 }
+
+// Final targets per validated name map, so resolveHardlink is one lookup.
+const hardlinkTargets = new WeakMap<ReadonlyMap<string, TocEntry>, Map<string, TocEntry>>()
 
 function hardlinkError(
   code: 'HARDLINK_MISSING' | 'HARDLINK_CYCLE' | 'HARDLINK_TO_DIR',
@@ -261,17 +274,24 @@ function hardlinkError(
 }
 
 /**
- * Resolves a name through hardlinks to the entry that holds the content. Hardlinks were
- * checked by validateToc, so the chain ends.
+ * Resolves a name through hardlinks to the entry that holds the content (a regular
+ * file, symlink or special file); undefined when the name is missing or the chain
+ * does not end. For a LayerIndex's `byName` this is one lookup.
  */
 export function resolveHardlink(
   byName: ReadonlyMap<string, TocEntry>,
   name: string,
 ): TocEntry | undefined {
-  let entry = byName.get(name)
-  for (let hops = 0; entry?.type === 'hardlink' && hops <= byName.size; hops++)
-    entry = byName.get(entry.linkName!)
-  return entry
+  const entry = byName.get(name)
+  if (entry?.type !== 'hardlink') return entry
+  const known = hardlinkTargets.get(byName)?.get(name)
+  if (known) return known
+
+  // A map validateToc did not build: walk, bounded by the map size against cycles.
+  let target: TocEntry | undefined = entry
+  for (let hops = 0; target?.type === 'hardlink' && hops <= byName.size; hops++)
+    target = byName.get(target.linkName!)
+  return target?.type === 'hardlink' ? undefined : target
 }
 
 function buildChunks(

@@ -447,6 +447,17 @@ describe('valid but unusual shapes keep working', () => {
     assert.equal(resolveHardlink(index.byName, 'hs')?.type, 'symlink')
   })
 
+  it('opens a 20000-link hardlink chain listed target-last', async () => {
+    const links = Array.from({ length: 20_000 }, (_, i) => ({
+      name: `l${i + 1}`,
+      type: 'hardlink',
+      linkName: `l${i}`,
+    }))
+    const reader = build((o) => [...links.reverse(), { ...file(o), name: 'l0' }])
+    const index = await openLayer(reader)
+    assert.deepEqual(await readFileRange(reader, index, 'l20000'), content)
+  })
+
   it('opens an empty layer', async () => {
     for (const compression of ['estargz', 'zstd:chunked'] as const) {
       const index = await openLayer(new MemoryReader(getFixture('empty', compression).bytes()))
