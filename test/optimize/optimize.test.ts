@@ -1,0 +1,103 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, test } from 'node:test'
+import { promisify } from 'node:util'
+import { openLayer, PREFETCH_LANDMARK } from '../../src/estargz/index.js'
+import { RegistryClient } from '../../src/registry/index.js'
+import { rootfsLayer, testRootfs } from '../fs/rootfs-image.js'
+import { type RegistryServer, startRegistry } from '../helpers/registry-server.js'
+
+const execFileAsync = promisify(execFile)
+const EDGESTAR = join(process.cwd(), 'bin/edgestar')
+const WORKLOAD = ['python3', '-c', 'import argparse, email.message, logging; print("ready")']
+
+const rootfs = testRootfs()
+let registry: RegistryServer
+let client: RegistryClient
+let stateDir: string
+
+before(async () => {
+  if (!rootfs) return
+  registry = await startRegistry()
+  client = new RegistryClient({ dockerConfigPath: null })
+  stateDir = await mkdtemp(join(tmpdir(), 'edgestar-optimize-'))
+
+  const layer = await rootfsLayer(rootfs)
+  await client.pushImage(`${registry.host}/app:src`, {
+    layers: [
+      {
+        source: layer.blob,
+        mediaType: layer.mediaType,
+        diffID: layer.diffID,
+        annotations: layer.annotations ?? {},
+      },
+    ],
+    config: { config: { Cmd: ['/bin/sh', '-c', 'exit 3'] } },
+  })
+})
+
+after(async () => {
+  await client?.close()
+  await registry?.stop()
+  if (stateDir) await rm(stateDir, { recursive: true, force: true })
+})
+
+test('optimize records the workload reads and pushes them first, before the landmark', {
+  skip: rootfs ? false : 'EDGESTAR_TEST_ROOTFS is not set (run through scripts/test.sh)',
+}, async () => {
+  const { stdout } = await execFileAsync(
+    EDGESTAR,
+    [
+      'optimize',
+      `${registry.host}/app:src`,
+      `${registry.host}/app:optimized`,
+      '--state-dir',
+      stateDir,
+      '--run-for',
+      '60s',
+      '--json',
+      '--',
+      ...WORKLOAD,
+    ],
+    { maxBuffer: 16 * 1024 * 1024 },
+  )
+  const result = JSON.parse(stdout) as { ok: boolean; recordingEnd: number; prioritized: string[] }
+  assert.equal(result.ok, true)
+  assert.equal(result.recordingEnd, 0, 'the recorded workload exits 0')
+  // Python reads argparse from its compiled cache, so match on the module name.
+  assert.ok(result.prioritized.includes('usr/bin/python3.11'), 'the interpreter is prioritized')
+  assert.ok(
+    result.prioritized.some((path) => path.includes('argparse')),
+    'argparse is prioritized',
+  )
+
+  // The optimized layer lists the recorded files first, then the prefetch landmark.
+  const image = await client.resolve(`${registry.host}/app:optimized`)
+  const [layer] = image.layers
+  assert.ok(layer)
+  const index = await openLayer(client.blobReader(image.reference, layer.digest, layer.size))
+  const files = index.entries.filter((entry) => entry.type === 'reg' || entry.type === 'hardlink')
+  const landmarkAt = files.findIndex((entry) => entry.name === PREFETCH_LANDMARK)
+  assert.ok(landmarkAt > 0, 'the layer has a prefetch landmark after some files')
+  const beforeLandmark = new Set(files.slice(0, landmarkAt).map((entry) => entry.name))
+  for (const path of result.prioritized) {
+    assert.ok(beforeLandmark.has(path), `${path} comes before the landmark`)
+  }
+
+  // The image config is carried over: the command of the source stays the image's command.
+  assert.deepEqual(image.config.config?.Cmd, ['/bin/sh', '-c', 'exit 3'])
+})
+
+test('optimize refuses a bad --network with a clear error', async () => {
+  await assert.rejects(
+    execFileAsync(EDGESTAR, ['optimize', 'a/b:1', 'a/b:2', '--network', 'bridge', '--json']),
+    (err: { stdout: string }) => {
+      const body = JSON.parse(err.stdout) as { error: { code: string } }
+      assert.equal(body.error.code, 'EDGESTAR_CLI_BAD_OPTION')
+      return true
+    },
+  )
+})
