@@ -19,7 +19,21 @@ export function buildProgram(): Command {
     .exitOverride()
 
   for (const register of COMMANDS) register(program)
+  for (const command of program.commands) {
+    if (!command.summary()) command.summary(summaryOf(command.description()))
+  }
   return program
+}
+
+/**
+ * The one-line form of a command's description for the command list of `--help`: the
+ * first sentence or clause, so multi-line descriptions do not break the list's columns.
+ */
+function summaryOf(description: string): string {
+  if (!description.includes('\n')) return description
+  const flat = description.replace(/\s*\n\s*/g, ' ').trim()
+  const end = flat.search(/[.;](\s|$)/)
+  return end > 0 ? flat.slice(0, end) : flat
 }
 
 async function main(argv: string[]): Promise<void> {
