@@ -29,10 +29,7 @@ Example:
 export function register(program: Command): void {
   const command = program
     .command('optimize')
-    .description(
-      'Run an image once, record which files it reads and in what order, and push it as\n' +
-        'eStargz (or zstd:chunked) with those files prioritized',
-    )
+    .description('run an image once and push it with the files it read prioritized (prefetch set)')
     .argument('<src>', 'image to optimize, e.g. 127.0.0.1:5000/app:1')
     .argument('<dst>', 'where to push the optimized image')
     .argument('[cmd...]', 'command to record instead of the image command (after --)')
