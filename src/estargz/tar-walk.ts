@@ -75,6 +75,7 @@ export async function walkTar(
     const padded = Math.ceil(size / BLOCK_BYTES) * BLOCK_BYTES
 
     // Metadata entries describe the entry after them.
+    // NOTE: a global PAX header ('g') is read and dropped; layer writers do not use it.
     if ('xgLK'.includes(typeflag)) {
       const body = await readMeta(source, size, padded)
       if (typeflag === 'x') pax = parsePax(body)

@@ -143,6 +143,9 @@ class TreeWriter {
   private readonly deferredLinks: PendingMeta[] = []
   private readonly xattrJobs: { path: string; xattrs: Record<string, string> }[] = []
   private readonly skipped: { name: string; reason: string }[] = []
+  // Directories already checked to be real directories below the root; cleared
+  // whenever an entry replaces something, since a directory may become a symlink.
+  private readonly checkedDirs = new Set<string>()
   private entries = 0
   private files = 0
   private bytes = 0
@@ -217,11 +220,16 @@ class TreeWriter {
     let current = this.root
     for (const part of parts) {
       current = join(current, part)
+      if (this.checkedDirs.has(current)) continue
       const stat = await lstat(current).catch(() => undefined)
-      if (stat?.isDirectory()) continue
+      if (stat?.isDirectory()) {
+        this.checkedDirs.add(current)
+        continue
+      }
       if (!stat && !create) return false
       if (!stat) {
         await mkdir(current, { mode: 0o755 })
+        this.checkedDirs.add(current)
         continue
       }
       const what = stat.isSymbolicLink() ? 'symlink' : 'non-directory'
@@ -240,6 +248,7 @@ class TreeWriter {
     const stat = await lstat(path).catch(() => undefined)
     if (!stat) return
     if (stat.isDirectory() && entry.type === 'dir') return
+    this.checkedDirs.clear()
     await rm(path, { recursive: true, force: true })
   }
 
