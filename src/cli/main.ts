@@ -50,4 +50,10 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
+// `edgestar images | head` closes our stdout early; that is the reader's choice, not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(process.exitCode ?? 0)
+  throw err
+})
+
 await main(process.argv)
