@@ -16,6 +16,7 @@ APT_PACKAGES=(
   util-linux curl           # nsenter for the device namespace; curl for health checks
   debootstrap               # real Debian root filesystems for test images
   python3 ca-certificates
+  attr                      # getfattr: edgestar convert reads xattrs of a directory input
 )
 
 missing=()
