@@ -140,7 +140,7 @@ export class HttpBlobReader implements BlobReader {
         'accept-encoding': 'identity',
       })
     } catch (err) {
-      if (!isTransientNetworkError(err) && !(err instanceof EdgestarError)) throw err
+      if (!isTransientNetworkError(err)) throw err
       return spans.map(() => undefined)
     }
 
@@ -149,8 +149,9 @@ export class HttpBlobReader implements BlobReader {
       const parts = await readMultipartRanges(this.transport, res, spans, this.sizeBytes)
       if (parts) return parts
     }
-    // A 200 (whole blob), a single 206, 416 or 400: this origin does not do multi-range.
     this.transport.drop(res)
+    // Only these answers say "no multi-range here"; a 5xx or 404 is left to single ranges.
+    if (![200, 206, 400, 416].includes(res.status)) return spans.map(() => undefined)
     this.tuning.noMultiRange.add(new URL(this.location.blobUrl).origin)
     log.warn(
       { digest: this.digest, status: res.status, url: redactUrl(res.url) },
@@ -173,10 +174,13 @@ export class HttpBlobReader implements BlobReader {
           'accept-encoding': 'identity',
         })
         const copied = await this.copyResponse(res, out, start, pos, end)
-        if (copied > 0) failures = 0
         pos += copied
-        if (pos >= end) break
-        lastError = `body ended after ${copied} bytes, ${end - pos} short`
+        // Progress means the server is alive: ask for the rest at once, no backoff.
+        if (copied > 0) {
+          failures = 0
+          continue
+        }
+        lastError = 'the response carried none of the wanted bytes'
       } catch (err) {
         if (!(err instanceof NotTheBlob) && !isTransientNetworkError(err)) throw err
         lastError = err

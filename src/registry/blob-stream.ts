@@ -43,12 +43,12 @@ async function* blobChunks(
   while (size === undefined || pos < size) {
     const headers: Record<string, string> = { 'accept-encoding': 'identity' }
     if (pos > 0) headers.range = `bytes=${pos}-`
+    const before = pos
     let reason: unknown
     try {
       const res = await location.send('GET', headers)
       const { skip, total } = await startOf(transport, res, location, pos)
       size ??= total
-      const before = pos
       for await (const piece of skipBytes(transport.chunks(res.body), skip)) {
         const take = size === undefined ? piece : piece.subarray(0, Math.max(0, size - pos))
         hash.update(take)
@@ -56,13 +56,17 @@ async function* blobChunks(
         yield take
         if (size !== undefined && pos >= size) break
       }
-      if (pos > before) failures = 0
       if (size === undefined) size = pos
       if (pos >= size) break
       reason = `body ended ${size - pos} bytes short`
     } catch (err) {
       if (!isTransientNetworkError(err)) throw err
       reason = err
+    }
+    // Progress means the server is alive: ask for the rest at once, no backoff.
+    if (pos > before) {
+      failures = 0
+      continue
     }
     if (++failures >= transport.retry.maxAttempts) {
       throw new EdgestarError(
