@@ -103,7 +103,11 @@ export class AuthManager {
     }
     const previous = this.challenges.get(registry)
     this.challenges.set(registry, challenge)
-    this.tokens.delete(tokenKey(registry, scopes))
+    // Drop the token only if it is the one refused: a 401 to a request sent before a
+    // concurrent one fetched a fresh token must not throw that token away.
+    const key = tokenKey(registry, scopes)
+    const cached = this.tokens.get(key)
+    if (cached && sentHeader === `Bearer ${cached.token}`) this.tokens.delete(key)
 
     if (challenge.scheme === 'basic') {
       const header = await this.basicHeader(registry)

@@ -123,6 +123,26 @@ describe('bearer token auth (token registry)', () => {
     }
   })
 
+  it('shares one token request among concurrent first reads', async () => {
+    const setup = new RegistryClient({ dockerConfigPath: null })
+    const image = await setup.resolve(`${registry.host}/tok:1`, { platform: 'amd64' })
+    await setup.close()
+    const client = new RegistryClient({ dockerConfigPath: null })
+    try {
+      const before = registry.tokenServer?.requests.length ?? 0
+      const reader = client.blobReader(
+        image.reference,
+        image.layers[0]!.digest,
+        image.layers[0]!.size,
+      )
+      const reads = await Promise.all(Array.from({ length: 10 }, (_, i) => reader.readAt(i, 1)))
+      assert.equal(reads.length, 10)
+      assert.equal((registry.tokenServer?.requests.length ?? 0) - before, 1)
+    } finally {
+      await client.close()
+    }
+  })
+
   it('refuses an anonymous push', async () => {
     const client = new RegistryClient({ dockerConfigPath: null })
     try {
