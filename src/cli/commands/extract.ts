@@ -71,6 +71,11 @@ export function register(program: Command): void {
   program
     .command('extract')
     .description("write a layer's files into a directory, never outside it")
+    .addHelpText(
+      'after',
+      '\nAn entry below a symlink or a non-directory is refused (EDGESTAR_EXTRACT_UNSAFE_PATH).\n' +
+        'Owners and device nodes are set only when run as root; xattrs need python3.',
+    )
     .argument('<blob>', 'path of an eStargz, zstd:chunked or plain gzip/zstd layer blob')
     .argument('<dir>', 'directory to write into (created when missing)')
     .option('--toc-digest <digest>', 'expected TOC digest (sha256:...)')

@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { EdgestarError } from '../../errors.js'
 import {
   detectLayerFormat,
   FileReader,
@@ -31,7 +32,11 @@ export function register(program: Command): void {
     .description('show a layer blob: format, TOC digest, entry count, landmark state')
     .argument('<blob>', 'path of an eStargz, zstd:chunked or plain gzip/zstd layer blob')
     .option('--json', 'print one JSON object, with the TOC entries')
-    .option('--max-toc-bytes <n>', 'refuse TOCs larger than this many bytes', parseBytes)
+    .option(
+      '--max-toc-bytes <n>',
+      'refuse TOCs larger than this many bytes (default 64 MiB)',
+      parseBytes,
+    )
     .action(async (blob: string, options: { json?: boolean; maxTocBytes?: number }) => {
       const result = await inspectBlob(blob, options.maxTocBytes)
       printResult(options, result, () => humanText(blob, result))
@@ -87,10 +92,14 @@ function humanText(blob: string, r: InspectResult): string {
   ].join('\n')
 }
 
-/** Parses a positive integer byte count given on the command line. */
+/** Parses --max-toc-bytes. Throws EDGESTAR_CLI_INVALID_OPTION. */
 export function parseBytes(value: string): number {
   const n = Number(value)
   if (!Number.isSafeInteger(n) || n <= 0)
-    throw new Error(`expected a positive byte count, got "${value}"`)
+    throw new EdgestarError(
+      'EDGESTAR_CLI_INVALID_OPTION',
+      `--max-toc-bytes must be a positive byte count, got "${value}"`,
+      { hint: 'give a whole number of bytes, for example --max-toc-bytes 67108864' },
+    )
   return n
 }

@@ -14,7 +14,11 @@ export function register(program: Command): void {
     .argument('<blob>', 'path of an eStargz, zstd:chunked or plain gzip/zstd layer blob')
     .option('--toc-digest <digest>', 'expected TOC digest (sha256:...)')
     .option('--diff-id <digest>', 'expected diffID: sha256 of the decompressed layer')
-    .option('--max-toc-bytes <n>', 'refuse TOCs larger than this many bytes', parseBytes)
+    .option(
+      '--max-toc-bytes <n>',
+      'refuse TOCs larger than this many bytes (default 64 MiB)',
+      parseBytes,
+    )
     .option('--json', 'print {ok, tocDigest, diffID, entries, chunks, errors}')
     .action(async (blob: string, options: VerifyOptions) => {
       const reader = await FileReader.open(blob)
