@@ -42,13 +42,16 @@ export interface BigLayer extends TestLayer {
 const BIG_VERSION = 'v1'
 
 /**
- * A ~100 MB eStargz layer (incompressible data in 1 MiB chunks, so the blob stays that
- * big) with a 1 KiB file, built once by edgestar's converter and cached under
+ * A ~100 MB eStargz layer (incompressible data in 1 MiB chunks by default, so the blob
+ * stays that big) with a 1 KiB file, built once by edgestar's converter and cached under
  * $EDGESTAR_CACHE_DIR/h4 keyed by the generator version and size.
  */
-export async function bigLayer(totalBytes = 100 * 1024 * 1024): Promise<BigLayer> {
+export async function bigLayer(
+  totalBytes = 100 * 1024 * 1024,
+  chunkSizeBytes = 1024 * 1024,
+): Promise<BigLayer> {
   const cacheDir = join(process.env.EDGESTAR_CACHE_DIR ?? join(process.cwd(), '.cache'), 'h4')
-  const key = `big-${BIG_VERSION}-${totalBytes}`
+  const key = `big-${BIG_VERSION}-${totalBytes}-${chunkSizeBytes}`
   const blobPath = join(cacheDir, `${key}.tar.gz`)
   const metaPath = join(cacheDir, `${key}.json`)
   if (!existsSync(blobPath) || !existsSync(metaPath)) {
