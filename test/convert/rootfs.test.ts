@@ -5,7 +5,12 @@
  * too. Conversions are cached under $EDGESTAR_CACHE_DIR keyed by their inputs.
  */
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, test } from 'node:test'
+import { promisify } from 'node:util'
 import { FileReader, verifyLayer } from '../../src/estargz/index.js'
 import {
   cachedConvert,
@@ -17,6 +22,8 @@ import {
 } from './support.js'
 
 const rootfs = process.env.EDGESTAR_TEST_ROOTFS
+const CLI = new URL('../../src/cli/main.js', import.meta.url).pathname
+const run = promisify(execFile)
 
 describe('converting the Debian rootfs', {
   skip: rootfs ? false : 'EDGESTAR_TEST_ROOTFS unset (run through scripts/test.sh)',
@@ -31,6 +38,23 @@ describe('converting the Debian rootfs', {
       assert.equal(index.tocDigest, result.tocDigest)
       assert.equal(index.landmark, 'no-prefetch')
       assert.deepEqual(diffListings(await tree, entries).slice(0, 20), [])
+    })
+
+    test(`${format}: \`edgestar extract\` of the layer gives back the tree, entry by entry`, async () => {
+      const { blob, result } = await cachedConvert(rootfs as string, { format })
+      const dir = await mkdtemp(join(tmpdir(), 'edgestar-rootfs-extract-'))
+      try {
+        const target = join(dir, 'root')
+        const args = ['extract', blob, target, '--toc-digest', result.tocDigest]
+        await run(process.execPath, [CLI, ...args, '--diff-id', result.diffID, '--json'])
+        const extracted = await listTree(target)
+        extracted.delete('') // the extraction directory itself is ours, not the layer's
+        const expected = new Map(await tree)
+        expected.delete('')
+        assert.deepEqual(diffListings(expected, extracted).slice(0, 20), [])
+      } finally {
+        await rm(dir, { recursive: true, force: true })
+      }
     })
 
     test(`${format}: the whole stream verifies against the reported diffID`, async () => {
