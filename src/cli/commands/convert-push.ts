@@ -3,7 +3,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import type { ConvertOptions, ConvertResult } from '../../estargz/index.js'
+import { EdgestarError } from '../../errors.js'
+import { CONVERT_ERRORS, type ConvertOptions, type ConvertResult } from '../../estargz/index.js'
 import {
   type ConvertImageResult,
   convertImage,
@@ -95,6 +96,11 @@ export async function runConvertPush(
   const platform = opts.platform
   try {
     if (isRegistryInput(input)) {
+      if (opts.push === undefined && out === undefined) {
+        throw new EdgestarError(CONVERT_ERRORS.BAD_OPTION, `nothing to do with ${input}`, {
+          hint: 'give --push DST-REF to publish the converted image, or OUT (a directory) to keep its layers',
+        })
+      }
       const done = await convertImage(client, input, {
         ...(opts.push ? { pushTo: opts.push } : {}),
         ...(platform ? { platform } : {}),
