@@ -42,6 +42,7 @@ const DEFAULT_TELEMETRY_INTERVAL_MS = 60_000
 const DEFAULT_SESSION_EXPIRY_SEC = 24 * 60 * 60
 const DEFAULT_RECONNECT_MIN_MS = 1000
 const DEFAULT_RECONNECT_MAX_MS = 60_000
+const STOP_TIMEOUT_MS = 3000
 
 /**
  * The device side of the fleet link: subscribes to the device's and its groups' command
@@ -157,13 +158,20 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
 
     const client = this.#client
     if (client === undefined) return
+    // The goodbye is bounded: a broker that stopped answering must not hold up shutdown
+    // (its last will then says offline instead).
+    let isClean = false
     if (wasOnline) {
       const offline = this.#offlineStatus('shutdown')
-      await client
+      const published = client
         .publishAsync(this.topics.status, offline, { qos: 1, retain: true })
-        .catch((err: unknown) => this.#log.warn({ err }, 'offline status not published'))
+        .then(() => true)
+        .catch(() => false)
+      isClean = await Promise.race([published, delay(STOP_TIMEOUT_MS, false)])
+      if (!isClean) this.#log.warn('offline status not published')
     }
-    await client.endAsync(!wasOnline)
+    await Promise.race([client.endAsync(!isClean), delay(STOP_TIMEOUT_MS, undefined)])
+    if (!isClean) client.end(true)
   }
 
   /**
@@ -394,6 +402,10 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     this.#state = state
     this.emit('state', state)
   }
+}
+
+function delay<T>(ms: number, value: T): Promise<T> {
+  return new Promise((resolve) => setTimeout(() => resolve(value), ms).unref())
 }
 
 function checkBrokerUrl(url: string): void {

@@ -1,0 +1,450 @@
+import assert from 'node:assert/strict'
+import { randomUUID } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import {
+  type BridgeStore,
+  generateFleetKeyPair,
+  loadFleetPrivateKey,
+  MqttBridge,
+  type MqttBridgeOptions,
+  messageSchemas,
+  signCommand,
+} from '../../src/mqtt/index.js'
+import { Store } from '../../src/store/index.js'
+import { TestBroker } from '../helpers/broker.js'
+import { FakeController } from './fake-controller.js'
+import { Observer } from './observer.js'
+
+const schemas = messageSchemas()
+
+/** A bridge with a fake controller and a real store in a temp dir, against `broker`. */
+async function startDevice(
+  broker: TestBroker,
+  options: Partial<MqttBridgeOptions> = {},
+): Promise<{
+  bridge: MqttBridge
+  controller: FakeController
+  store: Store
+  close(): Promise<void>
+}> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgestar-mqtt-'))
+  const store = Store.open(dir)
+  const bridgeStore: BridgeStore = store
+  const controller = new FakeController()
+  const bridge = new MqttBridge(
+    {
+      url: broker.url,
+      deviceId: `dev-${randomUUID().slice(0, 8)}`,
+      telemetryIntervalMs: 0,
+      keepaliveSec: 3,
+      reconnect: { minMs: 100, maxMs: 400 },
+      outbox: { publishPerSec: 500, publishBytesPerSec: 1 << 20 },
+      diskPath: dir,
+      ...options,
+    },
+    controller,
+    bridgeStore,
+  )
+  await bridge.start()
+  await waitForState(bridge, 'online')
+  return {
+    bridge,
+    controller,
+    store,
+    async close() {
+      await bridge.stop()
+      store.close()
+      await rm(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+function waitForState(bridge: MqttBridge, state: string): Promise<void> {
+  if (bridge.state === state) return Promise.resolve()
+  return new Promise((resolve) => {
+    const listener = (now: string): void => {
+      if (now !== state) return
+      bridge.off('state', listener)
+      resolve()
+    }
+    bridge.on('state', listener)
+  })
+}
+
+function assertValid(kind: 'command' | 'result' | 'status' | 'telemetry' | 'event', body: unknown) {
+  const outcome = schemas.validate(kind, body)
+  assert.ok(
+    outcome.ok,
+    `${kind} invalid: ${outcome.ok ? '' : outcome.message} in ${JSON.stringify(body)}`,
+  )
+}
+
+describe('MqttBridge against Mosquitto', () => {
+  let broker: TestBroker
+  let observer: Observer
+
+  before(async () => {
+    broker = await TestBroker.start()
+    observer = await Observer.connect(broker.url, 'edgestar/#')
+  })
+
+  after(async () => {
+    await observer?.close()
+    await broker?.close()
+  })
+
+  test('a deploy command runs and its result, status, events and telemetry validate', async () => {
+    const device = await startDevice(broker)
+    try {
+      const { topics } = device.bridge
+      const command = {
+        id: 'deploy-1',
+        type: 'deploy',
+        name: 'web',
+        image: 'reg/app:1',
+        env: { A: '1' },
+      }
+      assertValid('command', command)
+      await observer.publish(topics.command, command)
+
+      const result = await observer.result(topics.result, 'deploy-1')
+      assert.equal(result.ok, true)
+      assert.deepEqual(result.deployment, { name: 'web', state: 'running' })
+      assertValid('result', result)
+
+      const status = await observer.waitFor('status with web running', () =>
+        observer.seen.find(
+          (m) =>
+            m.topic === topics.status &&
+            JSON.stringify((m.body as { deployments?: unknown }).deployments)?.includes('running'),
+        ),
+      )
+      assertValid('status', status.body)
+      assert.equal((status.body as { online: boolean }).online, true)
+
+      const events = await observer.waitFor('two state events', () => {
+        const found = observer.bodies(topics.events)
+        return found.length >= 2 ? found : undefined
+      })
+      for (const event of events) assertValid('event', event)
+      assert.deepEqual(
+        events.map((e) => e.state),
+        ['pending', 'running'],
+      )
+
+      await device.bridge.publishTelemetry()
+      const telemetry = await observer.waitFor(
+        'telemetry',
+        () => observer.bodies(topics.telemetry)[0],
+      )
+      assertValid('telemetry', telemetry)
+      assert.equal((telemetry.deployments as unknown[]).length, 1)
+      assert.equal(device.controller.count('deploy'), 1)
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('a repeated command id runs once and is answered from the stored result', async () => {
+    const device = await startDevice(broker)
+    try {
+      const { topics } = device.bridge
+      const command = { id: 'repeat-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
+      await observer.publish(topics.command, command)
+      await observer.result(topics.result, 'repeat-1')
+      // The same PUBLISH again, as a QoS 1 redelivery or a retained command would be.
+      await observer.publish(topics.command, command, { dup: true })
+      const second = await observer.result(topics.result, 'repeat-1', 2)
+      assert.equal(second.ok, true)
+      assert.equal(second.duplicate, true)
+      assertValid('result', second)
+      assert.equal(device.controller.count('deploy'), 1)
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('refuses an expired command without running it', async () => {
+    const device = await startDevice(broker)
+    try {
+      const { topics } = device.bridge
+      const expiresAt = new Date(Date.now() - 1000).toISOString()
+      await observer.publish(topics.command, { id: 'old-1', type: 'gc', expiresAt })
+      const result = await observer.result(topics.result, 'old-1')
+      assert.equal(result.ok, false)
+      assert.equal((result.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_EXPIRED')
+      assertValid('result', result)
+      assert.equal(device.controller.count('gc'), 0)
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('answers malformed payloads with an error result and keeps working', async () => {
+    const device = await startDevice(broker)
+    try {
+      const { topics } = device.bridge
+      await observer.publish(topics.command, '{not json')
+      const garbage = await observer.result(topics.result, null)
+      assert.equal((garbage.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_MALFORMED')
+      assertValid('result', garbage)
+
+      await observer.publish(topics.command, { id: 'bad-1', type: 'deploy', name: 'Bad Name!' })
+      const invalid = await observer.result(topics.result, 'bad-1')
+      assert.equal((invalid.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_INVALID')
+      assertValid('result', invalid)
+
+      await observer.publish(topics.command, { id: 'bad-2', type: 'stop', name: 'nothing' })
+      const failed = await observer.result(topics.result, 'bad-2')
+      assert.equal((failed.error as { code: string }).code, 'EDGESTAR_AGENT_DEPLOYMENT_UNKNOWN')
+
+      await observer.publish(topics.command, {
+        id: 'good-1',
+        type: 'bandwidth',
+        capBytesPerSec: 1000,
+      })
+      const good = await observer.result(topics.result, 'good-1')
+      assert.equal(good.ok, true)
+      assert.equal(device.controller.capBytesPerSec, 1000)
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('runs only commands signed by the fleet key for this device', async () => {
+    const keys = generateFleetKeyPair()
+    const privateKey = loadFleetPrivateKey(keys.privateKeyPem, 'test key')
+    const other = loadFleetPrivateKey(generateFleetKeyPair().privateKeyPem, 'other key')
+    const device = await startDevice(broker, { fleetPublicKey: keys.publicKeyPem })
+    try {
+      const { topics } = device.bridge
+      const target = `device/${device.bridge.deviceId}`
+
+      await observer.publish(topics.command, { id: 'unsigned-1', type: 'gc', target })
+      const unsigned = await observer.result(topics.result, 'unsigned-1')
+      assert.equal((unsigned.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_UNSIGNED')
+
+      await observer.publish(
+        topics.command,
+        signCommand({ id: 'forged-1', type: 'gc', target }, other),
+      )
+      const forged = await observer.result(topics.result, 'forged-1')
+      assert.equal((forged.error as { code: string }).code, 'EDGESTAR_MQTT_SIGNATURE_INVALID')
+
+      const tampered = {
+        ...signCommand({ id: 'tamper-1', type: 'gc', target }, privateKey),
+        id: 'tamper-2',
+      }
+      await observer.publish(topics.command, tampered)
+      const tamperedResult = await observer.result(topics.result, 'tamper-2')
+      assert.equal(
+        (tamperedResult.error as { code: string }).code,
+        'EDGESTAR_MQTT_SIGNATURE_INVALID',
+      )
+
+      const elsewhere = signCommand(
+        { id: 'replay-1', type: 'gc', target: 'device/other' },
+        privateKey,
+      )
+      await observer.publish(topics.command, elsewhere)
+      const replay = await observer.result(topics.result, 'replay-1')
+      assert.equal((replay.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_WRONG_TARGET')
+
+      await observer.publish(
+        topics.command,
+        signCommand({ id: 'signed-1', type: 'gc', target }, privateKey),
+      )
+      const signed = await observer.result(topics.result, 'signed-1')
+      assert.equal(signed.ok, true)
+      assert.equal(device.controller.count('gc'), 1)
+
+      const refusals = await observer.waitFor('four refusal events', () => {
+        const found = observer.bodies(topics.events).filter((e) => e.type === 'command-refused')
+        return found.length >= 4 ? found : undefined
+      })
+      for (const event of refusals) assertValid('event', event)
+      assert.deepEqual(
+        refusals.map((e) => e.commandId),
+        ['unsigned-1', 'forged-1', 'tamper-2', 'replay-1'],
+      )
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('honours the MQTT 5 response topic and correlation data', async () => {
+    const device = await startDevice(broker)
+    try {
+      const replyTopic = `edgestar/replies/${randomUUID()}`
+      const correlationData = Buffer.from('corr-42')
+      await observer.publish(
+        device.bridge.topics.command,
+        { id: 'rt-1', type: 'status' },
+        { properties: { responseTopic: replyTopic, correlationData } },
+      )
+      const reply = await observer.waitFor('reply', () =>
+        observer.seen.find((m) => m.topic === replyTopic),
+      )
+      assert.equal((reply.body as { ok: boolean }).ok, true)
+      assert.deepEqual(reply.correlationData, correlationData)
+      assert.equal(observer.bodies(device.bridge.topics.result).length, 0)
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('takes group commands only for its own groups', async () => {
+    const device = await startDevice(broker, { groups: ['north'] })
+    try {
+      const { topics } = device.bridge
+      await observer.publish('edgestar/group/south/cmd', { id: 'south-1', type: 'gc' })
+      await observer.publish('edgestar/group/north/cmd', {
+        id: 'north-1',
+        type: 'gc',
+        target: 'group/north',
+      })
+      const result = await observer.result(topics.result, 'north-1')
+      assert.equal(result.ok, true)
+      assert.equal(device.controller.count('gc'), 1)
+      assert.equal(observer.bodies(topics.result).filter((r) => r.id === 'south-1').length, 0)
+    } finally {
+      await device.close()
+    }
+  })
+})
+
+describe('MqttBridge when the broker goes away', () => {
+  let broker: TestBroker
+  let observer: Observer
+
+  before(async () => {
+    broker = await TestBroker.start()
+    observer = await Observer.connect(broker.url, 'edgestar/#')
+  })
+
+  after(async () => {
+    await observer?.close()
+    await broker?.close()
+  })
+
+  test('events produced while the broker is down all arrive, in order, once; status is current', async () => {
+    const device = await startDevice(broker)
+    try {
+      const { topics } = device.bridge
+      await observer.publish(topics.command, {
+        id: 'down-1',
+        type: 'deploy',
+        name: 'web',
+        image: 'a:1',
+      })
+      await observer.result(topics.result, 'down-1')
+
+      await broker.stop()
+      await waitForState(device.bridge, 'offline')
+      for (let n = 0; n < 30; n++) device.controller.fault(n)
+      await device.controller.stop('web')
+      assert.ok(device.store.outbox.stats().messages >= 31)
+
+      await broker.start()
+      await waitForState(device.bridge, 'online')
+      const faults = await observer.waitFor('30 faults and the stop', () => {
+        const events = observer.bodies(topics.events)
+        return events.some((e) => e.state === 'stopped') ? events : undefined
+      })
+      const messages = [...new Map(faults.map((e) => [e.msgId, e])).values()]
+        .filter((e) => e.type === 'fault')
+        .map((e) => e.message)
+      assert.deepEqual(
+        messages,
+        Array.from({ length: 30 }, (_, n) => `fault ${n}`),
+      )
+      // A subscriber may see a repeat when the broker dies before it records the
+      // subscriber's PUBACK; the device itself must have sent each event once.
+      const distinct = new Set(faults.map((e) => e.msgId)).size
+      const sent = await broker.publishesReceived(
+        `edgestar-${device.bridge.deviceId}`,
+        topics.events,
+      )
+      assert.equal(sent, distinct, 'the device published an event twice')
+
+      const status = await observer.waitFor('status with web stopped', () =>
+        observer
+          .bodies(topics.status)
+          .findLast((s) => JSON.stringify(s.deployments)?.includes('stopped')),
+      )
+      assertValid('status', status)
+      await observer.waitFor(
+        'outbox drained',
+        () => device.store.outbox.stats().messages === 0 || undefined,
+      )
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('resubscribes when the broker restarts without the session', async () => {
+    const device = await startDevice(broker)
+    try {
+      await broker.stop()
+      await waitForState(device.bridge, 'offline')
+      await broker.forgetSessions()
+      await broker.start()
+      await waitForState(device.bridge, 'online')
+      const { topics } = device.bridge
+      await observer.waitFor('observer back', () => observer.client.connected || undefined)
+      await observer.client.subscribeAsync('edgestar/#', { qos: 1 })
+      await observer.publish(topics.command, { id: 'after-restart-1', type: 'gc' })
+      const result = await observer.result(topics.result, 'after-restart-1')
+      assert.equal(result.ok, true)
+    } finally {
+      await device.close()
+    }
+  })
+
+  test('notices a silent broker within the keepalive and reconnects when it answers', async () => {
+    const device = await startDevice(broker, { keepaliveSec: 2 })
+    try {
+      broker.pause()
+      await waitForState(device.bridge, 'offline')
+      broker.resume()
+      await waitForState(device.bridge, 'online')
+    } finally {
+      broker.resume()
+      await device.close()
+    }
+  })
+})
+
+describe('MqttBridge security', () => {
+  test('connects over TLS with a client certificate and a password', async () => {
+    const user = { username: 'gateway', password: randomUUID() }
+    const broker = await TestBroker.start({ tls: { requireClientCert: true }, user })
+    const tls = {
+      caFile: broker.tls!.caFile,
+      certFile: broker.tls!.clientCertFile,
+      keyFile: broker.tls!.clientKeyFile,
+    }
+    const observer = await Observer.connect(broker.url, 'edgestar/#', {
+      ca: await import('node:fs').then((fs) => fs.readFileSync(tls.caFile)),
+      cert: await import('node:fs').then((fs) => fs.readFileSync(tls.certFile)),
+      key: await import('node:fs').then((fs) => fs.readFileSync(tls.keyFile)),
+      ...user,
+    })
+    try {
+      const device = await startDevice(broker, { tls, ...user })
+      try {
+        await observer.publish(device.bridge.topics.command, { id: 'tls-1', type: 'gc' })
+        const result = await observer.result(device.bridge.topics.result, 'tls-1')
+        assert.equal(result.ok, true)
+      } finally {
+        await device.close()
+      }
+    } finally {
+      await observer.close()
+      await broker.close()
+    }
+  })
+})
