@@ -1,5 +1,5 @@
-import { EdgestarError, isEdgestarError } from '../errors.js'
-import { ESTARGZ_ERRORS, type LayerIndex, openLayer } from '../estargz/index.js'
+import { isEdgestarError } from '../errors.js'
+import { detectLayerFormat, ESTARGZ_ERRORS, type LayerIndex, openLayer } from '../estargz/index.js'
 import type { FetchPriority, FetchScheduler } from '../fetch/index.js'
 import { moduleLogger } from '../log.js'
 import {
@@ -12,6 +12,7 @@ import {
 } from '../registry/index.js'
 import type { ImageRow, LayerVerification, Progress, Store } from '../store/index.js'
 import { lookupFile, type MergedFile } from './merged-lookup.js'
+import { recordPlainLayer } from './plain-layer.js'
 
 /** Options of an ImageService. */
 export interface ImageServiceOptions {
@@ -215,16 +216,16 @@ export class ImageService {
         verdict.mode === 'lazy' ? { tocDigest: verdict.tocDigest } : {},
       )
     } catch (err) {
-      if (isEdgestarError(err, ESTARGZ_ERRORS.NO_TOC))
-        throw new EdgestarError(
-          'EDGESTAR_IMAGES_PLAIN_LAYER',
-          `layer ${layer.digest} of ${image.reference.name} is a plain tar without a TOC`,
-          {
-            hint: 'convert the image to eStargz first: edgestar convert SRC-REF --push DST-REF',
-            cause: err,
-          },
-        )
-      throw err
+      if (!isEdgestarError(err, ESTARGZ_ERRORS.NO_TOC)) throw err
+      const format = await detectLayerFormat(reader)
+      await recordPlainLayer({
+        store: this.store,
+        registry: this.registry,
+        reference: image.reference,
+        layer,
+        compression: format === 'zstd' ? 'zstd' : 'gzip',
+      })
+      return
     }
 
     const verification = this.verificationOf(verdict.mode, index, layer.digest)

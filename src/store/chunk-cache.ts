@@ -107,6 +107,41 @@ export class ChunkCache {
   }
 
   /**
+   * A fresh temporary path inside the cache (removed by start-up reconciliation if the
+   * process dies), for objects too big to hold in memory; finish with `adopt`.
+   */
+  async tmpPathFor(key: string): Promise<string> {
+    this.pathOf(key)
+    await mkdir(this.tmpDir, { recursive: true })
+    return join(this.tmpDir, `${key}.${process.pid}.${this.tmpCounter++}`)
+  }
+
+  /**
+   * Moves a complete, fsynced temporary file from `tmpPathFor` into the cache as `key`
+   * and marks it present durably (with `alsoInCommit` in the same transaction).
+   */
+  async adopt(
+    key: string,
+    tmpPath: string,
+    sizeBytes: number,
+    alsoInCommit?: () => void,
+  ): Promise<void> {
+    const path = this.pathOf(key)
+    await mkdir(join(path, '..'), { recursive: true })
+    await rename(tmpPath, path)
+    await syncDir(join(path, '..'))
+    this.durably(() => {
+      this.db
+        .prepare(
+          `INSERT INTO chunks (key, size_bytes, state, last_used_at) VALUES (?, ?, 'present', ?)
+           ON CONFLICT(key) DO UPDATE SET size_bytes = excluded.size_bytes, state = 'present', last_used_at = excluded.last_used_at`,
+        )
+        .run(key, sizeBytes, Date.now())
+      alsoInCommit?.()
+    })
+  }
+
+  /**
    * Reads `length` bytes at `offset` of a present chunk object (fewer at its end).
    * Throws EDGESTAR_STORE_CHUNK_MISSING when the file vanished (the row is then reset).
    */

@@ -70,8 +70,8 @@ describe('lazy reads from a real registry', () => {
     assert.ok(big.blob.length > 100 * 1024 * 1024)
   })
 
-  it('pulls every eStargz and zstd:chunked reference fixture, each file byte-exact and each layer verified', async () => {
-    for (const format of ['estargz', 'zstdchunked']) {
+  it('pulls every reference fixture (eStargz, zstd:chunked, plain gzip), each file byte-exact and each layer verified', async () => {
+    for (const format of ['estargz', 'zstdchunked', 'gzip']) {
       for (const name of [
         'tiny',
         'mixed',
@@ -112,6 +112,42 @@ describe('lazy reads from a real registry', () => {
         }
       }
     }
+  })
+})
+
+describe('layers with nothing to verify lazily', () => {
+  it('fetches a layer without a TOC digest annotation whole and checks its diffID before serving a byte', async () => {
+    const layer = fixtureLayer('large.estargz')
+    const ref = `${registry.host}/h4/unannotated:1`
+    await pushTestImage(client, ref, [
+      { blob: layer.blob, diffID: layer.diffID, mediaType: layer.mediaType },
+    ])
+    const state = stateDir()
+    const cat = await runCli(['cat', ref, 'data/small-after.txt', '--stats', '--state-dir', state])
+    assert.equal(cat.code, 0, cat.stderr)
+    assert.ok((lastJsonLine(cat.stderr).bytesFetched as number) >= layer.blob.length)
+    const images = await runCli(['images', '--json', '--state-dir', state])
+    const row = (lastJsonLine(images.stdout.toString()).images as { verifiedLayers: number }[])[0]!
+    assert.equal(row.verifiedLayers, 1)
+  })
+
+  it('with --allow-unverified reads such a layer lazily', async () => {
+    const layer = fixtureLayer('large.estargz')
+    const ref = `${registry.host}/h4/unannotated:1`
+    await pushTestImage(client, ref, [
+      { blob: layer.blob, diffID: layer.diffID, mediaType: layer.mediaType },
+    ])
+    const cat = await runCli([
+      'cat',
+      ref,
+      'data/small-after.txt',
+      '--stats',
+      '--allow-unverified',
+      '--state-dir',
+      stateDir(),
+    ])
+    assert.equal(cat.code, 0, cat.stderr)
+    assert.ok((lastJsonLine(cat.stderr).bytesFetched as number) < layer.blob.length / 2)
   })
 })
 
