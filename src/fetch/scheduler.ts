@@ -83,7 +83,8 @@ const log = moduleLogger('fetch')
  * Every unit is decoded and verified before it is stored; a corrupt one is fetched once
  * more, then fails with EDGESTAR_FETCH_INTEGRITY and nothing is stored.
  * Emits `link` (LinkChange), `unit` ({layerDigest, offset, priority, bytes}) and
- * `layer-complete` (layerDigest) when the background fetch has every unit of a layer.
+ * `layer-complete` (layerDigest) when the background fetch has every unit of a layer,
+ * and for layers queued `forDiffID`, `layer-verified` or `layer-failed` after the check.
  */
 export class FetchScheduler extends EventEmitter {
   readonly store: Store
@@ -99,6 +100,8 @@ export class FetchScheduler extends EventEmitter {
   private readonly readers = new Map<string, BlobReader>()
   private readonly layerRows = new Map<string, LayerRow>()
   private readonly wholeChecks = new Map<string, Promise<void>>()
+  private readonly backgroundRetried = new Set<string>()
+  private unitsSinceGc = 0
   private running = 0
   private bucketTimer: NodeJS.Timeout | undefined
   private probeTimer: NodeJS.Timeout | undefined
@@ -451,6 +454,7 @@ export class FetchScheduler extends EventEmitter {
       }),
     )
     this.counters.units++
+    this.maybeEvict()
     this.counters[`${job.priority}Bytes`] += unit.sizeBytes
     this.jobs.delete(job.id)
     this.settle(job)
@@ -564,7 +568,35 @@ export class FetchScheduler extends EventEmitter {
       if (stillRunning) return
       this.backgroundLayers.shift()
       this.emit('layer-complete', digest)
+      if (forDiffID) void this.verifyInBackground(digest)
     }
+  }
+
+  // A layer the background fetched whole is checked against its diffID; a mismatch drops
+  // the unverifiable parts and queues the layer once more.
+  private async verifyInBackground(layerDigest: string): Promise<void> {
+    try {
+      if (await this.verifyLayer(layerDigest)) {
+        this.emit('layer-verified', layerDigest)
+        return
+      }
+      if (this.backgroundRetried.has(layerDigest)) {
+        this.emit('layer-failed', layerDigest)
+        return
+      }
+      this.backgroundRetried.add(layerDigest)
+      this.startBackground([layerDigest], { forDiffID: true })
+    } catch (err) {
+      log.warn({ layer: layerDigest, err: String(err) }, 'layer check failed')
+      this.emit('layer-failed', layerDigest)
+    }
+  }
+
+  // Keeps the cache under its limit while fetching (pinned images are never evicted).
+  private maybeEvict(): void {
+    if (this.store.chunks.limitBytes <= 0 || ++this.unitsSinceGc < 16) return
+    this.unitsSinceGc = 0
+    this.store.gc()
   }
 
   private dropBackgroundLayer(layerDigest: string): void {

@@ -228,8 +228,10 @@ describe('fetch scheduler', () => {
         store.layers.missingUnits(LAYER, 1, true).length > 0,
         'background paused while offline',
       )
+      const verified = new Promise((resolve) => scheduler.once('layer-verified', resolve))
       registry.isOffline = false
       await scheduler.whenIdle()
+      assert.equal(await verified, LAYER)
       assert.equal(scheduler.linkState, 'online')
       assert.equal(store.layers.missingUnits(LAYER, 1, true).length, 0)
       assert.deepEqual(
