@@ -205,17 +205,19 @@ export class HttpBlobReader implements BlobReader {
   ): Promise<number> {
     let skip = 0
     if (res.status === 206) {
-      const range = parseContentRange(headerValue(res.headers, 'content-range'))
-      if (
-        !range ||
-        range.first !== pos ||
-        (range.total !== undefined && range.total !== this.sizeBytes)
-      ) {
+      // A range that starts earlier (some CDNs align starts) is fine: skip to `pos`.
+      const header = headerValue(res.headers, 'content-range')
+      const range = parseContentRange(header)
+      const covers =
+        range !== undefined &&
+        range.first <= pos &&
+        range.last >= pos &&
+        (range.total === undefined || range.total === this.sizeBytes)
+      if (!covers) {
         this.transport.drop(res)
-        throw new NotTheBlob(
-          `206 with Content-Range ${headerValue(res.headers, 'content-range')} for bytes ${pos}-${end - 1}`,
-        )
+        throw new NotTheBlob(`206 with Content-Range ${header} for bytes ${pos}-${end - 1}`)
       }
+      skip = pos - range.first
     } else if (res.status === 200) {
       this.checkWholeBody(res)
       skip = pos
@@ -256,6 +258,7 @@ export class HttpBlobReader implements BlobReader {
   ): Promise<number> {
     let copied = 0
     let toSkip = skip
+    let isInterrupted = false
     try {
       for await (let chunk of this.transport.chunks(res.body)) {
         if (toSkip > 0) {
@@ -270,6 +273,7 @@ export class HttpBlobReader implements BlobReader {
       }
     } catch (err) {
       if (!isTransientNetworkError(err)) throw err
+      isInterrupted = true
       log.debug(
         { digest: this.digest, copied, reason: (err as Error).message },
         'blob body interrupted',
@@ -277,8 +281,8 @@ export class HttpBlobReader implements BlobReader {
     } finally {
       if (copied >= want || toSkip > 0) this.transport.drop(res)
     }
-    if (skip > 0 && toSkip > 0)
-      throw new NotTheBlob(`200 body ended before offset ${skip} of blob ${this.digest}`)
+    if (toSkip > 0 && !isInterrupted)
+      throw new NotTheBlob(`body ended before offset ${skip} of blob ${this.digest}`)
     return copied
   }
 

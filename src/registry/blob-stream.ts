@@ -117,7 +117,8 @@ async function startOf(
   }
   if (res.status === 206) {
     const range = parseContentRange(headerValue(res.headers, 'content-range'))
-    if (range?.first === pos) return { skip: 0, total: range.total }
+    if (range && range.first <= pos && range.last >= pos)
+      return { skip: pos - range.first, total: range.total }
     transport.drop(res)
     throw new EdgestarError(
       'EDGESTAR_REGISTRY_BAD_RESPONSE',

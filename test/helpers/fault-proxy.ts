@@ -35,6 +35,8 @@ export type Fault =
   | { kind: 'short-body'; missingBytes: number }
   /** Answers 200 with an HTML error page, as a captive portal or broken CDN does. */
   | { kind: 'html-200' }
+  /** Serves the range from its start rounded down to a multiple of `alignBytes`, as some CDNs do. */
+  | { kind: 'align-range'; alignBytes: number }
 
 /** Which requests a fault applies to. */
 export type FaultMatch = 'blob-get' | 'blob-head' | 'manifest-get' | 'any'
@@ -162,7 +164,7 @@ export class FaultProxy {
       fault?.kind === 'full-body-200' ||
       fault?.kind === 'redirect' ||
       (fault?.kind === 'ignore-multi-range' && multi)
-    const up = await this.forward(req, body, dropRange)
+    const up = await this.forward(req, body, dropRange, fault)
 
     if (fault?.kind === 'redirect' && up.status === 200) {
       const location = this.target.add(up.body, fault.expiresInSec)
@@ -172,7 +174,8 @@ export class FaultProxy {
       !fault ||
       fault.kind === 'full-body-200' ||
       fault.kind === 'ignore-multi-range' ||
-      fault.kind === 'redirect'
+      fault.kind === 'redirect' ||
+      fault.kind === 'align-range'
     ) {
       return void res.writeHead(up.status, up.headers).end(up.body)
     }
@@ -205,9 +208,15 @@ export class FaultProxy {
     req: IncomingMessage,
     body: Buffer,
     dropRange: boolean,
+    fault: Fault | undefined,
   ): Promise<{ status: number; headers: IncomingHttpHeaders; body: Buffer }> {
     const headers = { ...req.headers }
     if (dropRange) delete headers.range
+    const m = /^bytes=(\d+)-(\d*)$/.exec(headers.range ?? '')
+    if (fault?.kind === 'align-range' && m) {
+      const start = Math.floor(Number(m[1]) / fault.alignBytes) * fault.alignBytes
+      headers.range = `bytes=${start}-${m[2]}`
+    }
     return new Promise((resolve, reject) => {
       const upstream = request(
         {

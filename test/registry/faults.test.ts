@@ -101,6 +101,18 @@ describe('blob reads through a misbehaving network', () => {
     assert.deepEqual(await read(150_000, 1234), blob.subarray(150_000, 151_234))
   })
 
+  it('skips to the offset when a 206 starts earlier than asked', async () => {
+    client = await makeClient()
+    proxy.setFault({ kind: 'align-range', alignBytes: 4096 })
+    assert.deepEqual(await read(5000, 3000), blob.subarray(5000, 8000))
+    proxy.queueFaults([
+      { kind: 'drop-mid-body', afterBytes: 10_000 },
+      { kind: 'align-range', alignBytes: 4096 },
+    ])
+    assert.deepEqual(await client.fetchBlob(ref, desc.digest), blob)
+    assert.equal(proxy.blobGets().at(-1)?.faulted, 'align-range')
+  })
+
   it('follows a redirect without forwarding Authorization, and reuses the target', async () => {
     client = await makeClient()
     proxy.setFault({ kind: 'redirect', expiresInSec: 3600 }, { times: 1 })
