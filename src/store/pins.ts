@@ -24,7 +24,7 @@ export class Pins {
   /** Removes pins whose process is gone; returns how many. */
   prune(): number {
     const rows = this.db.prepare('SELECT id, pid FROM pins').all() as { id: number; pid: number }[]
-    const dead = rows.filter((row) => !isAlive(row.pid))
+    const dead = rows.filter((row) => !isProcessAlive(row.pid))
     for (const row of dead) this.remove(row.id)
     return dead.length
   }
@@ -44,7 +44,8 @@ export class Pins {
   }
 }
 
-function isAlive(pid: number): boolean {
+/** True when process `pid` exists (EPERM counts: it exists under another user). */
+export function isProcessAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true

@@ -10,7 +10,7 @@ import { ImageRecords } from './images.js'
 import { LayerRecords } from './layers.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'
 import { Outbox, type OutboxLimits } from './outbox.js'
-import { Pins } from './pins.js'
+import { isProcessAlive, Pins } from './pins.js'
 import { TocRecords } from './toc.js'
 
 /** Default state directory of an installed agent. */
@@ -134,7 +134,7 @@ export class Store {
     // could be between its rename and its commit.
     const ownerFile = join(this.stateDir, 'owner.pid')
     const owner = readOwner(ownerFile)
-    if (owner !== null && owner !== process.pid && isAlive(owner)) return
+    if (owner !== null && owner !== process.pid && isProcessAlive(owner)) return
     writeFileSync(ownerFile, `${process.pid}\n`)
     Object.assign(this.reconciled, this.chunks.reconcile())
   }
@@ -165,14 +165,5 @@ function readOwner(path: string): number | null {
     return Number.isSafeInteger(pid) ? pid : null
   } catch {
     return null
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
