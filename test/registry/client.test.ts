@@ -74,6 +74,50 @@ describe('registry client against docker-registry', () => {
     }
   })
 
+  it('resolves Docker schema-2 manifests and manifest lists', async () => {
+    const repo = `${registry.host}/dockerfmt`
+    const layer = await makeTarLayer({ 'd.txt': 'docker' })
+    const layerDesc = await client.pushBlob(repo, layer.blob, {
+      mediaType: 'application/vnd.docker.image.rootfs.diff.tar.gzip',
+    })
+    const config = Buffer.from(
+      JSON.stringify({
+        architecture: 'arm',
+        variant: 'v7',
+        os: 'linux',
+        rootfs: { type: 'layers', diff_ids: [layer.diffID] },
+      }),
+    )
+    const configDesc = await client.pushBlob(repo, config, {
+      mediaType: 'application/vnd.docker.container.image.v1+json',
+    })
+    const manifest = await client.pushManifest(`${repo}:arm`, {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.v2+json',
+      config: configDesc,
+      layers: [layerDesc],
+    })
+    await client.pushManifest(`${repo}:list`, {
+      schemaVersion: 2,
+      mediaType: 'application/vnd.docker.distribution.manifest.list.v2+json',
+      manifests: [
+        {
+          mediaType: manifest.mediaType,
+          digest: manifest.digest,
+          size: manifest.sizeBytes,
+          platform: { os: 'linux', architecture: 'arm', variant: 'v7' },
+        },
+      ],
+    })
+
+    const direct = await client.resolve(`${repo}:arm`, { platform: 'linux/arm/v7' })
+    assert.equal(direct.manifestDigest, manifest.digest)
+    const listed = await client.resolve(`${repo}:list`, { platform: 'linux/arm/v7' })
+    assert.equal(listed.manifestDigest, manifest.digest)
+    assert.equal(listed.layers[0]?.diffID, layer.diffID)
+    assert.equal(listed.layers[0]?.mediaType, 'application/vnd.docker.image.rootfs.diff.tar.gzip')
+  })
+
   it('names the platforms that exist when the wanted one does not', async () => {
     await pushMultiPlatformImage(client, `${registry.host}/onlyarm:1`, [
       { os: 'linux', architecture: 'arm64' },
