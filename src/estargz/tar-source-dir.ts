@@ -132,12 +132,15 @@ function deviceMinor(rdev: number): number {
 }
 
 function fileReader(path: string, sizeBytes: number, name: string) {
-  return async function* readContent(pieceBytes: number): AsyncIterable<Buffer> {
+  return async function* readContent(
+    pieceBytes: number,
+    alloc?: (sizeBytes: number) => Buffer,
+  ): AsyncIterable<Buffer> {
     const handle = await open(path, 'r')
     try {
       for (let done = 0; done < sizeBytes; ) {
         const want = Math.min(pieceBytes, sizeBytes - done)
-        const piece = Buffer.allocUnsafe(want)
+        const piece = alloc?.(want) ?? Buffer.allocUnsafe(want)
         const { bytesRead } = await handle.read(piece, 0, want, done)
         if (bytesRead !== want) throw changed(name, sizeBytes)
         done += want

@@ -145,10 +145,13 @@ class TarIndexer {
   private contentReader(offset: number, sizeBytes: number, name: string) {
     const handle = this.handle
     const label = this.label
-    return async function* readContent(pieceBytes: number): AsyncIterable<Buffer> {
+    return async function* readContent(
+      pieceBytes: number,
+      alloc?: (sizeBytes: number) => Buffer,
+    ): AsyncIterable<Buffer> {
       for (let done = 0; done < sizeBytes; ) {
         const want = Math.min(pieceBytes, sizeBytes - done)
-        const piece = Buffer.allocUnsafe(want)
+        const piece = alloc?.(want) ?? Buffer.allocUnsafe(want)
         const { bytesRead } = await handle.read(piece, 0, want, offset + done)
         if (bytesRead !== want)
           throw new EdgestarError(

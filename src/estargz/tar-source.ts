@@ -29,8 +29,11 @@ export interface SourceEntry {
   sizeBytes: number
   /** Extended attributes, name → raw value. */
   xattrs: Map<string, Buffer>
-  /** Streams exactly `sizeBytes` of content in pieces of at most `pieceBytes`. */
-  readContent(pieceBytes: number): AsyncIterable<Buffer>
+  /**
+   * Streams exactly `sizeBytes` of content in pieces of at most `pieceBytes`, each read
+   * into `alloc(n)` when given (so the writer can read straight into its segment).
+   */
+  readContent(pieceBytes: number, alloc?: (sizeBytes: number) => Buffer): AsyncIterable<Buffer>
 }
 
 /** An indexed input: its entries in input order and what releases it. */
@@ -54,4 +57,7 @@ export function cleanEntryName(name: string): string {
 }
 
 /** Content reader for entries without content. */
-export async function* noContent(_pieceBytes: number): AsyncIterable<Buffer> {}
+export async function* noContent(
+  _pieceBytes: number,
+  _alloc?: (sizeBytes: number) => Buffer,
+): AsyncIterable<Buffer> {}

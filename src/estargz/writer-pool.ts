@@ -34,22 +34,26 @@ export class CompressorPool {
     private readonly format: ConvertFormat,
     private readonly level: number,
     workerCount: number,
+    private readonly onBufferReturned: (buffer: ArrayBuffer) => void = () => {},
   ) {
     for (let i = 0; i < workerCount; i++) this.workers.push(this.startWorker())
   }
 
-  /** Compresses `data` (which the pool may take over: do not reuse it). */
-  compress(data: Buffer): Promise<Buffer> {
+  /**
+   * Compresses the first `length` bytes of `buffer`. The buffer is transferred to a
+   * worker (unusable meanwhile) and handed to `onBufferReturned` once compressed.
+   */
+  compress(buffer: ArrayBuffer, length: number): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure)
     if (this.workers.length === 0) {
-      return Promise.resolve(compressSegment(this.format, this.level, data))
+      const out = compressSegment(this.format, this.level, new Uint8Array(buffer, 0, length))
+      this.onBufferReturned(buffer)
+      return Promise.resolve(out)
     }
 
     const target = this.workers.reduce((a, b) => (b.inFlight < a.inFlight ? b : a))
     const id = this.nextId++
-    // Transfer only an ArrayBuffer the segment owns whole (small Buffers share a pool).
-    const owned = ownsWholeBuffer(data) ? data : Buffer.from(Uint8Array.prototype.slice.call(data))
-    const job: CompressJob = { id, format: this.format, level: this.level, data: owned }
+    const job: CompressJob = { id, format: this.format, level: this.level, buffer, length }
     target.inFlight++
     return new Promise<Buffer>((resolve, reject) => {
       this.pending.set(id, {
@@ -59,7 +63,7 @@ export class CompressorPool {
         },
         reject,
       })
-      target.worker.postMessage(job, [owned.buffer as ArrayBuffer])
+      target.worker.postMessage(job, [buffer])
     })
   }
 
@@ -83,6 +87,7 @@ export class CompressorPool {
     const pending = this.pending.get(reply.id)
     if (pending === undefined) return
     this.pending.delete(reply.id)
+    this.onBufferReturned(reply.buffer)
     if (reply.out === undefined) {
       pending.reject(this.compressError(new Error(reply.error ?? 'no output')))
       return
@@ -104,8 +109,4 @@ export class CompressorPool {
       { hint: 'retry with --workers 0 to compress inline; report the error if it persists', cause },
     )
   }
-}
-
-function ownsWholeBuffer(view: Uint8Array): boolean {
-  return view.byteOffset === 0 && view.byteLength === view.buffer.byteLength
 }

@@ -16,6 +16,7 @@ import { compress as zstdCompress } from 'zstd-napi'
 import type { ConvertFormat, ConvertProgress } from './convert-types.js'
 import type { SourceEntry } from './tar-source.js'
 import { TOC_DIGEST_ANNOTATION, TOC_TAR_NAME, UNCOMPRESSED_SIZE_ANNOTATION } from './types.js'
+import { SegmentBuffers } from './writer-buffers.js'
 import {
   gzipFooter,
   ZSTD_SKIPPABLE_HEADER_BYTES,
@@ -79,8 +80,10 @@ export class LayerWriter {
   private readonly blobHash = createHash('sha256')
   private readonly queue: QueuedSegment[] = []
   private readonly maxInFlight: number
-  private parts: Buffer[] = []
-  private partsBytes = 0
+  private readonly buffers: SegmentBuffers
+  // The member being formed: its bytes are the first segmentBytes of segment.
+  private segment: ArrayBuffer | undefined
+  private segmentBytes = 0
   private segmentChunk: TocEntryDraft | undefined
   private uncompressedBytes = 0
   private writtenBytes = 0
@@ -90,8 +93,14 @@ export class LayerWriter {
     private readonly sink: BlobSink,
     private readonly options: LayerWriterOptions,
   ) {
-    this.pool = new CompressorPool(options.format, options.level, options.workers)
     this.maxInFlight = Math.max(2, options.workers * 2)
+    this.buffers = new SegmentBuffers(
+      options.chunkSizeBytes + SEGMENT_HEADROOM_BYTES,
+      this.maxInFlight + 2,
+    )
+    this.pool = new CompressorPool(options.format, options.level, options.workers, (buffer) =>
+      this.buffers.put(buffer),
+    )
   }
 
   /** Appends one entry: its header, and for a regular file its content chunk by chunk. */
@@ -157,7 +166,12 @@ export class LayerWriter {
     let chunkOffset = 0
     let draft = first
 
-    for await (const piece of entry.readContent(chunkSize)) {
+    // Pieces are read straight into the segment buffer (one chunk each).
+    const alloc = (sizeBytes: number): Buffer => {
+      this.flushSegment()
+      return this.reserve(sizeBytes)
+    }
+    for await (const piece of entry.readContent(chunkSize, alloc)) {
       this.flushSegment()
       await this.throttle()
       draft.chunkOffset = chunkOffset
@@ -177,25 +191,39 @@ export class LayerWriter {
     this.append(Buffer.alloc(tarPaddingBytes(entry.sizeBytes)))
   }
 
+  // Adds bytes to the current member; a piece already read into place (see reserve)
+  // is only counted, not copied.
   private append(data: Buffer): void {
     if (data.length === 0) return
-    this.parts.push(data)
-    this.partsBytes += data.length
+    const inPlace = data.buffer === this.segment && data.byteOffset === this.segmentBytes
+    if (!inPlace) data.copy(this.reserve(data.length))
+    this.segmentBytes += data.length
     this.diffHash.update(data)
     this.uncompressedBytes += data.length
   }
 
+  // A view of the next `sizeBytes` of the segment buffer, growing it when needed.
+  private reserve(sizeBytes: number): Buffer {
+    const needed = this.segmentBytes + sizeBytes
+    if (this.segment === undefined || this.segment.byteLength < needed) {
+      const grown = this.buffers.get(Math.max(needed, 2 * (this.segment?.byteLength ?? 0)))
+      if (this.segment !== undefined) {
+        new Uint8Array(grown).set(new Uint8Array(this.segment, 0, this.segmentBytes))
+        this.buffers.put(this.segment)
+      }
+      this.segment = grown
+    }
+    return Buffer.from(this.segment, this.segmentBytes, sizeBytes)
+  }
+
   // Closes the current member: hands its bytes to the pool and queues the result.
   private flushSegment(): void {
-    if (this.partsBytes === 0) return
-    const data = Buffer.allocUnsafeSlow(this.partsBytes)
-    let at = 0
-    for (const part of this.parts) at += part.copy(data, at)
-    const compressed = this.pool.compress(data)
+    if (this.segment === undefined || this.segmentBytes === 0) return
+    const compressed = this.pool.compress(this.segment, this.segmentBytes)
     compressed.catch(() => {}) // awaited in order by drainOne; avoid an unhandled rejection
     this.queue.push({ compressed, chunk: this.segmentChunk })
-    this.parts = []
-    this.partsBytes = 0
+    this.segment = undefined
+    this.segmentBytes = 0
     this.segmentChunk = undefined
   }
 
@@ -294,6 +322,9 @@ export class LayerWriter {
     })
   }
 }
+
+// Room after a chunk for its padding and the headers of the entries that follow it.
+const SEGMENT_HEADROOM_BYTES = 64 * 1024
 
 const EMPTY_SHA256 = 'sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855'
 
