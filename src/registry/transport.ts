@@ -113,6 +113,8 @@ export class RegistryTransport {
     this.insecureRegistries = options.insecureRegistries ?? []
     this.userAgent = options.userAgent ?? 'edgestar/0.1'
     const timeoutMs = options.requestTimeoutMs ?? 30_000
+    // TODO(registry): HTTP(S)_PROXY and NO_PROXY are not honoured; a gateway that can
+    // reach its registry only through a proxy cannot pull.
     this.agent = new Agent({
       connections: options.connectionsPerOrigin ?? 6,
       keepAliveTimeout: 30_000,

@@ -25,6 +25,8 @@ export type Fault =
   | { kind: 'trickle'; bytesPerTick: number; tickMs: number; stallAfterBytes?: number }
   /** Flips the byte at `atBodyOffset` of the body. */
   | { kind: 'corrupt'; atBodyOffset: number }
+  /** Flips the byte at blob offset `atBlobOffset` when the response carries it. */
+  | { kind: 'corrupt-blob-byte'; atBlobOffset: number }
   /** Answers a multi-range request with 200 and the whole blob (as S3 does). */
   | { kind: 'ignore-multi-range' }
   /** No Content-Length: the body ends when the connection closes. */
@@ -186,6 +188,14 @@ export class FaultProxy {
         if (data.length > fault.atBodyOffset)
           data[fault.atBodyOffset] = (data[fault.atBodyOffset] as number) ^ 0xff
         return void res.writeHead(up.status, up.headers).end(data)
+      case 'corrupt-blob-byte': {
+        const first = Number(
+          /^bytes (\d+)-/.exec(String(up.headers['content-range'] ?? ''))?.[1] ?? 0,
+        )
+        const at = fault.atBlobOffset - first
+        if (at >= 0 && at < data.length) data[at] = (data[at] as number) ^ 0xff
+        return void res.writeHead(up.status, up.headers).end(data)
+      }
       case 'drop-mid-body':
         return writeRaw(socket, up, data.subarray(0, fault.afterBytes), data.length)
       case 'short-body':

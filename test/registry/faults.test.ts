@@ -185,6 +185,15 @@ describe('blob reads through a misbehaving network', () => {
     assert.equal(proxy.blobGets().length, 1)
   })
 
+  it('passes corrupted range bytes up unchanged for the chunk check to catch', async () => {
+    client = await makeClient()
+    proxy.setFault({ kind: 'corrupt-blob-byte', atBlobOffset: 1050 }, { times: 1 })
+    const got = await read(1000, 100)
+    const expected = Buffer.from(blob.subarray(1000, 1100))
+    expected[50] = (expected[50] as number) ^ 0xff
+    assert.deepEqual(got, expected)
+  })
+
   it('rejects corrupted bytes in a whole-blob stream by digest', async () => {
     client = await makeClient()
     proxy.setFault({ kind: 'corrupt', atBodyOffset: 777 })
