@@ -3,7 +3,16 @@
  * (commands, results, status, telemetry, events, outbox) and the operator-side client.
  * See docs/telemetry.md for the wire format.
  */
-export { type BridgeState, MqttBridge } from './bridge.js'
+export { type BridgeState, MqttBridge, type MqttBridgeEvents } from './bridge.js'
+export {
+  FleetClient,
+  type FleetClientOptions,
+  type FleetCommandBody,
+  type FleetMessage,
+  type FleetTarget,
+  type SendOptions,
+} from './fleet-client.js'
+export { defaultDeviceId } from './machine-id.js'
 export type { MqttBridgeOptions, OutboxLimits, ReconnectBackoff, TlsFiles } from './options.js'
 export { type MessageKind, MessageSchemas, messageSchemas } from './schemas.js'
 export {
