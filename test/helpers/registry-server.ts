@@ -39,14 +39,16 @@ export interface RegistryServer {
 
 /**
  * Starts Debian's `docker-registry serve CONFIG` (distribution 2.8) on a free loopback
- * port with its own storage directory; resolves once `/v2/` answers. The token variant
+ * port (of 127.0.0.1, or `listenHost`) with its own storage directory; resolves once `/v2/` answers. The token variant
  * also starts a small token service (ES256 JWTs signed by a throw-away certificate the
  * registry trusts). Always `stop()` it (it removes the directory).
  */
 export async function startRegistry(
-  options: { auth?: RegistryAuth } = {},
+  options: { auth?: RegistryAuth; listenHost?: string } = {},
 ): Promise<RegistryServer> {
   const auth = options.auth ?? { kind: 'none' }
+  // Another loopback address (127.0.0.2) makes a registry that is not plain HTTP by default.
+  const listenHost = options.listenHost ?? '127.0.0.1'
   const dir = await mkdtemp(join(tmpdir(), 'edgestar-registry-'))
   const port = await freePort()
   let tokenServer: TokenServer | undefined
@@ -80,7 +82,7 @@ export async function startRegistry(
     '  delete:',
     '    enabled: true',
     'http:',
-    `  addr: 127.0.0.1:${port}`,
+    `  addr: ${listenHost}:${port}`,
     `  secret: ${randomUUID()}`,
     authYaml,
   ].join('\n')
@@ -93,7 +95,7 @@ export async function startRegistry(
   child.stderr?.on('data', (d: Buffer) => {
     stderr = (stderr + d.toString()).slice(-4000)
   })
-  const url = `http://127.0.0.1:${port}`
+  const url = `http://${listenHost}:${port}`
   const stop = async (): Promise<void> => {
     await stopChild(child)
     await tokenServer?.close()
@@ -107,7 +109,7 @@ export async function startRegistry(
   }
   const server: RegistryServer = {
     url,
-    host: `127.0.0.1:${port}`,
+    host: `${listenHost}:${port}`,
     storageDir: join(dir, 'data'),
     stop,
   }

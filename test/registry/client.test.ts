@@ -236,3 +236,33 @@ describe('registry client against docker-registry', () => {
     }
   })
 })
+
+describe('insecure registries', () => {
+  let registry: RegistryServer
+  before(async () => {
+    registry = await startRegistry({ listenHost: '127.0.0.2' })
+  })
+  after(async () => {
+    await registry?.stop()
+  })
+
+  it('speaks plain HTTP to a non-loopback-named registry only when listed insecure', async () => {
+    const strict = new RegistryClient({ dockerConfigPath: null, retry: { maxAttempts: 1 } })
+    const relaxed = new RegistryClient({
+      dockerConfigPath: null,
+      insecureRegistries: [registry.host],
+    })
+    try {
+      await assert.rejects(
+        strict.pushBlob(`${registry.host}/insecure:1`, Buffer.from('x')),
+        (err) => isEdgestarError(err, 'EDGESTAR_REGISTRY_UNREACHABLE'),
+      )
+      await pushTestImage(relaxed, `${registry.host}/insecure:1`, [await makeTarLayer({ i: 'i' })])
+      const image = await relaxed.resolve(`${registry.host}/insecure:1`, { platform: 'amd64' })
+      assert.equal(image.layers.length, 1)
+    } finally {
+      await strict.close()
+      await relaxed.close()
+    }
+  })
+})
