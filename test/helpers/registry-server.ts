@@ -39,9 +39,10 @@ export interface RegistryServer {
 
 /**
  * Starts Debian's `docker-registry serve CONFIG` (distribution 2.8) on a free loopback
- * port (of 127.0.0.1, or `listenHost`) with its own storage directory; resolves once `/v2/` answers. The token variant
- * also starts a small token service (ES256 JWTs signed by a throw-away certificate the
- * registry trusts). Always `stop()` it (it removes the directory).
+ * port (of 127.0.0.1, or `listenHost`) with its own storage directory; resolves once
+ * `/v2/` answers. The token variant also starts a small token service (ES256 JWTs signed
+ * by a throw-away certificate the registry trusts). Always `stop()` it (it removes the
+ * directory).
  */
 export async function startRegistry(
   options: { auth?: RegistryAuth; listenHost?: string } = {},
