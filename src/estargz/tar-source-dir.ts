@@ -7,8 +7,8 @@
  */
 import { execFile } from 'node:child_process'
 import type { Stats } from 'node:fs'
-import { lstat, open, readdir, readlink } from 'node:fs/promises'
-import { join, resolve } from 'node:path'
+import { lstat, open, readdir, readlink, realpath } from 'node:fs/promises'
+import { join } from 'node:path'
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
 import {
@@ -41,7 +41,7 @@ export async function walkDirectory(
   options: WalkDirectoryOptions = {},
 ): Promise<EntrySource> {
   const warn = options.onWarning ?? (() => {})
-  const absRoot = resolve(root)
+  const absRoot = await realpath(root)
   const xattrs = await readTreeXattrs(absRoot, options.xattrPrefixes, warn)
   const walker = new DirectoryWalker(xattrs, warn)
   await walker.visit(absRoot, '')

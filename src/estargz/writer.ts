@@ -187,6 +187,7 @@ export class LayerWriter {
       draft = { name: entry.name, type: 'chunk' }
     }
 
+    if (chunkOffset !== entry.sizeBytes) throw new Error(`content of ${entry.name} ended early`)
     first.digest = fileHash ? `sha256:${fileHash.digest('hex')}` : first.chunkDigest
     this.append(Buffer.alloc(tarPaddingBytes(entry.sizeBytes)))
   }
