@@ -1,8 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { mkdtempSync, readdirSync, rmSync } from 'node:fs'
-import { createServer, request, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -10,6 +8,7 @@ import Database from 'better-sqlite3'
 import { openServices, settingsFrom } from '../../src/cli/options.js'
 import { openLayer } from '../../src/estargz/index.js'
 import { RegistryClient } from '../../src/registry/index.js'
+import { FaultProxy } from '../helpers/fault-proxy.js'
 import { pushTestImage } from '../helpers/images.js'
 import { type RegistryServer, startRegistry } from '../helpers/registry-server.js'
 import { lastJsonLine, runCli } from './cli.js'
@@ -199,15 +198,20 @@ describe('corrupted chunks from the network', () => {
     }
     const index = await openLayer(reader)
     const target = index.chunksByName.get('usr/share/doc/README')![0]!
+    const atBlobOffset = target.compressedOffset + Math.floor(target.compressedSize / 2)
 
     for (const [corruptions, expectOk] of [
       [1, true],
       [2, false],
     ] as const) {
-      const proxy = await corruptingProxy(registry.url, target.compressedOffset, corruptions)
+      const proxy = await FaultProxy.start(registry.url)
       try {
         const state = stateDir()
         const proxied = ref.replace(registry.host, proxy.host)
+        const pull = await runCli(['pull', proxied, '--lazy', '--state-dir', state])
+        assert.equal(pull.code, 0, pull.stderr)
+        proxy.setFault({ kind: 'corrupt-blob-byte', atBlobOffset }, { times: corruptions })
+        const before = proxy.blobGets().length
         const cat = await runCli([
           'cat',
           proxied,
@@ -216,16 +220,14 @@ describe('corrupted chunks from the network', () => {
           state,
           '--json',
         ])
-        assert.equal(proxy.hits(), 2, 'fetched exactly twice')
+        assert.equal(proxy.blobGets().length - before, 2, 'fetched exactly twice')
         if (expectOk) {
           assert.equal(cat.code, 0, cat.stderr)
           continue
         }
         assert.notEqual(cat.code, 0)
-        assert.equal(
-          (lastJsonLine(cat.stdout.toString()).error as { code: string }).code,
-          'EDGESTAR_FETCH_INTEGRITY',
-        )
+        const error = lastJsonLine(cat.stdout.toString()).error as { code: string }
+        assert.equal(error.code, 'EDGESTAR_FETCH_INTEGRITY')
         const db = new Database(join(state, 'edgestar.db'), { readonly: true })
         const present = db
           .prepare(
@@ -235,67 +237,13 @@ describe('corrupted chunks from the network', () => {
           .get(target.compressedOffset)
         db.close()
         assert.equal(present, 0)
-        const objects = readdirSync(join(state, 'chunks'), { recursive: true }).filter(
-          (n) => String(n).startsWith('sha256-') || String(n).includes('/sha256-'),
-        )
+        const objects = readdirSync(join(state, 'chunks'), { recursive: true })
+          .map(String)
+          .filter((name) => /(^|\/)sha256-/.test(name))
         assert.deepEqual(objects, [])
       } finally {
-        await proxy.close()
+        await proxy.stop()
       }
     }
   })
 })
-
-/** A loopback proxy that flips one byte in blob range responses starting at `offset`. */
-async function corruptingProxy(
-  upstream: string,
-  offset: number,
-  corruptions: number,
-): Promise<{ host: string; hits: () => number; close: () => Promise<void> }> {
-  let hits = 0
-  let left = corruptions
-  const target = new URL(upstream)
-  const server: Server = createServer((req, res) => {
-    const range = req.headers.range ?? ''
-    const isTarget =
-      req.method === 'GET' &&
-      /\/blobs\//.test(req.url ?? '') &&
-      range.startsWith(`bytes=${offset}-`)
-    const upstreamReq = request(
-      {
-        host: target.hostname,
-        port: target.port,
-        path: req.url,
-        method: req.method,
-        headers: { ...req.headers, host: target.host },
-      },
-      (upstreamRes) => {
-        if (!isTarget) {
-          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers)
-          upstreamRes.pipe(res)
-          return
-        }
-        hits++
-        const parts: Buffer[] = []
-        upstreamRes.on('data', (part: Buffer) => parts.push(part))
-        upstreamRes.on('end', () => {
-          const body = Buffer.concat(parts)
-          if (left > 0 && body.length > 0) {
-            left--
-            body[Math.floor(body.length / 2)]! ^= 0x55
-          }
-          res.writeHead(upstreamRes.statusCode ?? 502, upstreamRes.headers)
-          res.end(body)
-        })
-      },
-    )
-    req.pipe(upstreamReq)
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const port = (server.address() as AddressInfo).port
-  return {
-    host: `127.0.0.1:${port}`,
-    hits: () => hits,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  }
-}
