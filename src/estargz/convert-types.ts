@@ -58,9 +58,8 @@ export interface ConvertOptions {
   onWarning?: (message: string) => void
 }
 
-/** What a conversion produced: the layer descriptor and what a manifest must carry. */
-export interface ConvertResult {
-  format: ConvertFormat
+/** What the layer writer produced: digests, sizes and the annotations a manifest needs. */
+export interface LayerWriteResult {
   /** sha256 of the blob, `sha256:<hex>`. */
   digest: string
   /** Blob size in bytes. */
@@ -75,10 +74,15 @@ export interface ConvertResult {
   tocOffset: number
   /** Number of TOC entries (chunk entries included). */
   tocEntries: number
-  /** OCI layer media type. */
-  mediaType: string
   /** Layer annotations a manifest should carry for lazy pulling. */
   annotations: Record<string, string>
+}
+
+/** What a conversion produced: the layer descriptor and what a manifest must carry. */
+export interface ConvertResult extends LayerWriteResult {
+  format: ConvertFormat
+  /** OCI layer media type. */
+  mediaType: string
   /** Prioritized paths not found in the input (only with allowMissingPrioritized). */
   missedPrioritized: string[]
 }

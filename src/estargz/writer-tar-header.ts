@@ -6,7 +6,7 @@
  */
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
-import type { SourceEntryType } from './tar-source.js'
+import type { SourceEntry, SourceEntryType } from './tar-source.js'
 
 /** Tar block size; headers and content padding are multiples of it. */
 export const TAR_BLOCK_BYTES = 512
@@ -28,21 +28,27 @@ const TYPEFLAGS: Record<SourceEntryType, string> = {
 const MAX_OCTAL_7 = 0o7777777
 const MAX_OCTAL_11 = 0o77777777777
 
-/** What a tar header says about one entry. */
-export interface TarHeaderFields {
-  name: string
-  type: SourceEntryType
-  mode: number
-  uid: number
-  gid: number
-  userName: string
-  groupName: string
-  mtimeSec: number
-  linkName: string
-  devMajor: number
-  devMinor: number
-  sizeBytes: number
-  xattrs: Map<string, Buffer>
+/** What a tar header says about one entry: a SourceEntry without its content. */
+export type TarHeaderFields = Omit<SourceEntry, 'readContent'>
+
+/** Header fields of a bare regular file (owner root, mode 0, no mtime), as the reference
+ * writes its landmark and TOC entries. */
+export function bareFileHeader(name: string, sizeBytes: number): TarHeaderFields {
+  return {
+    name,
+    type: 'reg',
+    mode: 0,
+    uid: 0,
+    gid: 0,
+    userName: '',
+    groupName: '',
+    mtimeSec: 0,
+    linkName: '',
+    devMajor: 0,
+    devMinor: 0,
+    sizeBytes,
+    xattrs: new Map(),
+  }
 }
 
 /** Bytes of zero padding after `sizeBytes` of content. */

@@ -13,7 +13,7 @@
  */
 import { createHash, type Hash } from 'node:crypto'
 import { compress as zstdCompress } from 'zstd-napi'
-import type { ConvertFormat, ConvertProgress } from './convert-types.js'
+import type { ConvertFormat, ConvertProgress, LayerWriteResult } from './convert-types.js'
 import type { SourceEntry } from './tar-source.js'
 import { TOC_DIGEST_ANNOTATION, TOC_TAR_NAME, UNCOMPRESSED_SIZE_ANNOTATION } from './types.js'
 import { SegmentBuffers } from './writer-buffers.js'
@@ -24,7 +24,12 @@ import {
   zstdSkippableFrame,
 } from './writer-footer.js'
 import { CompressorPool } from './writer-pool.js'
-import { encodeTarHeader, TAR_END_BYTES, tarPaddingBytes } from './writer-tar-header.js'
+import {
+  bareFileHeader,
+  encodeTarHeader,
+  TAR_END_BYTES,
+  tarPaddingBytes,
+} from './writer-tar-header.js'
 import { type TocEntryDraft, tocJson } from './writer-toc.js'
 
 /** Where compressed bytes go, in order. */
@@ -42,18 +47,6 @@ export interface LayerWriterOptions {
   /** Total content bytes expected, for progress only. */
   totalBytes?: number
   onProgress?: (progress: ConvertProgress) => void
-}
-
-/** What the writer produced. */
-export interface LayerWriteResult {
-  digest: string
-  size: number
-  tocDigest: string
-  diffID: string
-  uncompressedSize: number
-  tocOffset: number
-  tocEntries: number
-  annotations: Record<string, string>
 }
 
 /** zstd:chunked annotations (containers/storage names, as the reference sets them). */
@@ -122,19 +115,7 @@ export class LayerWriter {
   /** Appends `.prefetch.landmark` (after prioritized files) or `.no.prefetch.landmark`. */
   async addLandmark(name: string): Promise<void> {
     await this.add({
-      name,
-      type: 'reg',
-      mode: 0,
-      uid: 0,
-      gid: 0,
-      userName: '',
-      groupName: '',
-      mtimeSec: 0,
-      linkName: '',
-      devMajor: 0,
-      devMinor: 0,
-      sizeBytes: LANDMARK_CONTENT.length,
-      xattrs: new Map(),
+      ...bareFileHeader(name, LANDMARK_CONTENT.length),
       readContent: async function* () {
         yield LANDMARK_CONTENT
       },
@@ -251,22 +232,7 @@ export class LayerWriter {
   private async finishGzip(): Promise<LayerWriteResult> {
     const json = tocJson(this.toc)
     const tocOffset = this.writtenBytes
-    const tocHeader = encodeTarHeader({
-      name: TOC_TAR_NAME,
-      type: 'reg',
-      mode: 0,
-      uid: 0,
-      gid: 0,
-      userName: '',
-      groupName: '',
-      mtimeSec: 0,
-      linkName: '',
-      devMajor: 0,
-      devMinor: 0,
-      sizeBytes: json.length,
-      xattrs: new Map(),
-    })
-    this.append(tocHeader)
+    this.append(encodeTarHeader(bareFileHeader(TOC_TAR_NAME, json.length)))
     this.append(json)
     this.append(Buffer.alloc(tarPaddingBytes(json.length) + TAR_END_BYTES))
     this.flushSegment()
