@@ -47,10 +47,22 @@ export interface RegistryServer {
 export async function startRegistry(
   options: { auth?: RegistryAuth; listenHost?: string } = {},
 ): Promise<RegistryServer> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgestar-registry-'))
+  try {
+    return await startIn(dir, options)
+  } catch (err) {
+    await rm(dir, { recursive: true, force: true })
+    throw err
+  }
+}
+
+async function startIn(
+  dir: string,
+  options: { auth?: RegistryAuth; listenHost?: string },
+): Promise<RegistryServer> {
   const auth = options.auth ?? { kind: 'none' }
   // Another loopback address (127.0.0.2) makes a registry that is not plain HTTP by default.
   const listenHost = options.listenHost ?? '127.0.0.1'
-  const dir = await mkdtemp(join(tmpdir(), 'edgestar-registry-'))
   const port = await freePort()
   let tokenServer: TokenServer | undefined
   let authYaml = ''
