@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events'
 import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { EdgestarError, isEdgestarError } from '../errors.js'
+import { abortMount } from '../fs/index.js'
 import { moduleLogger } from '../log.js'
 import {
   type BackoffOptions,
@@ -9,6 +10,7 @@ import {
   type ContainerEvent,
   type ContainerRuntime,
   type LogLimits,
+  mountsUnder,
   unmountOverlay,
 } from '../runtime/index.js'
 import type { DeploymentRecords, DeploymentRow } from '../store/index.js'
@@ -431,7 +433,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     if (live.mounted === undefined) {
       this.transition(name, 'mounting', `mounting ${spec.manifestDigest}`)
       const image = resolved ?? (await this.options.backend.open(spec.imageId))
-      const lowerDir = path.join(generationDir, 'lower')
+      const lowerDir = this.imageMountDir(name, spec.generation)
       await mkdir(lowerDir, { recursive: true })
       live.mounted = await this.options.backend.mount(image.imageId, lowerDir)
       this.options.backend.retain(image.imageId, holderOf(name, spec.generation))
@@ -506,23 +508,41 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     this.transition(name, code === 0 ? 'exited' : 'failed', `exited with code ${code}`)
   }
 
-  /** Stops the container, removes its directories and mount, and releases the image. */
+  /**
+   * Stops the container, removes its directories and mount, and releases the image.
+   * Order matters: the overlay goes before the FUSE view below it, and nothing is
+   * deleted while anything is still mounted under the deployment directory.
+   */
   private async teardown(name: string, live: Live): Promise<void> {
-    await live.container?.remove()
+    await live.container?.unmount()
     await live.mounted?.unmount()
+    await live.container?.remove()
     live.container = undefined
     live.mounted = undefined
     if (live.spec.imageId !== '')
       this.options.backend.release(live.spec.imageId, holderOf(name, live.spec.generation))
     await this.clearLeftovers(name, live.spec)
+    await unmountOverlay(this.deploymentDir(name))
     await rm(this.deploymentDir(name), { recursive: true, force: true })
   }
 
-  /** Overlay mounts and runtime state that a killed agent left for this deployment. */
+  /**
+   * What a killed agent left for this deployment: its container (a runc container keeps
+   * the dead FUSE connection open, so it goes first), the overlay, and the FUSE view,
+   * which no live server in this process can be serving, so it is aborted outright.
+   */
   private async clearLeftovers(name: string, spec: DeploymentSpec): Promise<void> {
-    const dir = path.join(this.deploymentDir(name), `c${spec.generation}`)
-    await unmountOverlay(path.join(dir, 'rootfs'))
-    await this.options.runtime.cleanup(`edgestar-${name}`, dir)
+    const dir = this.deploymentDir(name)
+    await this.options.runtime.cleanup(`edgestar-${name}`, path.join(dir, `c${spec.generation}`))
+    const mounts = await mountsUnder(dir)
+    for (const mount of mounts.sort((a, b) => b.length - a.length)) {
+      await abortMount(mount)
+      await unmountOverlay(mount)
+    }
+  }
+
+  private imageMountDir(name: string, generation: number): string {
+    return path.join(this.deploymentDir(name), `image${generation}`)
   }
 
   private transition(name: string, state: DeploymentState, reason: string): void {

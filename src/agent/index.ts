@@ -23,6 +23,12 @@ export { AgentDeviceController } from './device-controller.js'
 export { createLazyBackend, LazyImageBackend } from './lazy-image-backend.js'
 export { startMqtt } from './mqtt-hookup.js'
 export {
+  type OptimizeOptions,
+  type OptimizeResult,
+  type OptimizeServices,
+  optimizeImage,
+} from './optimize-image.js'
+export {
   API_METHODS,
   type ApiError,
   type ApiMessage,
@@ -31,11 +37,5 @@ export {
   DEFAULT_SOCKET_PATH,
   MAX_REQUEST_BYTES,
 } from './protocol.js'
-export {
-  type OptimizeOptions,
-  type OptimizeResult,
-  type OptimizeServices,
-  optimizeImage,
-} from './optimize-image.js'
 export * from './types.js'
 export { checkDeployRequest, checkName } from './validate.js'

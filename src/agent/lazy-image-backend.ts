@@ -1,8 +1,16 @@
+import { EdgestarError } from '../errors.js'
 import { FetchScheduler } from '../fetch/index.js'
 import { mountImage, openStoreView } from '../fs/index.js'
 import { ImageService } from '../images/index.js'
 import { moduleLogger } from '../log.js'
-import { RegistryClient } from '../registry/index.js'
+import {
+  formatPlatform,
+  hostPlatform,
+  type Platform,
+  parsePlatform,
+  platformMatches,
+  RegistryClient,
+} from '../registry/index.js'
 import type { ImageRunConfig } from '../runtime/index.js'
 import type { ImageRow, Store } from '../store/index.js'
 import type { AgentConfig } from './config.js'
@@ -29,6 +37,7 @@ export class LazyImageBackend implements ImageBackend {
   private readonly pinIds = new Map<string, number>()
   private readonly log = moduleLogger('agent')
   private waitMs: number
+  private readonly platform: Platform | undefined
   private rateTimer: NodeJS.Timeout
   private lastBytes = 0
   private rateBytesPerSec = 0
@@ -37,6 +46,7 @@ export class LazyImageBackend implements ImageBackend {
     this.store = store
     this.registry = new RegistryClient({ insecureRegistries: config.insecureRegistries })
     this.waitMs = config.offlineWaitMs
+    this.platform = config.platform === undefined ? undefined : parsePlatform(config.platform)
     this.scheduler = new FetchScheduler({
       store,
       registry: this.registry,
@@ -54,8 +64,18 @@ export class LazyImageBackend implements ImageBackend {
     this.rateTimer.unref()
   }
 
+  /** Also throws EDGESTAR_AGENT_WRONG_PLATFORM for an image built for another platform. */
   async resolve(reference: string): Promise<ResolvedImage> {
-    return this.toResolved(await this.images.resolve(reference))
+    const image = await this.images.resolve(reference)
+    const wanted = this.platform ?? hostPlatform()
+    if (!platformMatches(parsePlatform(image.platform), wanted)) {
+      throw new EdgestarError(
+        'EDGESTAR_AGENT_WRONG_PLATFORM',
+        `${reference} is built for ${image.platform}, not for this device (${formatPlatform(wanted)})`,
+        { hint: 'deploy an image (or an index) that has a variant for this platform' },
+      )
+    }
+    return this.toResolved(image)
   }
 
   async open(imageId: string): Promise<ResolvedImage> {

@@ -76,6 +76,7 @@ export class Container extends EventEmitter {
   private process: RunningProcess | undefined
   private processSpec: ProcessSpec | undefined
   private restartTimer: NodeJS.Timeout | undefined
+  private launching: Promise<void> | undefined
   private quickExits = 0
   private restarts = 0
   private isStopping = false
@@ -144,6 +145,8 @@ export class Container extends EventEmitter {
     this.isStopping = true
     clearTimeout(this.restartTimer)
     this.restartTimer = undefined
+    // A restart may be half-way through launching: let it finish, then stop what it started.
+    await this.launching?.catch(() => undefined)
     const running = this.process
     if (running === undefined) {
       if (this.current !== 'created') this.current = 'stopped'
@@ -164,11 +167,16 @@ export class Container extends EventEmitter {
     await unmountOverlay(this.paths.mergedDir)
   }
 
-  /** Stops, unmounts and deletes everything of this container: upper dir, logs, bundle. */
+  /**
+   * Stops, unmounts and deletes everything of this container: upper dir, bundle, and
+   * the logs when they live in the container directory. Anything still mounted below
+   * the container directory is detached first, so the delete never reaches into a mount.
+   */
   async remove(): Promise<void> {
     await this.stop()
     await this.options.runtime.cleanup(this.id, this.options.containerDir)
     await removeOverlay(this.paths)
+    await unmountOverlay(this.options.containerDir)
     await rm(this.options.containerDir, { recursive: true, force: true })
   }
 
@@ -233,7 +241,11 @@ export class Container extends EventEmitter {
       this.restartTimer = undefined
       if (this.isStopping) return
       this.restarts += 1
-      this.launch().catch((error: unknown) => {
+      this.launching = this.launch().finally(() => {
+        this.launching = undefined
+      })
+      this.launching.catch((error: unknown) => {
+        if (this.isStopping) return
         const restartInMs = this.nextDelay({
           exitCode: -1,
           startedAt: new Date().toISOString(),

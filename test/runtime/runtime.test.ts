@@ -216,6 +216,9 @@ for (const runtime of runtimes) {
       const started = nextEvent(container, 'started')
       await container.start()
       await started
+      // Only once the trap is set does SIGTERM go unanswered.
+      while (!(await readLogs(container.logDir, 3)).toString().includes('up'))
+        await new Promise((resolve) => setTimeout(resolve, 20))
       const exited = nextEvent(container, 'exited')
       await container.stop()
       const event = await exited
