@@ -97,6 +97,7 @@ async function runDemo(
         registry: registry.address,
         brokerUrl: `mqtt://${broker.address}`,
         imageBytes: images.sizes[variant.ref] ?? 0,
+        backgroundCap: `${Math.round(link.rateBitsPerSec / 8 / 1024 / 4)}KiB`,
         say,
       }),
     )

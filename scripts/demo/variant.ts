@@ -18,16 +18,18 @@ export interface VariantSpec {
   registry: string
   brokerUrl: string
   imageBytes: number
+  /** The agent's background fetch cap, e.g. `256KiB`: demand reads are never held by it. */
+  backgroundCap: string
   say: (line: string) => void
 }
 
 /** The fields of `edgestar status NAME --json` the demo reads. */
 interface DeploymentStatus {
   state: string
-  bytesFetched?: number
-  bytesTotal?: number
-  bytesPresent?: number
-  linkState?: string
+  reason: string | null
+  fetchedBytes: number
+  totalBytes: number
+  isComplete: boolean
 }
 
 /**
@@ -40,26 +42,29 @@ export async function measureDeployment(spec: VariantSpec): Promise<VariantResul
   const socket = join(spec.stateDir, 'agent.sock')
   try {
     await startAgent(spec, edgestar, socket, cleanup)
-    const startedAt = Date.now()
-    watchEvents(spec, edgestar, cleanup)
+    watchFleet(spec, edgestar, cleanup)
 
-    spec.say(`deploy: edgestar fleet deploy ${spec.ref} --name ${APP_NAME} --device ${DEVICE_ID}`)
-    await run(edgestar, [
+    // The fleet command's result may come back only once the container runs, so the clock
+    // and the polling start with it, not after it.
+    spec.say(`deploy: edgestar fleet deploy ${APP_NAME} ${spec.ref} --device ${DEVICE_ID}`)
+    const startedAt = Date.now()
+    const deployed = run(edgestar, [
       'fleet',
       'deploy',
-      spec.ref,
-      '--name',
       APP_NAME,
+      spec.ref,
       '--device',
       DEVICE_ID,
       '--broker',
       spec.brokerUrl,
       '--timeout',
-      '600',
+      '900',
     ])
+    deployed.catch(() => undefined)
 
     const ready = await waitForReady(spec, edgestar, socket, startedAt)
     spec.say(`ready after ${(ready.readyMs / 1000).toFixed(1)} s: ${ready.line}`)
+    await deployed
 
     const completeMs = spec.waitForComplete
       ? await waitForComplete(spec, edgestar, socket, startedAt)
@@ -97,8 +102,10 @@ async function startAgent(
       spec.registry,
       '--mqtt-url',
       spec.brokerUrl,
-      '--device-id',
+      '--mqtt-device-id',
       DEVICE_ID,
+      '--bandwidth',
+      spec.backgroundCap,
     ],
     cleanup,
     'agent',
@@ -114,29 +121,15 @@ async function startAgent(
   throw new Error(`demo: the agent did not answer on ${socket} within 30 s`)
 }
 
-/** Prints the deployment's events as the fleet sees them; resolves nothing, only reports. */
-function watchEvents(spec: VariantSpec, edgestar: string, cleanup: Cleanup): void {
+/** Prints the fleet's view (status and events of the device) as the operator sees it. */
+function watchFleet(spec: VariantSpec, edgestar: string, cleanup: Cleanup): void {
   startBackground(
     edgestar,
-    ['fleet', 'watch', '--broker', spec.brokerUrl, '--device', DEVICE_ID, '--json'],
+    ['fleet', 'watch', '--broker', spec.brokerUrl, '--device', DEVICE_ID],
     cleanup,
     'fleet watch',
-    { onStdoutLine: (line) => reportEvent(spec, line) },
+    { onStdoutLine: (line) => spec.say(`fleet: ${line}`) },
   )
-}
-
-function reportEvent(spec: VariantSpec, line: string): void {
-  try {
-    const message = JSON.parse(line) as { topic?: string; payload?: Record<string, unknown> }
-    if (!message.topic?.endsWith('/events')) return
-    const payload = message.payload ?? {}
-    const what = [payload.type, payload.deployment, payload.state, payload.reason]
-      .filter((part) => part !== undefined)
-      .join(' ')
-    spec.say(`event: ${what}`)
-  } catch {
-    // A line that is not JSON is the watcher's own notice; the demo shows only events.
-  }
 }
 
 async function waitForReady(
@@ -155,9 +148,11 @@ async function waitForReady(
       spec.say(`state: ${status.state}`)
     }
     if (line) {
-      return { readyMs: Date.now() - startedAt, bytesFetched: status?.bytesFetched ?? 0, line }
+      return { readyMs: Date.now() - startedAt, bytesFetched: status?.fetchedBytes ?? 0, line }
     }
-    if (status?.state === 'failed') throw new Error(`demo: deployment failed (${spec.label})`)
+    if (status?.state === 'failed') {
+      throw new Error(`demo: deployment failed (${spec.label}): ${status.reason ?? 'no reason'}`)
+    }
     await sleep(POLL_MS)
   }
   throw new Error(`demo: no ready line within ${DEADLINE_MS / 60_000} minutes (${spec.label})`)
@@ -172,9 +167,9 @@ async function waitForComplete(
   let lastReport = 0
   while (Date.now() - startedAt < DEADLINE_MS) {
     const status = await readStatus(edgestar, socket)
-    const present = status?.bytesPresent ?? status?.bytesFetched ?? 0
-    const total = status?.bytesTotal ?? 0
-    if (total > 0 && present >= total) {
+    const present = status?.fetchedBytes ?? 0
+    const total = status?.totalBytes ?? 0
+    if (status?.isComplete) {
       spec.say('background fetch complete: every chunk of the image is local')
       return Date.now() - startedAt
     }
