@@ -229,7 +229,25 @@ async function converterFingerprint(): Promise<string> {
  * Converts `input` once per distinct (tree, options, converter build) and caches the
  * blob and its result under CACHE_DIR/convert; later runs reuse both.
  */
-export async function cachedConvert(
+export function cachedConvert(
+  input: string,
+  options: ConvertOptions,
+): Promise<{ blob: string; result: ConvertResult; cached: boolean }> {
+  const memoKey = JSON.stringify([input, options])
+  let pending = converted.get(memoKey)
+  if (pending === undefined) {
+    pending = convertOnce(input, options)
+    converted.set(memoKey, pending)
+  }
+  return pending
+}
+
+const converted = new Map<
+  string,
+  Promise<{ blob: string; result: ConvertResult; cached: boolean }>
+>()
+
+async function convertOnce(
   input: string,
   options: ConvertOptions,
 ): Promise<{ blob: string; result: ConvertResult; cached: boolean }> {
