@@ -15,10 +15,16 @@ export class MemoryReader implements RandomAccessReader {
 }
 
 /** A minimal ustar header (regular file unless `typeflag` says otherwise). */
-export function tarHeader(name: string, size: number, typeflag = '0', linkName = ''): Buffer {
+export function tarHeader(
+  name: string,
+  size: number,
+  typeflag = '0',
+  linkName = '',
+  mode = 0o644,
+): Buffer {
   const h = Buffer.alloc(512)
   h.write(name, 0, 100, 'utf8')
-  h.write('0000644\0', 100, 'latin1')
+  h.write(`${mode.toString(8).padStart(7, '0')}\0`, 100, 'latin1')
   h.write('0000000\0', 108, 'latin1')
   h.write('0000000\0', 116, 'latin1')
   h.write(`${size.toString(8).padStart(11, '0')}\0`, 124, 'latin1')
@@ -35,9 +41,15 @@ export function tarHeader(name: string, size: number, typeflag = '0', linkName =
 }
 
 /** A tar entry: header, content, padding. */
-export function tarEntry(name: string, content: Buffer, typeflag = '0', linkName = ''): Buffer {
+export function tarEntry(
+  name: string,
+  content: Buffer,
+  typeflag = '0',
+  linkName = '',
+  mode = 0o644,
+): Buffer {
   const pad = Buffer.alloc((512 - (content.length % 512)) % 512)
-  return Buffer.concat([tarHeader(name, content.length, typeflag, linkName), content, pad])
+  return Buffer.concat([tarHeader(name, content.length, typeflag, linkName, mode), content, pad])
 }
 
 /** The 51-byte gzip eStargz footer pointing at `tocOffset`. */

@@ -185,6 +185,52 @@ describe('extract never writes outside its directory', () => {
     assert.equal(readFileSync(join(dir, 'f'), 'utf8'), 'new')
   })
 
+  it('sets no mode or time through a directory a later entry replaced with a symlink', async () => {
+    reset()
+    const before = lstatSync(join(outside, 'keep'))
+    const dir = freshDir()
+    await extractLayer(
+      layer(
+        tarEntry('d', Buffer.alloc(0), '5', '', 0o755),
+        tarEntry('d/keep', Buffer.from('x'), '0', '', 0o4777),
+        tarEntry('d', Buffer.alloc(0), '2', outside),
+      ),
+      dir,
+    )
+    const after = lstatSync(join(outside, 'keep'))
+    assert.equal(after.mode, before.mode, 'mode outside unchanged')
+    assert.equal(after.mtimeMs, before.mtimeMs, 'mtime outside unchanged')
+    assert.equal(readlinkSync(join(dir, 'd')), outside)
+  })
+
+  it('sets no mode through a file a later entry replaced with a symlink', async () => {
+    reset()
+    const before = lstatSync(join(outside, 'keep'))
+    const dir = freshDir()
+    await extractLayer(
+      layer(
+        tarEntry('f', Buffer.from('x'), '0', '', 0o4777),
+        tarEntry('f', Buffer.alloc(0), '2', join(outside, 'keep')),
+      ),
+      dir,
+    )
+    assert.equal(lstatSync(join(outside, 'keep')).mode, before.mode)
+  })
+
+  it('lets a later entry win over a hardlink listed before its target', async () => {
+    const dir = freshDir()
+    await extractLayer(
+      layer(
+        tarEntry('h', Buffer.alloc(0), '1', 't'),
+        tarEntry('h', Buffer.from('new')),
+        tarEntry('t', Buffer.from('target')),
+      ),
+      dir,
+    )
+    assert.equal(readFileSync(join(dir, 'h'), 'utf8'), 'new')
+    assert.equal(readFileSync(join(dir, 't'), 'utf8'), 'target')
+  })
+
   it('creates a hardlink listed before its target and a hardlink to a symlink', async () => {
     const dir = freshDir()
     await extractLayer(
@@ -199,5 +245,46 @@ describe('extract never writes outside its directory', () => {
     assert.equal(lstatSync(join(dir, 'early')).ino, lstatSync(join(dir, 'target')).ino)
     assert.ok(lstatSync(join(dir, 'hs')).isSymbolicLink())
     assert.equal(readlinkSync(join(dir, 'hs')), 'target')
+  })
+})
+
+describe('extract reports where it cannot write', () => {
+  const tiny = (): string => listFixtures('estargz').find((f) => f.name === 'tiny')!.path
+
+  it('refuses a DIR that is a file, with its own code', async () => {
+    const file = join(scratch, `file-${counter++}`)
+    writeFileSync(file, 'x')
+    await assert.rejects(extractLayer(tiny(), file), (err) =>
+      isEdgestarError(err, EXTRACT_ERRORS.WRITE_FAILED),
+    )
+    await assert.rejects(extractLayer(tiny(), join(file, 'sub')), (err) =>
+      isEdgestarError(err, EXTRACT_ERRORS.WRITE_FAILED),
+    )
+  })
+
+  it('does not create DIR when the blob is missing', async () => {
+    const dir = freshDir()
+    await assert.rejects(extractLayer(join(scratch, 'no-such-blob'), dir), (err) =>
+      isEdgestarError(err, ESTARGZ_ERRORS.READ_FAILED),
+    )
+    assert.equal(existsSync(dir), false)
+  })
+
+  it('reports a full disk with its own code', {
+    skip: !isRoot && 'needs root to mount tmpfs',
+  }, async () => {
+    const small = join(scratch, `small-${counter++}`)
+    execFileSync('mkdir', ['-p', small])
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'tmpfs', small])
+    try {
+      const large = listFixtures('estargz').find((f) => f.name === 'large')!.path
+      await assert.rejects(extractLayer(large, join(small, 'out')), (err) => {
+        assert.ok(isEdgestarError(err, EXTRACT_ERRORS.WRITE_FAILED), String(err))
+        assert.match((err as Error).message, /ENOSPC|no space/)
+        return true
+      })
+    } finally {
+      execFileSync('umount', ['-l', small])
+    }
   })
 })

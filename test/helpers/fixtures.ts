@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname, join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -7,9 +7,17 @@ import { fileURLToPath } from 'node:url'
  * implementation), with their index and JSON sidecars. EDGESTAR_FIXTURES_DIR overrides
  * the directory. See that directory's README for every field.
  */
-export const FIXTURE_DIR =
-  process.env.EDGESTAR_FIXTURES_DIR ??
-  resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/estargz')
+export const FIXTURE_DIR = process.env.EDGESTAR_FIXTURES_DIR ?? findFixtureDir()
+
+// Next to the work tree first; a clone elsewhere (a user's checkout) finds the shared copy.
+function findFixtureDir(): string {
+  const nextToTree = resolve(
+    dirname(fileURLToPath(import.meta.url)),
+    '../../../../shared/fixtures/estargz',
+  )
+  const shared = '/work/shared/fixtures/estargz'
+  return existsSync(nextToTree) || !existsSync(shared) ? nextToTree : shared
+}
 
 /** The three forms each case comes in. */
 export type FixtureCompression = 'estargz' | 'zstd:chunked' | 'gzip'

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { constants, createWriteStream } from 'node:fs'
+import { constants } from 'node:fs'
 import {
   chmod,
   lchown,
@@ -10,6 +10,7 @@ import {
   open,
   realpath,
   rm,
+  stat,
   symlink,
   utimes,
 } from 'node:fs/promises'
@@ -43,6 +44,8 @@ export const EXTRACT_ERRORS = {
   XATTR_FAILED: 'EDGESTAR_EXTRACT_XATTR_FAILED',
   /** Creating a device node or fifo failed. */
   SPECIAL_FAILED: 'EDGESTAR_EXTRACT_SPECIAL_FAILED',
+  /** DIR is not a directory, or writing below it failed (no space, read-only, denied). */
+  WRITE_FAILED: 'EDGESTAR_EXTRACT_WRITE_FAILED',
 } as const
 
 /** What an extraction wrote. */
@@ -105,6 +108,8 @@ interface ExtractCliOptions {
 interface PendingMeta {
   path: string
   entry: LayerTarEntry
+  /** xattr name → base64 value, set before modes. */
+  xattrs?: Record<string, string>
 }
 
 /**
@@ -113,7 +118,8 @@ interface PendingMeta {
  * written. A parent that is a symlink or not a directory is refused (UNSAFE_PATH), so
  * nothing lands outside `destDir`. Modes and times are applied last (directories after
  * their contents), owners only when running as root.
- * Throws the format layer's codes, UNSAFE_PATH, XATTR_FAILED, SPECIAL_FAILED.
+ * Throws the format layer's codes, UNSAFE_PATH, XATTR_FAILED, SPECIAL_FAILED and
+ * WRITE_FAILED (DIR not a directory, no space, read-only; DIR then holds a partial tree).
  */
 export async function extractLayer(
   blobPath: string,
@@ -121,32 +127,82 @@ export async function extractLayer(
   opts: ExtractOptions = {},
 ): Promise<ExtractReport> {
   if (opts.diffID) checkDigestOption(opts.diffID, 'diffID')
-  await mkdir(destDir, { recursive: true })
-  const root = await realpath(destDir)
   const reader = await FileReader.open(blobPath)
   try {
-    const format = await detectLayerFormat(reader)
-    const index =
-      format === 'gzip' || format === 'zstd'
-        ? undefined
-        : await openLayer(reader, opts.tocDigest ? { tocDigest: opts.tocDigest } : {})
-    const writer = new TreeWriter(root, index)
-    const streamed = await walkLayer(reader, format, (entry, content) =>
-      writer.write(entry, content),
-    )
-    await writer.finish()
-    if (opts.diffID) assertDiffId(streamed.diffID, opts.diffID)
-    return { format, diffID: streamed.diffID, ...writer.counts() }
+    return await extractFrom(reader, destDir, opts)
+  } catch (err) {
+    throw asWriteError(err, destDir)
   } finally {
     await reader.close()
   }
 }
 
+// Reads the footer and TOC before touching DIR, so a bad blob leaves no directory behind.
+async function extractFrom(
+  reader: FileReader,
+  destDir: string,
+  opts: ExtractOptions,
+): Promise<ExtractReport> {
+  const format = await detectLayerFormat(reader)
+  const index =
+    format === 'gzip' || format === 'zstd'
+      ? undefined
+      : await openLayer(reader, opts.tocDigest ? { tocDigest: opts.tocDigest } : {})
+
+  const existing = await stat(destDir).catch(() => undefined)
+  if (existing && !existing.isDirectory()) {
+    throw new EdgestarError(
+      EXTRACT_ERRORS.WRITE_FAILED,
+      `cannot extract into ${JSON.stringify(destDir)}: it is not a directory`,
+      { hint: 'name a directory, or a path where one can be created' },
+    )
+  }
+  await mkdir(destDir, { recursive: true })
+  const writer = new TreeWriter(await realpath(destDir), index)
+  const streamed = await walkLayer(reader, format, (entry, content) => writer.write(entry, content))
+  await writer.finish()
+  if (opts.diffID) assertDiffId(streamed.diffID, opts.diffID)
+  return { format, diffID: streamed.diffID, ...writer.counts() }
+}
+
+const ERRNO_TEXT: Record<string, string> = {
+  ENOSPC: 'no space left on the device',
+  EDQUOT: 'disk quota exceeded',
+  EROFS: 'the filesystem is read-only',
+  EACCES: 'permission denied',
+  EPERM: 'operation not permitted',
+  ENOTDIR: 'a parent is not a directory',
+  EEXIST: 'something is already there',
+  ENAMETOOLONG: 'the name is too long for the filesystem',
+}
+
+// A filesystem error while writing is the machine's condition, not a bug: give it a code,
+// the path it hit, and what to do.
+function asWriteError(err: unknown, destDir: string): unknown {
+  const errno = err as NodeJS.ErrnoException
+  if (err instanceof EdgestarError || typeof errno?.code !== 'string') return err
+  const where = errno.path ?? destDir
+  const why = ERRNO_TEXT[errno.code] ?? errno.message
+  const full = errno.code === 'ENOSPC' || errno.code === 'EDQUOT'
+  return new EdgestarError(
+    EXTRACT_ERRORS.WRITE_FAILED,
+    `cannot write ${JSON.stringify(where)}: ${why} (${errno.code})`,
+    {
+      hint: full
+        ? `free space or extract elsewhere; ${destDir} holds a partial tree now`
+        : `extract into a writable directory; ${destDir} may hold a partial tree now`,
+      cause: err,
+    },
+  )
+}
+
 class TreeWriter {
   private readonly isRoot = process.getuid?.() === 0
-  private readonly metas: PendingMeta[] = []
-  private readonly deferredLinks: PendingMeta[] = []
-  private readonly xattrJobs: { path: string; xattrs: Record<string, string> }[] = []
+  // Modes, times and xattrs to apply last, by path, in write order. An entry that
+  // replaces a path drops what is pending for it (and below it), so nothing is ever
+  // applied through a symlink a later entry put there.
+  private readonly metas = new Map<string, PendingMeta>()
+  private readonly deferredLinks = new Map<string, PendingMeta>()
   private readonly skipped: { name: string; reason: string }[] = []
   // Directories already checked to be real directories below the root; cleared
   // whenever an entry replaces something, since a directory may become a symlink.
@@ -169,10 +225,12 @@ class TreeWriter {
     this.entries++
     const path = join(this.root, entry.name)
     await this.ensureParents(entry.name, true)
+    this.metas.delete(path)
+    this.deferredLinks.delete(path)
     await this.clearFor(path, entry)
 
     if (entry.type === 'hardlink' && !(await this.linkIfPresent(path, entry))) {
-      this.deferredLinks.push({ path, entry })
+      this.deferredLinks.set(path, { path, entry })
       return
     }
     if (entry.type === 'reg') await this.writeFile(path, entry, content)
@@ -183,17 +241,18 @@ class TreeWriter {
     if (entry.type === 'hardlink') return
     if (this.isRoot) await lchown(path, entry.uid, entry.gid)
     const xattrs = Object.entries(entry.xattrs)
-    if (xattrs.length > 0)
-      this.xattrJobs.push({
-        path,
-        xattrs: Object.fromEntries(xattrs.map(([k, v]) => [k, v.toString('base64')])),
-      })
-    this.metas.push({ path, entry })
+    this.metas.set(path, {
+      path,
+      entry,
+      ...(xattrs.length > 0
+        ? { xattrs: Object.fromEntries(xattrs.map(([k, v]) => [k, v.toString('base64')])) }
+        : {}),
+    })
   }
 
   /** Deferred hardlinks, xattrs, then modes and times (deepest and latest first). */
   async finish(): Promise<void> {
-    for (const { path, entry } of this.deferredLinks) {
+    for (const { path, entry } of this.deferredLinks.values()) {
       await this.ensureParents(entry.name, true)
       if (!(await this.linkIfPresent(path, entry))) {
         throw new EdgestarError(
@@ -207,7 +266,10 @@ class TreeWriter {
     }
     await this.applyXattrs()
 
-    for (const { path, entry } of [...this.metas].reverse()) {
+    for (const { path, entry } of [...this.metas.values()].reverse()) {
+      // Belt and braces: chmod and utimes follow symlinks; what is pending is never one.
+      const isLink = (await lstat(path)).isSymbolicLink()
+      if (isLink !== (entry.type === 'symlink')) continue
       if (entry.type === 'symlink') {
         await lutimes(path, entry.mtimeSec, entry.mtimeSec)
         continue
@@ -254,7 +316,15 @@ class TreeWriter {
     if (!stat) return
     if (stat.isDirectory() && entry.type === 'dir') return
     this.checkedDirs.clear()
+    if (stat.isDirectory()) this.forgetBelow(path)
     await rm(path, { recursive: true, force: true })
+  }
+
+  private forgetBelow(dir: string): void {
+    const prefix = `${dir}/`
+    for (const pending of [this.metas, this.deferredLinks]) {
+      for (const path of pending.keys()) if (path.startsWith(prefix)) pending.delete(path)
+    }
   }
 
   private async linkIfPresent(path: string, entry: LayerTarEntry): Promise<boolean> {
@@ -293,8 +363,9 @@ class TreeWriter {
         yield piece
       }
     }
-    await pipeline(counted(), createWriteStream('', { fd: handle.fd, autoClose: false }))
-    await handle.close()
+    // The stream owns the handle and closes it on every path: a write error (no space)
+    // must not leave it to the garbage collector, which would crash the process.
+    await pipeline(counted(), handle.createWriteStream())
     this.files++
     this.bytes += written
 
@@ -350,7 +421,8 @@ class TreeWriter {
   // Node has no xattr API; python3 (installed by scripts/setup.sh) sets them in one run,
   // without following symlinks.
   private async applyXattrs(): Promise<void> {
-    if (this.xattrJobs.length === 0) return
+    const jobs = [...this.metas.values()].filter((m) => m.xattrs)
+    if (jobs.length === 0) return
     const script = [
       'import base64, json, os, sys',
       'for job in json.load(sys.stdin):',
@@ -367,7 +439,7 @@ class TreeWriter {
       child.on('error', reject)
       child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(stderr.trim()))))
     })
-    child.stdin?.end(JSON.stringify(this.xattrJobs))
+    child.stdin?.end(JSON.stringify(jobs.map(({ path, xattrs }) => ({ path, xattrs }))))
     try {
       await done
     } catch (cause) {
