@@ -199,7 +199,9 @@ async function main(): Promise<void> {
       const refRead = await measure(refgen, ['verify', '-blob', refBlob])
       rows.push(row(`verified read ${format}`, 'refgen', refRead, result.uncompressedSize))
       ratios.push(
-        `${format}: convert ${(refConv.seconds / conv.seconds).toFixed(2)}x, verified read ${(refRead.seconds / read.seconds).toFixed(2)}x, blob size ${(result.size / refSize).toFixed(3)}`,
+        `${format}: convert ${(refConv.seconds / conv.seconds).toFixed(2)}x, ` +
+          `verified read ${(refRead.seconds / read.seconds).toFixed(2)}x, ` +
+          `blob size ${(result.size / refSize).toFixed(3)}`,
       )
       await rm(refBlob, { force: true })
     }

@@ -9,7 +9,7 @@ export type ConvertFormat = 'estargz' | 'zstd-chunked'
 /** Default chunk size: the reference writer's (estargz.Writer with ChunkSize <= 0). */
 export const DEFAULT_CHUNK_SIZE_BYTES = 4 << 20
 
-/** Smallest and largest chunk sizes accepted; outside them a layer is either all overhead or a memory hog. */
+/** Chunk sizes accepted: below, a layer is all overhead; above, a memory hog. */
 export const MIN_CHUNK_SIZE_BYTES = 4096
 export const MAX_CHUNK_SIZE_BYTES = 256 << 20
 

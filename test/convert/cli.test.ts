@@ -44,7 +44,7 @@ after(async () => {
 })
 
 describe('edgestar convert', () => {
-  test('--json prints digest, size, tocDigest, diffID and uncompressedSize of the blob it wrote', async () => {
+  test('--json prints digest, size, tocDigest, diffID, uncompressedSize of the blob', async () => {
     const out = join(work, 'layer.tar.zst')
     const { code, stdout } = await edgestar(
       'convert',

@@ -167,7 +167,8 @@ describe('prioritized files and landmarks', () => {
   })
 
   for (const format of FORMATS) {
-    test(`${format}: prioritized files, their parents and hardlink targets come first, then .prefetch.landmark`, async () => {
+    const title = 'prioritized files, parents and hardlink targets lead, then .prefetch.landmark'
+    test(`${format}: ${title}`, async () => {
       const { blob, result } = await convert(tree, `prio.${format}`, {
         format,
         prioritizedPaths: ['/usr/bin/app', './etc/z-link'],

@@ -31,7 +31,8 @@ describe('converting the Debian rootfs', {
   const tree = rootfs ? listTree(rootfs) : Promise.resolve(new Map())
 
   for (const format of ['estargz', 'zstd-chunked'] as const) {
-    test(`${format}: every entry reads back as in the tree (type, mode, owner, size, sha256, link)`, async () => {
+    const title = 'every entry reads back as in the tree (type, mode, owner, size, sha256, link)'
+    test(`${format}: ${title}`, async () => {
       const { blob, result } = await cachedConvert(rootfs as string, { format })
       const { index, entries } = await listLayer(blob, result.tocDigest)
 

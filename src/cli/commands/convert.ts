@@ -194,7 +194,8 @@ function mib(progress: ConvertProgress): Record<string, string> {
 function humanText(out: string, result: ConvertOutput): string {
   const ratio = result.uncompressedSize > 0 ? (result.size / result.uncompressedSize) * 100 : 0
   const lines = [
-    `wrote ${out} (${result.format}, ${result.size} bytes, ${ratio.toFixed(1)}% of ${result.uncompressedSize})`,
+    `wrote ${out} (${result.format}, ${result.size} bytes, ` +
+      `${ratio.toFixed(1)}% of ${result.uncompressedSize})`,
     `digest:     ${result.digest}`,
     `toc digest: ${result.tocDigest}`,
     `diff id:    ${result.diffID}`,
