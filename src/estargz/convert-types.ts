@@ -43,7 +43,7 @@ export interface ConvertOptions {
   allowMissingPrioritized?: boolean
   /** Compression level: gzip 0..9 (default 9), zstd 1..22 (default 3). */
   level?: number
-  /** Compression workers (threads); default the number of CPUs. */
+  /** Compression workers (threads); default one per CPU (none for inputs under 8 MiB). */
   workers?: number
   /**
    * From a directory: which xattrs to keep, by name prefix. Default every xattr except

@@ -27,6 +27,9 @@ export type { EntrySource, SourceEntry, SourceEntryType } from './tar-source.js'
 export { type InputKind, openEntrySource } from './tar-source-open.js'
 export { type BlobSink, LayerWriter, type LayerWriterOptions } from './writer.js'
 
+// Below this much content, compressing on the main thread beats starting workers.
+const INLINE_BELOW_BYTES = 8 << 20
+
 const MEDIA_TYPES: Record<ConvertFormat, string> = {
   estargz: 'application/vnd.oci.image.layer.v1.tar+gzip',
   'zstd-chunked': 'application/vnd.oci.image.layer.v1.tar+zstd',
@@ -55,8 +58,12 @@ export async function convertLayer(
 
     const tmpPath = `${outPath}.tmp-${process.pid}`
     const result = await writeToFile(tmpPath, async (sink) => {
+      // Threads only pay once there is more to compress than starting them costs.
+      const workers =
+        settings.workers ?? (source.totalBytes < INLINE_BELOW_BYTES ? 0 : availableParallelism())
       const writer = new LayerWriter(sink, {
         ...settings,
+        workers,
         totalBytes: source.totalBytes,
         onProgress: options.onProgress,
       })
@@ -89,7 +96,7 @@ interface Settings {
   format: ConvertFormat
   chunkSizeBytes: number
   level: number
-  workers: number
+  workers: number | undefined
 }
 
 function checkOptions(options: ConvertOptions): Settings {
@@ -114,8 +121,8 @@ function checkOptions(options: ConvertOptions): Settings {
   if (!Number.isInteger(level) || level < minLevel || level > maxLevel)
     throw badOption(`${format} level ${level}`, `give a level from ${minLevel} to ${maxLevel}`)
 
-  const workers = options.workers ?? availableParallelism()
-  if (!Number.isInteger(workers) || workers < 0 || workers > 256)
+  const workers = options.workers
+  if (workers !== undefined && (!Number.isInteger(workers) || workers < 0 || workers > 256))
     throw badOption(`worker count ${workers}`, 'give 0 (compress inline) up to 256')
   return { format, chunkSizeBytes, level, workers }
 }
