@@ -173,8 +173,9 @@ async function lstatOrThrow(path: string): Promise<Stats> {
   }
 }
 
-// Names sorted by bytes, like Go's filepath.WalkDir; a name that is not UTF-8 cannot
-// be carried through Node's string paths, so it is refused rather than mangled.
+// Names sorted by bytes, like Go's filepath.WalkDir.
+// TODO(convert): a file name that is not UTF-8 is refused from a directory (Node's
+// string paths would mangle it); only a tar input carries such names through.
 async function listSorted(path: string): Promise<string[]> {
   const raw = await readdir(path, { encoding: 'buffer' })
   raw.sort(Buffer.compare)
