@@ -257,9 +257,9 @@ export class FetchScheduler extends EventEmitter {
     )
   }
 
-  /** Resolves when nothing is queued or running and every background layer is done. */
+  /** Resolves when nothing is queued or running and (if enabled) every background layer is done. */
   async whenIdle(): Promise<void> {
-    while (this.jobs.size > 0 || this.backgroundLayers.length > 0) {
+    while (this.jobs.size > 0 || (this.isBackgroundEnabled && this.backgroundLayers.length > 0)) {
       if (this.isClosed) return
       await new Promise((resolve) => setTimeout(resolve, 50))
     }

@@ -32,6 +32,9 @@ export function register(program: Command): void {
       let result = services.images.progress(image)
       if (!options.lazy) {
         const bar = isInteractive() && !options.json ? progressBar(result) : undefined
+        // A pull is the operator's explicit ask: it runs even with --no-background, and is
+        // held to the cap only when one is set.
+        services.scheduler.setBackgroundEnabled(true)
         const priority = services.config.bandwidthBytesPerSec > 0 ? 'background' : 'prefetch'
         result = await services.images.pull(image, {
           priority,
