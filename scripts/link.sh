@@ -79,7 +79,9 @@ up() {
   # Delay: the whole round trip is added to the downlink, on the device's receiving side.
   if [ "$rtt" != 0 ]; then
     in_ns iptables -w -A INPUT -i "$DEV_IF" -j NFQUEUE --queue-num "$QUEUE_NUM" --queue-bypass
-    in_ns "$DELAY_BIN" "$QUEUE_NUM" "$rtt" &
+    # Detached from our stdout/stderr so callers that wait for output to close do not hang.
+    nsenter --net="/run/netns/$NS" -- "$DELAY_BIN" "$QUEUE_NUM" "$rtt" \
+      </dev/null >"$STATE_DIR/nfq-delay.log" 2>&1 &
     echo $! >"$STATE_DIR/nfq-delay.pid"
   fi
 
@@ -92,6 +94,7 @@ down() {
     kill "$(cat "$STATE_DIR/nfq-delay.pid")" 2>/dev/null || true
     rm -f "$STATE_DIR/nfq-delay.pid"
   fi
+  pkill -f "^$DELAY_BIN $QUEUE_NUM " 2>/dev/null || true
   while iptables -w -D INPUT -i "$HOST_IF" -m statistic --mode random \
     --probability "$(awk '{print $4}' "$STATE_DIR/profile" 2>/dev/null || echo 0)" -j DROP 2>/dev/null; do :; done
   ip link del "$HOST_IF" 2>/dev/null || true
