@@ -2,8 +2,9 @@
  * The converter's public API: turn a directory, a tar, or a gzip/zstd-compressed tar
  * into a gzip eStargz or zstd:chunked layer blob the reference implementation reads.
  */
-import { open, rename, rm } from 'node:fs/promises'
+import { open, realpath, rename, rm } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
+import { basename, dirname, join, resolve, sep } from 'node:path'
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
 import { orderEntries } from './convert-order.js'
@@ -47,6 +48,7 @@ export async function convertLayer(
   options: ConvertOptions = {},
 ): Promise<ConvertResult> {
   const settings = checkOptions(options)
+  await checkOutsideInput(inputPath, outPath)
   const source = await openEntrySource(inputPath, {
     xattrPrefixes: options.xattrPrefixes,
     onWarning: options.onWarning,
@@ -125,6 +127,15 @@ function checkOptions(options: ConvertOptions): Settings {
   if (workers !== undefined && (!Number.isInteger(workers) || workers < 0 || workers > 256))
     throw badOption(`worker count ${workers}`, 'give 0 (compress inline) up to 256')
   return { format, chunkSizeBytes, level, workers }
+}
+
+// An output inside the input tree would be walked while it is being written.
+async function checkOutsideInput(inputPath: string, outPath: string): Promise<void> {
+  const input = await realpath(inputPath).catch(() => resolve(inputPath))
+  const outDir = await realpath(dirname(resolve(outPath))).catch(() => dirname(resolve(outPath)))
+  const out = join(outDir, basename(outPath))
+  if (out === input || out.startsWith(`${input}${sep}`))
+    throw badOption(`output ${outPath} (inside the input)`, 'write the blob outside the input tree')
 }
 
 // Writes through a sink into `path`; removes the partial file on any failure.

@@ -343,6 +343,14 @@ describe('tar inputs', () => {
 })
 
 describe('options', () => {
+  test('an output inside the input tree is refused with BAD_OPTION', async () => {
+    const tree = join(work, 'self')
+    await mkdir(tree)
+    await assert.rejects(convertLayer(tree, join(tree, 'layer.tar.gz')), (err) =>
+      isEdgestarError(err, CONVERT_ERRORS.BAD_OPTION),
+    )
+  })
+
   test('bad chunk size, level and format are refused with BAD_OPTION', async () => {
     for (const options of [
       { chunkSizeBytes: 10 },
