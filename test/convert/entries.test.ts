@@ -71,14 +71,14 @@ async function buildMixedTree(root: string): Promise<void> {
   await mkdir(join(root, 'bin'), { recursive: true })
   await mkdir(join(root, 'dev'))
   await mkdir(join(root, 'tmp'))
-  await mkdir(join(root, 'deep/' + 'd'.repeat(60) + '/' + 'e'.repeat(60) + '/f'), {
+  await mkdir(join(root, `deep/${'d'.repeat(60)}/${'e'.repeat(60)}/f`), {
     recursive: true,
   })
   await writeFile(join(root, 'bin/tool'), '#!/bin/sh\necho tool\n')
   await writeFile(join(root, 'empty'), '')
   await writeFile(join(root, 'ünïcødé 文件 🚀.txt'), 'unicode\n')
   await writeFile(
-    join(root, 'deep/' + 'd'.repeat(60) + '/' + 'e'.repeat(60) + '/f/' + 'n'.repeat(200)),
+    join(root, `deep/${'d'.repeat(60)}/${'e'.repeat(60)}/f/${'n'.repeat(200)}`),
     'deep\n',
   )
   await writeFile(join(root, 'suid'), 'x')
