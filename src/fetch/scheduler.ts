@@ -210,9 +210,14 @@ export class FetchScheduler extends EventEmitter {
     length: number,
     priority: FetchPriority = 'demand',
   ): Promise<Buffer> {
+    // A layer with nothing to check chunks against is served only as a whole verified
+    // layer; after an eviction it is fetched and checked whole again.
     const layer = this.layer(layerDigest)
-    if (layer.verification === 'whole' && layer.state !== 'verified')
-      await this.verifyWhole(layerDigest, priority)
+    if (layer.verification === 'whole') {
+      const refs = this.store.toc.chunks(layerDigest, name, offset, length)
+      if (layer.state !== 'verified' || refs.some((ref) => !ref.isPresent))
+        await this.verifyWhole(layerDigest, priority)
+    }
 
     const entry = this.store.toc.get(layerDigest, name)
     if (entry === undefined || entry.type !== 'reg')

@@ -33,6 +33,13 @@ export function decodeUnit(
     return { object, tail: null, memberBytes: object.length }
   }
 
+  // Units with no chunk digest at all (legacy stargz, plain tars) are checked through
+  // the layer's diffID instead; decoding each file of a plain tar again would be quadratic.
+  if (extents.every((extent) => !extent.chunkDigest)) {
+    const object = decompressAll(format, compressed, Number.MAX_SAFE_INTEGER)
+    return { object, tail: null, memberBytes: object.length }
+  }
+
   const checked = extents.map((extent) =>
     decodeChunk(
       blobFormatOf(format),

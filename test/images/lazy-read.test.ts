@@ -128,6 +128,21 @@ describe('layers with nothing to verify lazily', () => {
     const images = await runCli(['images', '--json', '--state-dir', state])
     const row = (lastJsonLine(images.stdout.toString()).images as { verifiedLayers: number }[])[0]!
     assert.equal(row.verifiedLayers, 1)
+
+    // Evicted, it is fetched and checked whole again before a byte is served.
+    const gc = await runCli(['cache', 'gc', '--target', '0', '--json', '--state-dir', state])
+    assert.ok((lastJsonLine(gc.stdout.toString()).evictedChunks as number) > 0)
+    const again = await runCli([
+      'cat',
+      ref,
+      'data/small-after.txt',
+      '--stats',
+      '--state-dir',
+      state,
+    ])
+    assert.equal(again.code, 0, again.stderr)
+    assert.ok(again.stdout.equals(cat.stdout))
+    assert.ok((lastJsonLine(again.stderr).bytesFetched as number) >= layer.blob.length)
   })
 
   it('with --allow-unverified reads such a layer lazily', async () => {
