@@ -12,8 +12,10 @@ import type {
   DeploymentStateEvent,
 } from '../../src/agent/index.js'
 import { isEdgestarError } from '../../src/errors.js'
+import { FleetClient } from '../../src/mqtt/index.js'
 import { RegistryClient } from '../../src/registry/index.js'
 import { mountsUnder } from '../../src/runtime/index.js'
+import { TestBroker } from '../helpers/broker.js'
 import { type RegistryServer, startRegistry } from '../helpers/registry-server.js'
 import { appLayer, baseLayer, pushAppImage } from './agent-image.js'
 import {
@@ -33,6 +35,8 @@ const CAP_BYTES_PER_SEC = 256 * 1024
 let work = ''
 let registry: RegistryServer | undefined
 let agent: AgentProcess | undefined
+let broker: TestBroker | undefined
+const DEVICE_ID = 'e2e-device'
 let refs: Record<'app1' | 'app2' | 'broken' | 'arm', string>
 
 function client(): AgentClient {
@@ -47,6 +51,10 @@ async function startAgent(): Promise<void> {
     String(CAP_BYTES_PER_SEC),
     '--offline-wait',
     '2s',
+    '--mqtt-url',
+    (broker as TestBroker).url,
+    '--mqtt-device-id',
+    DEVICE_ID,
   ])
 }
 
@@ -70,7 +78,13 @@ async function waitForState(name: string, state: string): Promise<DeploymentInfo
 }
 
 async function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return exec(process.execPath, [CLI, ...args, '--socket', path.join(work, 'agent.sock')]).then(
+  return exec(process.execPath, [
+    CLI,
+    args[0] as string,
+    '--socket',
+    path.join(work, 'agent.sock'),
+    ...args.slice(1),
+  ]).then(
     ({ stdout, stderr }) => ({ code: 0, stdout, stderr }),
     (err: { code: number; stdout: string; stderr: string }) => ({
       code: err.code,
@@ -78,6 +92,10 @@ async function cli(...args: string[]): Promise<{ code: number; stdout: string; s
       stderr: err.stderr,
     }),
   )
+}
+
+function errorCode(stdout: string): string {
+  return (JSON.parse(stdout) as { error: { code: string } }).error.code
 }
 
 /** Nothing of a deployment is left: no row, no directory, no mount. */
@@ -111,6 +129,7 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
     await pushAppImage(push, refs.app2, [base, v2])
     await pushAppImage(push, refs.broken, [base, v1], { cmd: ['/usr/bin/edge-app-missing'] })
     await pushAppImage(push, refs.arm, [v1], { platform: { os: 'linux', architecture: 'arm64' } })
+    broker = await TestBroker.start()
     await startAgent()
   })
 
@@ -120,10 +139,11 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
     for (const mount of left.sort((a, b) => b.length - a.length))
       await exec('umount', ['-l', mount]).catch(() => undefined)
     await registry?.stop()
+    await broker?.stop()
     await rm(work, { recursive: true, force: true })
   })
 
-  it('runs the app and shows its output while most of the image is not fetched', async () => {
+  it('runs the app and shows its output while most of the image is not fetched', async (t) => {
     const deployed = await client().call<DeploymentInfo>('deploy', {
       name: 'web',
       image: refs.app1,
@@ -139,6 +159,9 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
     assert.ok(
       status.fetchedBytes < status.totalBytes / 2,
       `fetched ${status.fetchedBytes} of ${status.totalBytes} bytes when the app printed`,
+    )
+    t.diagnostic(
+      `app output seen with ${status.fetchedBytes} of ${status.totalBytes} image bytes local`,
     )
 
     const ps = await cli('ps', '--json')
@@ -188,6 +211,77 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
     assert.equal(taken.code, 1)
     assert.match(taken.stderr, /EDGESTAR_AGENT_NAME_TAKEN/)
     assert.match(taken.stderr, /hint: /)
+  })
+
+  it('answers the CLI: deploy with a command, logs, a socket it may not open, no agent', async () => {
+    const deployed = await cli(
+      'deploy',
+      refs.app1,
+      '--name',
+      'tool',
+      '--detach',
+      '--json',
+      '--',
+      'python3',
+      '-c',
+      'print("from the cli")',
+    )
+    assert.equal(deployed.code, 0, deployed.stderr)
+    assert.equal((JSON.parse(deployed.stdout) as DeploymentInfo).name, 'tool')
+    await waitForState('tool', 'exited')
+    const logs = await cli('logs', 'tool')
+    assert.match(logs.stdout, /from the cli/)
+    assert.equal((await cli('rm', 'tool')).code, 0)
+
+    const asNobody = ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, CLI]
+    const denied = await exec('setpriv', [
+      ...asNobody,
+      'ps',
+      '--json',
+      '--socket',
+      path.join(work, 'agent.sock'),
+    ]).then(
+      () => ({ stdout: '' }),
+      (err: { stdout: string }) => err,
+    )
+    assert.equal(errorCode(denied.stdout), 'EDGESTAR_AGENT_SOCKET_DENIED')
+    const missing = await exec(process.execPath, [
+      CLI,
+      'status',
+      '--json',
+      '--socket',
+      path.join(work, 'none.sock'),
+    ]).then(
+      () => ({ stdout: '' }),
+      (err: { stdout: string }) => err,
+    )
+    assert.equal(errorCode(missing.stdout), 'EDGESTAR_AGENT_NOT_RUNNING')
+  })
+
+  it('takes deploy and remove commands from the fleet over MQTT', async () => {
+    const fleet = await FleetClient.connect({ url: (broker as TestBroker).url })
+    try {
+      const target = { device: DEVICE_ID }
+      const command = ['python3', '-c', 'print("from the fleet")']
+      const [deployed] = await fleet.send(
+        target,
+        { type: 'deploy', name: 'fleet', image: refs.app1, command },
+        { timeoutMs: 60_000 },
+      )
+      assert.equal(deployed?.ok, true, JSON.stringify(deployed))
+      await eventually(async () =>
+        (await logsOf('fleet')).includes('from the fleet') ? true : undefined,
+      )
+      const [removed] = await fleet.send(
+        target,
+        { type: 'remove', name: 'fleet' },
+        { timeoutMs: 60_000 },
+      )
+      assert.equal(removed?.ok, true, JSON.stringify(removed))
+      await assertNoTrace('fleet')
+    } finally {
+      await fleet.close()
+    }
   })
 
   it('applies restart policies', async () => {
