@@ -35,6 +35,8 @@ export function decodeUnit(
 
   // Units with no chunk digest at all (legacy stargz, plain tars) are checked through
   // the layer's diffID instead; decoding each file of a plain tar again would be quadratic.
+  // TODO(fetch): a plain tar layer refetched after an eviction is one unit, read and
+  // decompressed in memory whole; a layer of hundreds of MB needs that much RAM once.
   if (extents.every((extent) => !extent.chunkDigest)) {
     const object = decompressAll(format, compressed, Number.MAX_SAFE_INTEGER)
     return { object, tail: null, memberBytes: object.length }

@@ -263,6 +263,8 @@ export class LayerRecords {
    * file order). With `forDiffID`, also gap units and chunk units whose decoded tail (the
    * tar padding and headers after the chunk) is still unknown: what a diffID check needs.
    */
+  // TODO(store): a chunk shared with another layer is present but has no tail for this
+  // layer, so a full pull fetches it once more just to learn its tail.
   missingUnits(layerDigest: string, limit: number, forDiffID = false): UnitRow[] {
     const rows = this.missingUnitsStmt.all(
       layerDigest,
