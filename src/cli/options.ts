@@ -90,8 +90,11 @@ export interface Services {
 /** Opens the store, a registry client, the fetch scheduler and the image service. */
 export function openServices(config: EdgestarConfig): Services {
   const store = Store.open(config.stateDir, { cacheLimitBytes: config.cacheLimitBytes })
+  // Three attempts, not five: the scheduler retries a failed batch itself before it calls
+  // the link offline, and a read waiting on a dead link should reach --offline-wait soon.
   const registry = new RegistryClient({
     insecureRegistries: config.insecureRegistries,
+    retry: { maxAttempts: 3 },
     ...(config.dockerConfigPath === undefined ? {} : { dockerConfigPath: config.dockerConfigPath }),
   })
   const scheduler = new FetchScheduler({
