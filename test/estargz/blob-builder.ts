@@ -134,6 +134,22 @@ export function rewriteEstargzToc(
   return Buffer.concat([blob.subarray(0, tocOffset), gzipTocMember(json), estargzFooter(tocOffset)])
 }
 
+/**
+ * Inserts tar bytes as one more gzip member just before the TOC of a gzip eStargz blob,
+ * keeping the TOC (and so its digest) as it is: the stream then holds entries the TOC
+ * does not describe.
+ */
+export function smuggleBeforeToc(blob: Buffer, tar: Buffer): Buffer {
+  const { tocOffset } = estargzToc(blob)
+  const extra = gzipSync(tar)
+  return Buffer.concat([
+    blob.subarray(0, tocOffset),
+    extra,
+    blob.subarray(tocOffset, blob.length - 51),
+    estargzFooter(tocOffset + extra.length),
+  ])
+}
+
 function skippableFrame(payload: Buffer): Buffer {
   const header = Buffer.alloc(8)
   header.writeUInt32LE(0x184d2a50, 0)

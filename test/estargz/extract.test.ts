@@ -18,7 +18,7 @@ import { EXTRACT_ERRORS, extractLayer } from '../../src/cli/commands/extract.js'
 import { isEdgestarError } from '../../src/errors.js'
 import { cleanEntryName, ESTARGZ_ERRORS } from '../../src/estargz/index.js'
 import { type FixtureFile, listFixtures } from '../helpers/fixtures.js'
-import { tarEntry } from './blob-builder.js'
+import { smuggleBeforeToc, tarEntry } from './blob-builder.js'
 
 const scratch = mkdtempSync(join(tmpdir(), 'edgestar-extract-'))
 after(() => rmSync(scratch, { recursive: true, force: true }))
@@ -30,7 +30,9 @@ function readXattrs(path: string): Record<string, string> {
   const script =
     'import base64, json, os, sys\n' +
     'p = sys.argv[1]\n' +
-    'print(json.dumps({n: base64.b64encode(os.getxattr(p, n, follow_symlinks=False)).decode() for n in os.listxattr(p, follow_symlinks=False) if n.startswith("user.")}))'
+    'names = [n for n in os.listxattr(p, follow_symlinks=False) if n.startswith("user.")]\n' +
+    'get = lambda n: base64.b64encode(os.getxattr(p, n, follow_symlinks=False)).decode()\n' +
+    'print(json.dumps({n: get(n) for n in names}))'
   return JSON.parse(execFileSync('python3', ['-c', script, path], { encoding: 'utf8' })) as Record<
     string,
     string
@@ -96,6 +98,21 @@ describe('extract writes every fixture as its sidecar says', () => {
         assert.equal(existsSync(join(dir, meta.name)), false, `${meta.name} is not layer content`)
       }
       if (!isRoot) t.diagnostic('not root: owners and device nodes not checked')
+    })
+  }
+
+  for (const [what, tar] of [
+    ['a file the TOC does not list', tarEntry('smuggled', Buffer.from('evil'))],
+    ['a symlink over a file the TOC lists', tarEntry('hello.txt', Buffer.alloc(0), '2', '/')],
+  ] as const) {
+    it(`refuses a stream holding ${what}, TOC digest intact`, async () => {
+      const fixture = listFixtures('estargz').find((f) => f.name === 'tiny')!
+      const blob = join(scratch, `smuggled-${counter++}.esgz`)
+      writeFileSync(blob, smuggleBeforeToc(readFileSync(fixture.path), tar))
+      await assert.rejects(
+        extractLayer(blob, freshDir(), { tocDigest: fixture.index.tocDigest! }),
+        (err) => isEdgestarError(err, ESTARGZ_ERRORS.TOC_INVALID),
+      )
     })
   }
 

@@ -211,17 +211,42 @@ class TreeWriter {
   private files = 0
   private bytes = 0
 
+  // TOC entries the stream has not held yet; the reference writer may list the root
+  // directory without a tar entry.
+  private readonly unseen: Set<string>
+
   constructor(
     private readonly root: string,
     private readonly index: LayerIndex | undefined,
-  ) {}
+  ) {
+    this.unseen = new Set(index?.byName.keys() ?? [])
+    this.unseen.delete('')
+  }
+
+  // The TOC (checked against its digest) is what a lazy mount shows; the stream must
+  // hold the same entries, or a verified TOC would vouch for files it never listed.
+  private checkListed(entry: LayerTarEntry): void {
+    if (!this.index) return
+    const listed = this.index.byName.get(entry.name)
+    if (listed && listed.type === entry.type) return
+    throw new EdgestarError(
+      ESTARGZ_ERRORS.TOC_INVALID,
+      listed
+        ? `${JSON.stringify(entry.name)} is a ${entry.type} in the tar stream but a ` +
+            `${listed.type} in the TOC`
+        : `tar stream holds ${JSON.stringify(entry.name)}, which the TOC does not list`,
+      { hint: 'the blob was altered or built wrongly; do not use it' },
+    )
+  }
 
   counts(): Omit<ExtractReport, 'format' | 'diffID'> {
     return { entries: this.entries, files: this.files, bytes: this.bytes, skipped: this.skipped }
   }
 
   async write(entry: LayerTarEntry, content: AsyncIterable<Buffer>): Promise<void> {
+    this.unseen.delete(entry.name)
     if (entry.name === '' || isFormatMetaEntry(entry.name)) return
+    this.checkListed(entry)
     this.entries++
     const path = join(this.root, entry.name)
     await this.ensureParents(entry.name, true)
@@ -252,6 +277,14 @@ class TreeWriter {
 
   /** Deferred hardlinks, xattrs, then modes and times (deepest and latest first). */
   async finish(): Promise<void> {
+    if (this.unseen.size > 0) {
+      const first = [...this.unseen].slice(0, 3).map((n) => JSON.stringify(n))
+      throw new EdgestarError(
+        ESTARGZ_ERRORS.TOC_INVALID,
+        `TOC lists ${this.unseen.size} entries missing from the tar stream (${first.join(', ')})`,
+        { hint: 'the blob was altered or built wrongly; do not use it' },
+      )
+    }
     for (const { path, entry } of this.deferredLinks.values()) {
       await this.ensureParents(entry.name, true)
       if (!(await this.linkIfPresent(path, entry))) {
