@@ -9,6 +9,7 @@ import mqtt, {
 } from 'mqtt'
 import { EdgestarError, redactUrl } from '../errors.js'
 import { type Logger, moduleLogger } from '../log.js'
+import { reconnectDelayMs } from './backoff.js'
 import { CommandHandler, type Refusal, type ResultRoute } from './command-handler.js'
 import { sampleDeviceMetrics } from './device-metrics.js'
 import { defaultDeviceId } from './machine-id.js'
@@ -92,8 +93,10 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     this.#outbox = new OutboxWriter(store.outbox, options.outbox ?? {}, (loss) =>
       this.#reportLoss(loss),
     )
+    const keepaliveSec = options.keepaliveSec ?? DEFAULT_KEEPALIVE_SEC
     this.#pump = new OutboxPump(store.outbox, (row) => this.#publishRow(row), {
       ...options.outbox,
+      releaseAfterMs: Math.max(10_000, keepaliveSec * 2000),
       log: this.#log,
     })
     this.#handler = new CommandHandler({
@@ -253,6 +256,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
         if (err) this.#log.warn({ err: errorFields(err) }, 'subscribe failed')
       })
     }
+    this.#outbox.flushLoss()
     void this.#publishStatusNow()
     this.#pump.resume()
   }
@@ -265,14 +269,12 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     this.#scheduleReconnect()
   }
 
-  // Equal jitter: half the exponential step fixed, half random, so a fleet that lost
-  // its broker at the same moment spreads its reconnects.
   #scheduleReconnect(): void {
     if (this.#reconnectTimer !== undefined) return
-    const minMs = this.#options.reconnect?.minMs ?? DEFAULT_RECONNECT_MIN_MS
-    const maxMs = this.#options.reconnect?.maxMs ?? DEFAULT_RECONNECT_MAX_MS
-    const stepMs = Math.min(maxMs, minMs * 2 ** Math.min(this.#reconnectAttempt, 30))
-    const delayMs = stepMs / 2 + Math.random() * (stepMs / 2)
+    const delayMs = reconnectDelayMs(this.#reconnectAttempt, {
+      minMs: this.#options.reconnect?.minMs ?? DEFAULT_RECONNECT_MIN_MS,
+      maxMs: this.#options.reconnect?.maxMs ?? DEFAULT_RECONNECT_MAX_MS,
+    })
     this.#reconnectAttempt += 1
     this.#log.debug({ delayMs: Math.round(delayMs) }, 'reconnect scheduled')
     this.#reconnectTimer = setTimeout(() => {
@@ -360,8 +362,11 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
   }
 
   #publishRow(row: OutboxItem): Promise<void> {
+    // Only over a live connection: mqtt.js's offline queue would hold the row in memory,
+    // and the outbox already does that durably.
     const client = this.#client
-    if (client === undefined) return Promise.reject(new Error('no MQTT client'))
+    if (client === undefined || !client.connected)
+      return Promise.reject(new Error('not connected to the broker'))
     return new Promise((resolve, reject) => {
       client.publish(row.topic, Buffer.from(row.payload), { qos: 1 }, (err) =>
         err ? reject(err) : resolve(),

@@ -25,6 +25,7 @@ export class OutboxPump {
   readonly #log: Logger
   readonly #perSec: number
   readonly #bytesPerSec: number
+  readonly #releaseAfterMs: number
   readonly #inFlight = new Set<number>()
   #isRunning = false
   #timer: NodeJS.Timeout | undefined
@@ -33,13 +34,20 @@ export class OutboxPump {
   constructor(
     store: OutboxStore,
     publish: PublishRow,
-    options: { publishPerSec?: number; publishBytesPerSec?: number; log: Logger },
+    options: {
+      publishPerSec?: number
+      publishBytesPerSec?: number
+      /** Release a row whose PUBACK has not come after this long (default 60 000). */
+      releaseAfterMs?: number
+      log: Logger
+    },
   ) {
     this.#store = store
     this.#publish = publish
     this.#log = options.log
     this.#perSec = options.publishPerSec ?? DEFAULT_PUBLISH_PER_SEC
     this.#bytesPerSec = options.publishBytesPerSec ?? DEFAULT_PUBLISH_BYTES_PER_SEC
+    this.#releaseAfterMs = options.releaseAfterMs ?? 60_000
   }
 
   /** Starts (or continues) draining; call on connect and after each enqueue. */
@@ -93,14 +101,26 @@ export class OutboxPump {
     this.#nextSendAtMs = Math.max(this.#nextSendAtMs, Date.now()) + spacingMs
 
     this.#inFlight.add(row.id)
+    // NOTE: mqtt.js can drop a publish callback when a reconnect races its resend of
+    // the session's unacknowledged packets; a row unanswered for this long is released
+    // and sent again (at least once, never lost).
+    const release = setTimeout(() => {
+      if (!this.#inFlight.delete(row.id)) return
+      this.#log.warn({ outboxId: row.id }, 'outbox publish unanswered, sending again')
+      this.#schedule(0)
+    }, this.#releaseAfterMs)
+    release.unref()
+
     this.#publish(row).then(
       () => {
+        clearTimeout(release)
         this.#inFlight.delete(row.id)
         this.#store.remove([row.id])
         this.#schedule(0)
       },
       (err: unknown) => {
         // Not sent (client closed): the row stays in the outbox for the next drain.
+        clearTimeout(release)
         this.#inFlight.delete(row.id)
         this.#log.debug({ err, outboxId: row.id }, 'outbox publish failed')
         this.#schedule(1000)

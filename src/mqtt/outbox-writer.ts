@@ -6,14 +6,22 @@ export interface OutboxLoss {
   droppedEvents: number
 }
 
+/** How often at most a loss is reported while it keeps happening. */
+export const LOSS_REPORT_INTERVAL_MS = 10_000
+
 /**
  * Writes to the durable outbox and notices when its bounds drop messages (the store
  * drops the oldest telemetry first, events only when no telemetry is left, and counts
- * both), so the loss can be reported as an `outbox-loss` event.
+ * both). Losses add up and are handed to `onLoss` at most every LOSS_REPORT_INTERVAL_MS
+ * (and on `flushLoss`), so the report itself, which goes through the outbox and may
+ * push out another message, cannot set off a cascade of reports.
  */
 export class OutboxWriter {
   readonly #store: OutboxStore
   readonly #onLoss: (loss: OutboxLoss) => void
+  readonly #unreported: OutboxLoss = { droppedTelemetry: 0, droppedEvents: 0 }
+  #lastReportAtMs = Number.NEGATIVE_INFINITY
+  #isReporting = false
 
   constructor(
     store: OutboxStore,
@@ -33,11 +41,24 @@ export class OutboxWriter {
     const before = this.#store.stats()
     this.#store.enqueue(kind, topic, payload)
     const after = this.#store.stats()
-    const loss = {
-      droppedTelemetry: after.droppedTelemetry - before.droppedTelemetry,
-      droppedEvents: after.droppedOther - before.droppedOther,
+    this.#unreported.droppedTelemetry += after.droppedTelemetry - before.droppedTelemetry
+    this.#unreported.droppedEvents += after.droppedOther - before.droppedOther
+    if (Date.now() - this.#lastReportAtMs >= LOSS_REPORT_INTERVAL_MS) this.flushLoss()
+  }
+
+  /** Reports the losses not reported yet, if any (call on reconnect). */
+  flushLoss(): void {
+    const loss = { ...this.#unreported }
+    if (this.#isReporting || loss.droppedTelemetry + loss.droppedEvents === 0) return
+    this.#unreported.droppedTelemetry = 0
+    this.#unreported.droppedEvents = 0
+    this.#lastReportAtMs = Date.now()
+    this.#isReporting = true
+    try {
+      this.#onLoss(loss)
+    } finally {
+      this.#isReporting = false
     }
-    if (loss.droppedTelemetry + loss.droppedEvents > 0) this.#onLoss(loss)
   }
 
   /** The store's figures. */

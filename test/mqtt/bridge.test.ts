@@ -385,6 +385,42 @@ describe('MqttBridge when the broker goes away', () => {
     }
   })
 
+  test('a full outbox drops the oldest telemetry first and reports the loss', async () => {
+    const device = await startDevice(broker, { outbox: { maxCount: 6, publishPerSec: 500 } })
+    try {
+      const { topics } = device.bridge
+      await broker.stop()
+      await waitForState(device.bridge, 'offline')
+      device.controller.fault(0)
+      for (let n = 0; n < 8; n++) await device.bridge.publishTelemetry()
+      device.controller.fault(1)
+      const stats = device.store.outbox.stats()
+      assert.ok(stats.messages <= 6)
+      assert.ok(stats.droppedTelemetry > 0)
+      assert.equal(stats.droppedOther, 0)
+
+      await broker.start()
+      const events = await observer.waitFor('faults and the loss report', () => {
+        const found = observer.bodies(topics.events)
+        return found.some((e) => e.message === 'fault 1') ? found : undefined
+      })
+      assert.deepEqual(
+        events.filter((e) => e.type === 'fault').map((e) => e.message),
+        ['fault 0', 'fault 1'],
+      )
+      // Reported once when it starts and once on reconnect, not once per dropped message.
+      const losses = await observer.waitFor('two loss reports', () => {
+        const found = observer.bodies(topics.events).filter((e) => e.type === 'outbox-loss')
+        return found.length >= 2 ? found : undefined
+      })
+      for (const loss of losses) assertValid('event', loss)
+      const reported = losses.reduce((sum, e) => sum + (e.droppedTelemetry as number), 0)
+      assert.ok(reported > 1 && reported <= device.store.outbox.stats().droppedTelemetry)
+    } finally {
+      await device.close()
+    }
+  })
+
   test('resubscribes when the broker restarts without the session', async () => {
     const device = await startDevice(broker)
     try {
@@ -414,6 +450,34 @@ describe('MqttBridge when the broker goes away', () => {
     } finally {
       broker.resume()
       await device.close()
+    }
+  })
+})
+
+describe('MqttBridge over MQTT 3.1.1', () => {
+  test('takes commands and publishes status without MQTT 5 features', async () => {
+    const broker = await TestBroker.start()
+    const observer = await Observer.connect(broker.url, 'edgestar/#', { protocolVersion: 4 })
+    try {
+      const device = await startDevice(broker, { protocolVersion: 4 })
+      try {
+        const { topics } = device.bridge
+        await observer.publish(topics.command, {
+          id: 'v4-1',
+          type: 'deploy',
+          name: 'web',
+          image: 'a:1',
+        })
+        const result = await observer.result(topics.result, 'v4-1')
+        assert.equal(result.ok, true)
+        const status = await observer.waitFor('status', () => observer.bodies(topics.status).at(-1))
+        assertValid('status', status)
+      } finally {
+        await device.close()
+      }
+    } finally {
+      await observer.close()
+      await broker.close()
     }
   })
 })

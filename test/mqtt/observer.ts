@@ -43,11 +43,12 @@ export class Observer {
     filter: string,
     options: IClientOptions = {},
   ): Promise<Observer> {
+    const isV5 = (options.protocolVersion ?? 5) === 5
     const client = await mqtt.connectAsync(url, {
       clientId: `observer-${Math.random().toString(16).slice(2)}`,
       protocolVersion: 5,
       clean: false,
-      properties: { sessionExpiryInterval: 600 },
+      ...(isV5 ? { properties: { sessionExpiryInterval: 600 } } : {}),
       reconnectPeriod: 200,
       ...options,
     })
