@@ -1,10 +1,8 @@
-import { spawn } from 'node:child_process'
 import { readFile, rm, writeFile } from 'node:fs/promises'
-import { constants } from 'node:os'
 import path from 'node:path'
-import { EdgestarError } from '../errors.js'
 import type { LaunchRequest } from './oci-bundle.js'
-import type { ContainerRuntime, ProcessExit, RunningProcess } from './runtime.js'
+import type { ContainerRuntime, RunningProcess } from './runtime.js'
+import { spawnContainer } from './spawn-container.js'
 
 const DEVICES = ['null', 'zero', 'full', 'random', 'urandom', 'tty']
 
@@ -37,38 +35,15 @@ export class ChrootRuntime implements ContainerRuntime {
       'edgestar-setup',
       ...req.process.args,
     ]
-    const child = spawn('unshare', args, {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true,
+    const pidFile = path.join(req.containerDir, 'chroot.pid')
+    const { child, exited } = await spawnContainer('unshare', args, {
       env: Object.fromEntries(
         req.process.env.map((e) => [e.slice(0, e.indexOf('=')), e.slice(e.indexOf('=') + 1)]),
       ),
+      hint: 'install util-linux (unshare) or runc',
+      afterExit: () => rm(pidFile, { force: true }),
     })
-    const spawned = await new Promise<Error | undefined>((resolve) => {
-      child.once('spawn', () => resolve(undefined))
-      child.once('error', (err) => resolve(err))
-    })
-    if (spawned !== undefined) {
-      throw new EdgestarError(
-        'EDGESTAR_RUNTIME_START_FAILED',
-        `could not run unshare: ${spawned.message}`,
-        {
-          cause: spawned,
-          hint: 'install util-linux (unshare) or runc',
-        },
-      )
-    }
-
-    const pidFile = path.join(req.containerDir, 'chroot.pid')
     await writeFile(pidFile, `${child.pid}\n`)
-    const exited = new Promise<ProcessExit>((resolve) => {
-      child.once('exit', (code, signal) => {
-        const exitCode = code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0))
-        void rm(pidFile, { force: true }).then(() =>
-          resolve(signal === null ? { exitCode } : { exitCode, signal }),
-        )
-      })
-    })
     return {
       pid: child.pid as number,
       stdout: child.stdout,

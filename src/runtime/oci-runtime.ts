@@ -1,10 +1,8 @@
-import { spawn } from 'node:child_process'
 import { mkdir } from 'node:fs/promises'
-import { constants } from 'node:os'
-import { EdgestarError } from '../errors.js'
 import { run } from './exec.js'
 import { type LaunchRequest, writeBundle } from './oci-bundle.js'
-import type { ContainerRuntime, ProcessExit, RunningProcess } from './runtime.js'
+import type { ContainerRuntime, RunningProcess } from './runtime.js'
+import { spawnContainer } from './spawn-container.js'
 
 /**
  * Runs containers with an OCI runtime binary (`runc`, or `crun` which takes the same
@@ -28,36 +26,11 @@ export class OciRuntime implements ContainerRuntime {
     await this.cleanup(req.id)
     const bundleDir = await writeBundle(req)
 
-    const child = spawn(
+    const { child, exited } = await spawnContainer(
       this.binary,
       ['--root', this.stateRoot, 'run', '--bundle', bundleDir, req.id],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-        detached: true,
-      },
+      { afterExit: () => this.cleanup(req.id) },
     )
-    const spawned = await new Promise<Error | undefined>((resolve) => {
-      child.once('spawn', () => resolve(undefined))
-      child.once('error', (err) => resolve(err))
-    })
-    if (spawned !== undefined) {
-      throw new EdgestarError(
-        'EDGESTAR_RUNTIME_START_FAILED',
-        `could not run ${this.binary}: ${spawned.message}`,
-        {
-          cause: spawned,
-        },
-      )
-    }
-
-    const exited = new Promise<ProcessExit>((resolve) => {
-      child.once('exit', (code, signal) => {
-        const exitCode = code ?? 128 + (signal === null ? 0 : (constants.signals[signal] ?? 0))
-        void this.cleanup(req.id).then(() =>
-          resolve(signal === null ? { exitCode } : { exitCode, signal }),
-        )
-      })
-    })
     return {
       pid: child.pid as number,
       stdout: child.stdout,

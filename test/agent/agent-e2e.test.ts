@@ -375,6 +375,18 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
     )
   })
 
+  it('shuts down gracefully: unmounts everything, keeps the cache, restores on start', async () => {
+    const cachedBefore = (await client().call<AgentStatus>('status')).cache.usedBytes
+    await stopAgentProcess(agent as AgentProcess, 'SIGTERM')
+    assert.deepEqual(await mountsUnder(path.join(work, 'state')), [])
+    assert.ok((await readdir(path.join(work, 'state', 'chunks'))).length > 0)
+
+    await startAgent()
+    const status = await client().call<AgentStatus>('status')
+    assert.equal(status.cache.usedBytes, cachedBefore)
+    for (const name of ['web', 'late']) await waitForState(name, 'running')
+  })
+
   it('stops, starts and removes; removal frees the upper dir and makes chunks collectable', async () => {
     const stopped = await client().call<DeploymentInfo>('stop', { name: 'late' })
     assert.equal(stopped.state, 'stopped')
