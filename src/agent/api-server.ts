@@ -1,5 +1,5 @@
 import { chmod, chown, mkdir, rm } from 'node:fs/promises'
-import { createServer, type Server, type Socket } from 'node:net'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import path from 'node:path'
 import { EdgestarError, isEdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
@@ -44,6 +44,15 @@ export class ApiServer {
   async listen(): Promise<void> {
     const socketPath = this.options.socketPath
     await mkdir(path.dirname(socketPath), { recursive: true, mode: 0o755 })
+    if (await isAnswering(socketPath)) {
+      throw new EdgestarError(
+        'EDGESTAR_AGENT_ALREADY_RUNNING',
+        `another agent already listens on ${socketPath}`,
+        {
+          hint: 'stop it first (systemctl stop edgestar-agent), or give this one another --socket and --state-dir',
+        },
+      )
+    }
     // A socket file left by a killed agent would make listen fail with EADDRINUSE.
     await rm(socketPath, { force: true })
 
@@ -152,4 +161,16 @@ function parseRequest(line: string): { method: ApiMethod; params: Record<string,
   }
   const params = typeof request.params === 'object' && request.params !== null ? request.params : {}
   return { method: request.method as ApiMethod, params: params as Record<string, unknown> }
+}
+
+/** True when something accepts connections on the socket (a live agent, not a stale file). */
+function isAnswering(socketPath: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(socketPath)
+    probe.once('connect', () => {
+      probe.destroy()
+      resolve(true)
+    })
+    probe.once('error', () => resolve(false))
+  })
 }
