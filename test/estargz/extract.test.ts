@@ -305,3 +305,30 @@ describe('extract reports where it cannot write', () => {
     }
   })
 })
+
+describe('extract writes runs of zeros as holes', () => {
+  it('keeps a mostly-zero file sparse, with the right size and content', async () => {
+    const size = 32 * 1024 * 1024
+    const content = Buffer.alloc(size)
+    content.write('head', 0)
+    content.write('middle', size / 2 + 1)
+    content.write('tail', size - 4)
+    const path = join(scratch, `sparse-${counter++}.tar.gz`)
+    writeFileSync(path, gzipSync(Buffer.concat([tarEntry('zeros', content), Buffer.alloc(1024)])))
+    const dir = freshDir()
+    await extractLayer(path, dir)
+    const stat = lstatSync(join(dir, 'zeros'))
+    assert.equal(stat.size, size)
+    assert.ok(stat.blocks * 512 < 1024 * 1024, `${stat.blocks * 512} bytes allocated`)
+    assert.ok(readFileSync(join(dir, 'zeros')).equals(content))
+  })
+
+  it('keeps the size of a file ending in zeros', async () => {
+    const content = Buffer.concat([Buffer.from('data'), Buffer.alloc(100_000)])
+    const path = join(scratch, `sparse-${counter++}.tar.gz`)
+    writeFileSync(path, gzipSync(Buffer.concat([tarEntry('z', content), Buffer.alloc(1024)])))
+    const dir = freshDir()
+    await extractLayer(path, dir)
+    assert.ok(readFileSync(join(dir, 'z')).equals(content))
+  })
+})

@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { constants } from 'node:fs'
 import {
   chmod,
+  type FileHandle,
   lchown,
   link,
   lstat,
@@ -15,7 +16,6 @@ import {
   utimes,
 } from 'node:fs/promises'
 import { join } from 'node:path'
-import { pipeline } from 'node:stream/promises'
 import { promisify } from 'node:util'
 import type { Command } from 'commander'
 import { EdgestarError } from '../../errors.js'
@@ -163,6 +163,36 @@ async function extractFrom(
   await writer.finish()
   if (opts.diffID) assertDiffId(streamed.diffID, opts.diffID)
   return { format, diffID: streamed.diffID, ...writer.counts() }
+}
+
+const HOLE_BLOCK_BYTES = 4096
+const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK_BYTES)
+
+// Writes `piece` at `position` of a new file, leaving all-zero blocks unwritten: they
+// read back as zeros and take no disk, so a sparse file (a huge lastlog, a disk image)
+// or a layer of compressed zeros does not fill the disk. The caller sets the final size.
+async function writeSkippingZeros(
+  handle: FileHandle,
+  piece: Buffer,
+  position: number,
+): Promise<void> {
+  let runStart = 0
+  for (let at = 0; at < piece.length; at += HOLE_BLOCK_BYTES) {
+    const end = Math.min(at + HOLE_BLOCK_BYTES, piece.length)
+    if (ZERO_BLOCK.compare(piece, at, end, 0, end - at) !== 0) continue
+    if (at > runStart) await writeAll(handle, piece.subarray(runStart, at), position + runStart)
+    runStart = end
+  }
+  if (piece.length > runStart) {
+    await writeAll(handle, piece.subarray(runStart), position + runStart)
+  }
+}
+
+async function writeAll(handle: FileHandle, bytes: Buffer, position: number): Promise<void> {
+  for (let done = 0; done < bytes.length; ) {
+    const { bytesWritten } = await handle.write(bytes, done, bytes.length - done, position + done)
+    done += bytesWritten
+  }
 }
 
 const ERRNO_TEXT: Record<string, string> = {
@@ -389,16 +419,18 @@ class TreeWriter {
     const handle = await open(path, flags, 0o600)
     const hasher = sha256Hasher()
     let written = 0
-    async function* counted(): AsyncGenerator<Buffer> {
+    // Closed on every path: a write error (no space) must not leave the handle to the
+    // garbage collector, which would crash the process.
+    try {
       for await (const piece of content) {
         hasher.update(piece)
+        await writeSkippingZeros(handle, piece, written)
         written += piece.length
-        yield piece
       }
+      await handle.truncate(written)
+    } finally {
+      await handle.close()
     }
-    // The stream owns the handle and closes it on every path: a write error (no space)
-    // must not leave it to the garbage collector, which would crash the process.
-    await pipeline(counted(), handle.createWriteStream())
     this.files++
     this.bytes += written
 
