@@ -111,7 +111,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
       fleetPublicKey: this.#fleetKey,
       publishResult: (result, route) => this.#publishResult(result, route),
       reportRefusal: (refusal) => this.#reportRefusal(refusal),
-      publishStatus: () => this.#publishStatusNow(),
+      publishStatus: () => this.#publishStatusMessage(),
       log: this.#log,
     })
   }
@@ -308,26 +308,33 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
   }
 
   async #publishStatusNow(): Promise<void> {
-    const client = this.#client
-    if (client === undefined || this.#state !== 'online') return
+    if (this.#state !== 'online') return
     try {
-      const snapshot = await this.#controller.status()
-      const status = {
-        device: this.deviceId,
-        online: true,
-        time: new Date().toISOString(),
-        version: this.#options.version ?? packageVersion(),
-        groups: this.#groups,
-        ...snapshot,
-        outbox: this.#outboxFigures(),
-      }
-      await client.publishAsync(this.topics.status, this.#serialize('status', status), {
-        qos: 1,
-        retain: true,
-      })
+      await this.#publishStatusMessage()
     } catch (err) {
       this.#log.warn({ err }, 'status not published')
     }
+  }
+
+  // Builds the status from the controller and publishes it retained; returns it (the
+  // `status` command answers with it). Offline, the status is built but not sent:
+  // the next connect publishes a fresh one.
+  async #publishStatusMessage(): Promise<Record<string, unknown>> {
+    const snapshot = await this.#controller.status()
+    const status = {
+      device: this.deviceId,
+      online: true,
+      time: new Date().toISOString(),
+      version: this.#options.version ?? packageVersion(),
+      groups: this.#groups,
+      ...snapshot,
+      outbox: this.#outboxFigures(),
+    }
+    const payload = this.#serialize('status', status)
+    const client = this.#client
+    if (client?.connected)
+      await client.publishAsync(this.topics.status, payload, { qos: 1, retain: true })
+    return status
   }
 
   #publishEvent(event: DeviceEvent | Refusal | OutboxLoss, type?: string): void {

@@ -51,8 +51,8 @@ export interface CommandHandlerOptions {
   fleetPublicKey?: KeyObject
   publishResult: (result: CommandResult, route: ResultRoute) => void
   reportRefusal: (refusal: Refusal) => void
-  /** Publishes the retained status now (the `status` command). */
-  publishStatus: () => Promise<void>
+  /** Publishes the retained status now and returns it (the `status` command). */
+  publishStatus: () => Promise<Record<string, unknown>>
   log: Logger
   now?: () => number
 }
@@ -264,8 +264,7 @@ export class CommandHandler {
       case 'gc':
         return (await controller.gc()) ?? {}
       case 'status':
-        await this.#options.publishStatus()
-        return {}
+        return { status: await this.#options.publishStatus() }
     }
   }
 

@@ -289,6 +289,7 @@ describe('MqttBridge against Mosquitto', () => {
         observer.seen.find((m) => m.topic === replyTopic),
       )
       assert.equal((reply.body as { ok: boolean }).ok, true)
+      assertValid('status', (reply.body as { status: unknown }).status)
       assert.deepEqual(reply.correlationData, correlationData)
       assert.equal(observer.bodies(device.bridge.topics.result).length, 0)
     } finally {
@@ -483,6 +484,38 @@ describe('MqttBridge over MQTT 3.1.1', () => {
 })
 
 describe('MqttBridge security', () => {
+  test('stays offline, retrying, when the broker refuses its password', async () => {
+    const broker = await TestBroker.start({ user: { username: 'gateway', password: 'right' } })
+    const dir = await mkdtemp(join(tmpdir(), 'edgestar-mqtt-'))
+    const store = Store.open(dir)
+    const bridge = new MqttBridge(
+      {
+        url: broker.url,
+        deviceId: 'refused',
+        username: 'gateway',
+        password: 'wrong',
+        telemetryIntervalMs: 0,
+        reconnect: { minMs: 100, maxMs: 200 },
+      },
+      new FakeController(),
+      store,
+    )
+    const states: string[] = []
+    bridge.on('state', (state) => states.push(state))
+    try {
+      await bridge.start()
+      await waitForState(bridge, 'offline')
+      await waitForState(bridge, 'connecting')
+      await waitForState(bridge, 'offline')
+      assert.ok(!states.includes('online'))
+    } finally {
+      await bridge.stop()
+      store.close()
+      await broker.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   test('connects over TLS with a client certificate and a password', async () => {
     const user = { username: 'gateway', password: randomUUID() }
     const broker = await TestBroker.start({ tls: { requireClientCert: true }, user })

@@ -300,6 +300,13 @@ function collect(value: string, previous: string[]): string[] {
 
 function describeResult(result: CommandResult): string {
   if (!result.ok) return `${result.device}: failed ${result.error?.code}: ${result.error?.message}`
+  if (typeof result.status === 'object' && result.status !== null)
+    return describeMessage({
+      device: result.device,
+      kind: 'status',
+      topic: '',
+      body: result.status,
+    })
   const { id: _id, ok: _ok, device, type, time: _time, duplicate, ...rest } = result
   const extra = Object.keys(rest).length === 0 ? '' : ` ${JSON.stringify(rest)}`
   return `${device}: ${type} ok${duplicate ? ' (answered before)' : ''}${extra}`
