@@ -116,6 +116,16 @@ describe('extract writes every fixture as its sidecar says', () => {
     })
   }
 
+  it('refuses a TOC digest for a plain layer, which has no TOC to check', async () => {
+    const dir = freshDir()
+    const fixture = listFixtures('gzip').find((f) => f.name === 'tiny')!
+    await assert.rejects(
+      extractLayer(fixture.path, dir, { tocDigest: `sha256:${'0'.repeat(64)}` }),
+      (err) => isEdgestarError(err, ESTARGZ_ERRORS.NO_TOC),
+    )
+    assert.equal(existsSync(dir), false)
+  })
+
   it('refuses a wrong TOC digest before writing anything', async () => {
     const dir = freshDir()
     const fixture = listFixtures('estargz').find((f) => f.name === 'mixed')!

@@ -144,10 +144,17 @@ async function extractFrom(
   opts: ExtractOptions,
 ): Promise<ExtractReport> {
   const format = await detectLayerFormat(reader)
-  const index =
-    format === 'gzip' || format === 'zstd'
-      ? undefined
-      : await openLayer(reader, opts.tocDigest ? { tocDigest: opts.tocDigest } : {})
+  const isPlain = format === 'gzip' || format === 'zstd'
+  if (isPlain && opts.tocDigest) {
+    throw new EdgestarError(
+      ESTARGZ_ERRORS.NO_TOC,
+      `a plain ${format} layer has no TOC to check against ${opts.tocDigest}`,
+      { hint: 'drop --toc-digest for this layer, or check it with --diff-id' },
+    )
+  }
+  const index = isPlain
+    ? undefined
+    : await openLayer(reader, opts.tocDigest ? { tocDigest: opts.tocDigest } : {})
 
   const existing = await stat(destDir).catch(() => undefined)
   if (existing && !existing.isDirectory()) {
