@@ -1,6 +1,5 @@
 import { createPublicKey, type KeyObject, randomUUID } from 'node:crypto'
 import { EventEmitter } from 'node:events'
-import { readFileSync } from 'node:fs'
 import mqtt, {
   type IClientOptions,
   type IConnackPacket,
@@ -19,6 +18,7 @@ import { type OutboxLoss, OutboxWriter } from './outbox-writer.js'
 import { packageVersion } from './package-version.js'
 import { type MessageKind, type MessageSchemas, messageSchemas } from './schemas.js'
 import { loadFleetPublicKey } from './signing.js'
+import { readTlsFiles } from './tls-files.js'
 import { DEFAULT_TOPIC_PREFIX, type DeviceTopics, deviceTopics } from './topics.js'
 import type {
   BridgeStore,
@@ -239,7 +239,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
       }
     if (this.#options.username !== undefined) options.username = this.#options.username
     if (this.#options.password !== undefined) options.password = this.#options.password
-    Object.assign(options, readTls(this.#options))
+    Object.assign(options, readTlsFiles(this.#options.tls))
     return options
   }
 
@@ -441,36 +441,6 @@ function fleetKey(key: string | KeyObject | undefined): KeyObject | undefined {
   if (key === undefined) return undefined
   if (typeof key === 'string') return loadFleetPublicKey(key, 'the fleet public key option')
   return key.type === 'private' ? createPublicKey(key) : key
-}
-
-function readTls(options: MqttBridgeOptions): Partial<IClientOptions> {
-  const tls = options.tls
-  if (tls === undefined) return {}
-  const read = (path: string | undefined, what: string): Buffer | undefined => {
-    if (path === undefined) return undefined
-    try {
-      return readFileSync(path)
-    } catch (err) {
-      throw new EdgestarError(
-        'EDGESTAR_MQTT_TLS_UNREADABLE',
-        `cannot read the TLS ${what} ${path}`,
-        {
-          cause: err,
-          hint: 'check the path and that the agent may read it',
-        },
-      )
-    }
-  }
-  const result: Partial<IClientOptions> = {
-    rejectUnauthorized: tls.rejectUnauthorized ?? true,
-  }
-  const ca = read(tls.caFile, 'CA file')
-  const cert = read(tls.certFile, 'client certificate')
-  const key = read(tls.keyFile, 'client key')
-  if (ca !== undefined) result.ca = ca
-  if (cert !== undefined) result.cert = cert
-  if (key !== undefined) result.key = key
-  return result
 }
 
 function errorFields(err: unknown): { message: string; code?: unknown } {

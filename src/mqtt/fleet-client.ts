@@ -1,10 +1,10 @@
 import { type KeyObject, randomUUID } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
 import { EdgestarError, redactUrl } from '../errors.js'
 import type { TlsFiles } from './options.js'
 import { messageSchemas } from './schemas.js'
 import { signCommand } from './signing.js'
+import { readTlsFiles } from './tls-files.js'
 import { checkTopicLevel, DEFAULT_TOPIC_PREFIX, groupCommandTopic } from './topics.js'
 import type { CommandResult } from './types.js'
 
@@ -223,25 +223,5 @@ function credentials(options: FleetClientOptions): Partial<IClientOptions> {
   const result: Partial<IClientOptions> = {}
   if (options.username !== undefined) result.username = options.username
   if (options.password !== undefined) result.password = options.password
-  const tls = options.tls
-  if (tls === undefined) return result
-  result.rejectUnauthorized = tls.rejectUnauthorized ?? true
-  const read = (path: string, what: string): Buffer => {
-    try {
-      return readFileSync(path)
-    } catch (err) {
-      throw new EdgestarError(
-        'EDGESTAR_MQTT_TLS_UNREADABLE',
-        `cannot read the TLS ${what} ${path}`,
-        {
-          cause: err,
-          hint: 'check the path',
-        },
-      )
-    }
-  }
-  if (tls.caFile !== undefined) result.ca = read(tls.caFile, 'CA file')
-  if (tls.certFile !== undefined) result.cert = read(tls.certFile, 'client certificate')
-  if (tls.keyFile !== undefined) result.key = read(tls.keyFile, 'client key')
-  return result
+  return { ...result, ...readTlsFiles(options.tls) }
 }
