@@ -8,6 +8,7 @@ import { basename, dirname, join, resolve, sep } from 'node:path'
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
 import { orderEntries } from './convert-order.js'
+import { withReadAhead } from './convert-read-ahead.js'
 import {
   type ConvertFormat,
   type ConvertOptions,
@@ -71,9 +72,9 @@ export async function convertLayer(
       })
       try {
         const hasPriority = (options.prioritizedPaths ?? []).length > 0
-        for (const entry of order.prioritized) await writer.add(entry)
+        for await (const entry of withReadAhead(order.prioritized)) await writer.add(entry)
         await writer.addLandmark(hasPriority ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK)
-        for (const entry of order.rest) await writer.add(entry)
+        for await (const entry of withReadAhead(order.rest)) await writer.add(entry)
         return await writer.finish()
       } catch (err) {
         await writer.abort()

@@ -59,9 +59,10 @@ class DirectoryWalker {
     private readonly warn: (message: string) => void,
   ) {}
 
-  // `rel` is '' for the root, else the path relative to it.
-  async visit(path: string, rel: string): Promise<void> {
-    const stats = await lstatOrThrow(path)
+  // `rel` is '' for the root, else the path relative to it. A directory's children are
+  // stat'ed together (the thread pool overlaps them), then visited in order.
+  async visit(path: string, rel: string, known?: Stats): Promise<void> {
+    const stats = known ?? (await lstatOrThrow(path))
     if (stats.isSocket()) {
       this.warn(`skipped socket ${rel} (a layer cannot carry sockets)`)
       return
@@ -70,9 +71,13 @@ class DirectoryWalker {
     this.entries.push(await this.toEntry(path, name, stats))
     if (!stats.isDirectory()) return
 
-    for (const child of await listSorted(path)) {
+    const children = await listSorted(path)
+    const childStats = await mapLimited(children, STAT_CONCURRENCY, (child) =>
+      lstatOrThrow(join(path, child)),
+    )
+    for (const [i, child] of children.entries()) {
       const childRel = rel === '' ? child : `${rel}/${child}`
-      await this.visit(join(path, child), childRel)
+      await this.visit(join(path, child), childRel, childStats[i])
     }
   }
 
@@ -110,6 +115,26 @@ class DirectoryWalker {
       readContent: sizeBytes === 0 ? noContent : fileReader(path, sizeBytes, name),
     }
   }
+}
+
+// lstat calls in flight at once while walking a directory.
+const STAT_CONCURRENCY = 32
+
+async function mapLimited<T, R>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const results: R[] = new Array(items.length)
+  let next = 0
+  const lane = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++
+      results[i] = await fn(items[i] as T)
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, lane))
+  return results
 }
 
 function entryType(stats: Stats, name: string): SourceEntryType {

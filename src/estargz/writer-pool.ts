@@ -9,6 +9,8 @@ import type { ConvertFormat } from './convert-types.js'
 import { compressSegment } from './writer-compress.js'
 import type { CompressJob, CompressReply } from './writer-worker.js'
 
+const INLINE_BELOW_BYTES = 16 * 1024
+
 interface Pending {
   resolve: (out: Buffer) => void
   reject: (err: Error) => void
@@ -45,7 +47,8 @@ export class CompressorPool {
    */
   compress(buffer: ArrayBuffer, length: number): Promise<Buffer> {
     if (this.failure) return Promise.reject(this.failure)
-    if (this.workers.length === 0) {
+    // A small segment costs less to compress here than to post to a worker and back.
+    if (this.workers.length === 0 || length < INLINE_BELOW_BYTES) {
       const out = compressSegment(this.format, this.level, new Uint8Array(buffer, 0, length))
       this.onBufferReturned(buffer)
       return Promise.resolve(out)

@@ -80,6 +80,8 @@ export class LayerWriter {
   private segmentChunk: TocEntryDraft | undefined
   private uncompressedBytes = 0
   private writtenBytes = 0
+  private pendingOut: Buffer[] = []
+  private pendingOutBytes = 0
   private doneContentBytes = 0
 
   constructor(
@@ -222,10 +224,23 @@ export class LayerWriter {
     await this.writeOut(out)
   }
 
+  // Small members are gathered into one write: a layer of many small files would
+  // otherwise cost one write call per file.
   private async writeOut(data: Buffer): Promise<void> {
-    await this.sink.write(data)
     this.blobHash.update(data)
     this.writtenBytes += data.length
+    this.pendingOut.push(data)
+    this.pendingOutBytes += data.length
+    if (this.pendingOutBytes >= WRITE_BATCH_BYTES) await this.flushOut()
+  }
+
+  private async flushOut(): Promise<void> {
+    if (this.pendingOutBytes === 0) return
+    const batch = this.pendingOut.length === 1 ? this.pendingOut[0] : undefined
+    const data = batch ?? Buffer.concat(this.pendingOut, this.pendingOutBytes)
+    this.pendingOut = []
+    this.pendingOutBytes = 0
+    await this.sink.write(data)
   }
 
   // gzip: the TOC is a tar entry in its own member, then the tar's end, then the footer.
@@ -238,6 +253,7 @@ export class LayerWriter {
     this.flushSegment()
     await this.drainOne()
     await this.writeOut(gzipFooter(tocOffset))
+    await this.flushOut()
 
     const tocDigest = sha256(json)
     return this.result(tocDigest, tocOffset, {})
@@ -251,6 +267,7 @@ export class LayerWriter {
     const tocOffset = this.writtenBytes + ZSTD_SKIPPABLE_HEADER_BYTES
     await this.writeOut(zstdSkippableFrame(compressedToc))
     await this.writeOut(zstdFooter(tocOffset, compressedToc.length, json.length))
+    await this.flushOut()
 
     const position = `${tocOffset}:${compressedToc.length}:${json.length}:1`
     return this.result(sha256(json), tocOffset, {
@@ -289,6 +306,9 @@ export class LayerWriter {
     })
   }
 }
+
+// Compressed bytes gathered before one write to the sink.
+const WRITE_BATCH_BYTES = 1 << 20
 
 // Room after a chunk for its padding and the headers of the entries that follow it.
 const SEGMENT_HEADROOM_BYTES = 64 * 1024
