@@ -106,7 +106,8 @@ down() {
 case "${1:-}" in
   up) shift; up "$@" ;;
   down) down ;;
-  exec) shift; in_ns "$@" ;;
+  # exec, so the caller's pid is the command's own and signals reach it.
+  exec) shift; exec nsenter --net="/run/netns/$NS" -- "$@" ;;
   profiles) echo "name rate round-trip-ms loss"; awk 'NF' <<<"$PROFILES" ;;
   *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

@@ -8,7 +8,7 @@
  * with /app/app.py (scripts/demo.sh does both). Everything it starts is torn down at the end,
  * on an error and on Ctrl-C.
  */
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { buildDemoImages, type DemoImages } from './images.js'
@@ -66,7 +66,7 @@ async function runDemo(
   keep: boolean,
 ): Promise<{ rows: VariantResult[]; neededBytes: number }> {
   const workDir = await mkdtemp(join(process.env.TMPDIR ?? '/tmp', 'edgestar-demo-'))
-  if (!keep) cleanup.add('work dir', () => rm(workDir, { recursive: true, force: true }))
+  if (!keep) cleanup.add('work dir', () => removeWorkDir(workDir))
 
   say(`link: ${link.name} between this host (${HOST_ADDR}) and the device namespace`)
   await run('bash', [join(PROJECT_DIR, 'scripts/link.sh'), 'up', link.name])
@@ -103,6 +103,20 @@ async function runDemo(
     )
   }
   return { rows, neededBytes: rows[0]?.bytesBeforeReady ?? 0 }
+}
+
+/**
+ * Removes the work dir, first detaching any mount still under it: an agent that was killed
+ * rather than stopped leaves its FUSE and overlay mounts behind, and rm cannot cross them.
+ */
+async function removeWorkDir(workDir: string): Promise<void> {
+  const mounts = (await readFile('/proc/mounts', 'utf8'))
+    .split('\n')
+    .map((line) => line.split(' ')[1] ?? '')
+    .filter((mountpoint) => mountpoint.startsWith(`${workDir}/`))
+    .sort((a, b) => b.length - a.length)
+  for (const mountpoint of mounts) await run('umount', ['-l', mountpoint]).catch(() => undefined)
+  await rm(workDir, { recursive: true, force: true })
 }
 
 function say(line: string): void {
