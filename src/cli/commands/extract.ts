@@ -218,19 +218,28 @@ const ERRNO_TEXT: Record<string, string> = {
 function asWriteError(err: unknown, destDir: string): unknown {
   const errno = err as NodeJS.ErrnoException
   if (err instanceof EdgestarError || typeof errno?.code !== 'string') return err
-  const where = errno.path ?? destDir
+  const where = shorten(errno.path ?? destDir)
   const why = ERRNO_TEXT[errno.code] ?? errno.message
-  const full = errno.code === 'ENOSPC' || errno.code === 'EDQUOT'
   return new EdgestarError(
     EXTRACT_ERRORS.WRITE_FAILED,
     `cannot write ${JSON.stringify(where)}: ${why} (${errno.code})`,
     {
-      hint: full
-        ? `free space or extract elsewhere; ${destDir} holds a partial tree now`
-        : `extract into a writable directory; ${destDir} may hold a partial tree now`,
+      hint: `${WRITE_HINTS[errno.code] ?? WRITE_HINTS.default}; ${destDir} may hold a partial tree`,
       cause: err,
     },
   )
+}
+
+const WRITE_HINTS: Record<string, string> = {
+  ENOSPC: 'free space or extract onto a larger filesystem',
+  EDQUOT: 'free space or extract onto a larger filesystem',
+  ENAMETOOLONG: 'the layer holds a path longer than this system allows; use a shorter DIR',
+  default: 'extract into a writable directory',
+}
+
+// A hostile layer can make paths thousands of characters long; the message keeps both ends.
+function shorten(path: string): string {
+  return path.length <= 200 ? path : `${path.slice(0, 120)}…${path.slice(-60)}`
 }
 
 class TreeWriter {
