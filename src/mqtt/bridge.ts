@@ -252,8 +252,12 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     // has forgotten our subscriptions.
     if (!connack.sessionPresent) {
       const topics = [this.topics.command, ...this.topics.groupCommands]
-      this.#client?.subscribe(topics, { qos: 1 }, (err) => {
-        if (err) this.#log.warn({ err: errorFields(err) }, 'subscribe failed')
+      this.#client?.subscribe(topics, { qos: 1 }, (err, granted) => {
+        if (err) this.#log.error({ err: errorFields(err) }, 'subscribe failed')
+        // A SUBACK code of 0x80 or more is a refusal (usually the broker's ACL).
+        for (const grant of granted ?? [])
+          if (grant.qos >= 0x80)
+            this.#log.error({ topic: grant.topic, code: grant.qos }, 'subscription refused')
       })
     }
     this.#outbox.flushLoss()

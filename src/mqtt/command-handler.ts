@@ -71,6 +71,9 @@ interface ValidCommand {
   capBytesPerSec?: number | null
 }
 
+/** Commands are small; a larger payload is refused before it is parsed. */
+export const MAX_COMMAND_BYTES = 256 * 1024
+
 const READABLE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
 
 /**
@@ -109,6 +112,11 @@ export class CommandHandler {
     const route = this.#routeFor(incoming)
 
     // Parse and validate; a readable id is echoed even when the rest is wrong.
+    if (incoming.payload.length > MAX_COMMAND_BYTES) {
+      const message = `payload of ${incoming.payload.length} bytes exceeds ${MAX_COMMAND_BYTES}`
+      this.#refuse(incoming, route, null, 'EDGESTAR_MQTT_COMMAND_MALFORMED', message)
+      return
+    }
     const body = parseJson(incoming.payload)
     if (body === undefined) {
       this.#refuse(incoming, route, null, 'EDGESTAR_MQTT_COMMAND_MALFORMED', 'payload is not JSON')
@@ -129,13 +137,14 @@ export class CommandHandler {
       return
     }
 
-    // A known id: the stored result, never a second run.
+    // A known id: the stored result, never a second run. One still queued or running
+    // answers when it finishes (its `started` marker is not its result).
+    if (this.#pending.has(command.id)) return
     const stored = this.#storedResult(command.id)
     if (stored !== undefined) {
       this.#options.publishResult({ ...stored, duplicate: true }, route)
       return
     }
-    if (this.#pending.has(command.id)) return
 
     if (this.#isExpired(command)) {
       const result = this.#failure(command, 'EDGESTAR_MQTT_COMMAND_EXPIRED', 'command expired')

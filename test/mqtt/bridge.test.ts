@@ -167,6 +167,67 @@ describe('MqttBridge against Mosquitto', () => {
     }
   })
 
+  test('a command repeated while it runs gets one result', async () => {
+    const device = await startDevice(broker)
+    let open = (): void => {}
+    device.controller.gate = new Promise((resolve) => {
+      open = resolve
+    })
+    try {
+      const { topics } = device.bridge
+      const command = { id: 'slow-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
+      await observer.publish(topics.command, command)
+      await observer.waitFor(
+        'deploy started',
+        () => device.controller.count('deploy') === 1 || undefined,
+      )
+      await observer.publish(topics.command, command, { dup: true })
+      open()
+      await observer.result(topics.result, 'slow-1')
+      // Commands run in order, so once this one is answered the repeat was handled.
+      await observer.publish(topics.command, { id: 'after-slow-1', type: 'gc' })
+      await observer.result(topics.result, 'after-slow-1')
+      assert.equal(observer.bodies(topics.result).filter((r) => r.id === 'slow-1').length, 1)
+      assert.equal(device.controller.count('deploy'), 1)
+    } finally {
+      open()
+      await device.close()
+    }
+  })
+
+  test('a command cut short by a restart is answered as interrupted, not run again', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgestar-mqtt-'))
+    const store = Store.open(dir)
+    const deviceId = `dev-${randomUUID().slice(0, 8)}`
+    const options = { url: broker.url, deviceId, telemetryIntervalMs: 0, diskPath: dir }
+    const first = new FakeController()
+    first.gate = new Promise(() => {})
+    const crashed = new MqttBridge(options, first, store)
+    await crashed.start()
+    await waitForState(crashed, 'online')
+    const second = new FakeController()
+    const restarted = new MqttBridge(options, second, store)
+    try {
+      const command = { id: 'cut-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
+      await observer.publish(crashed.topics.command, command)
+      await observer.waitFor('deploy started', () => first.count('deploy') === 1 || undefined)
+      await crashed.stop()
+
+      await restarted.start()
+      await waitForState(restarted, 'online')
+      await observer.publish(restarted.topics.command, command)
+      const result = await observer.result(restarted.topics.result, 'cut-1')
+      assert.equal((result.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_INTERRUPTED')
+      assert.equal(result.duplicate, true)
+      assertValid('result', result)
+      assert.equal(second.count('deploy'), 0)
+    } finally {
+      await restarted.stop()
+      store.close()
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+
   test('refuses an expired command without running it', async () => {
     const device = await startDevice(broker)
     try {

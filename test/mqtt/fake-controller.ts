@@ -21,8 +21,12 @@ export class FakeController implements DeviceController {
   readonly deployments = new Map<string, DeploymentStatus>()
   capBytesPerSec: number | null = null
 
+  /** When set, deploy waits for it after recording the call (a deploy in progress). */
+  gate: Promise<void> | undefined
+
   async deploy(spec: DeploySpec): Promise<CommandData> {
     this.calls.push({ method: 'deploy', arg: spec })
+    await this.gate
     this.#setState(spec.name, spec.image, 'pending')
     this.#setState(spec.name, spec.image, 'running')
     return { deployment: { name: spec.name, state: 'running' } }
