@@ -28,6 +28,11 @@ export interface FetchSchedulerOptions {
   concurrency?: number
   /** Background cap in bytes per second, 0 = none (the default). */
   backgroundRateBytesPerSec?: number
+  /**
+   * Bucket size of the cap in bytes, which is also the largest background request under a
+   * cap. Default a quarter second of the rate, at least 16 KiB.
+   */
+  backgroundBurstBytes?: number
   /** How long a read of a missing chunk waits for an offline link, in ms. Default 30 000. */
   offlineWaitMs?: number
   /** Time between probes of an offline registry, in ms. Default 1 000. */
@@ -127,7 +132,11 @@ export class FetchScheduler extends EventEmitter {
     this.probeIntervalMs = options.probeIntervalMs ?? 1_000
     this.maxBatchBytes = options.maxBatchBytes ?? 4 * 1024 * 1024
     this.tracePath = options.tracePath ?? process.env.EDGESTAR_FETCH_TRACE
-    this.bucket = new TokenBucket(options.backgroundRateBytesPerSec ?? 0, options.clock)
+    this.bucket = new TokenBucket(
+      options.backgroundRateBytesPerSec ?? 0,
+      options.clock,
+      options.backgroundBurstBytes,
+    )
     this.link.on('change', (change) => this.onLinkChange(change))
   }
 
@@ -373,7 +382,7 @@ export class FetchScheduler extends EventEmitter {
     const batch = this.companions(best)
     if (isBackground) {
       const bytes = batch.reduce((sum, job) => sum + this.unitSize(job), 0)
-      const waitMs = this.bucket.tryTake(bytes)
+      const waitMs = this.bucket.tryTake(Math.min(bytes, this.pieceBytes()))
       if (waitMs > 0) {
         this.wakeAfter(waitMs)
         return undefined
@@ -383,15 +392,17 @@ export class FetchScheduler extends EventEmitter {
     return batch
   }
 
-  // Queued jobs of the same layer and priority close to `first`, up to the batch size.
+  // Queued jobs of the same layer and priority close to `first`, up to the batch size
+  // (for capped background work, up to one piece: see readPaced).
   private companions(first: Job): Job[] {
     const batch = [first]
     let bytes = this.unitSize(first)
+    const maxBytes = first.priority === 'background' ? this.pieceBytes() : this.maxBatchBytes
     for (const job of this.jobs.values()) {
       if (job === first || job.isRunning || job.layerDigest !== first.layerDigest) continue
       if (job.priority !== first.priority) continue
       const size = this.unitSize(job)
-      if (bytes + size > this.maxBatchBytes || batch.length >= 32) break
+      if (bytes + size > maxBytes || batch.length >= 32) break
       batch.push(job)
       bytes += size
     }
@@ -418,9 +429,10 @@ export class FetchScheduler extends EventEmitter {
       const layer = this.layer(layerDigest)
       const reader = this.readerFor(layer)
       this.trace(units)
-      const buffers = await reader.readRanges(
-        units.map((u) => ({ offset: u.offset, length: u.sizeBytes })),
-      )
+      const buffers =
+        batch[0]!.priority === 'background'
+          ? await this.readPaced(reader, units)
+          : await reader.readRanges(units.map((u) => ({ offset: u.offset, length: u.sizeBytes })))
       this.counters.batches++
       this.link.succeeded()
       for (const [i, job] of batch.entries())
@@ -431,6 +443,47 @@ export class FetchScheduler extends EventEmitter {
       this.running--
       setImmediate(() => this.dispatch())
     }
+  }
+
+  /**
+   * Background reads under a cap go out in pieces of at most the bucket's burst, each
+   * paid for before it is asked, so the rate holds over short windows too: one 4 MiB
+   * chunk fetched at once would be eight seconds of a 512 KiB/s budget in one gulp.
+   * The first piece was paid for when the batch was picked.
+   */
+  private async readPaced(reader: BlobReader, units: UnitRow[]): Promise<Buffer[]> {
+    const piece = this.pieceBytes()
+    const unit = units[0]!
+    if (this.bucket.rateBytesPerSec <= 0 || units.length > 1 || unit.sizeBytes <= piece)
+      return reader.readRanges(units.map((u) => ({ offset: u.offset, length: u.sizeBytes })))
+
+    const parts: Buffer[] = []
+    for (let done = 0; done < unit.sizeBytes; ) {
+      const length = Math.min(this.pieceBytes(), unit.sizeBytes - done)
+      if (done > 0) await this.takeTokens(length)
+      const [part] = await reader.readRanges([{ offset: unit.offset + done, length }])
+      parts.push(part!)
+      done += length
+    }
+    return [Buffer.concat(parts)]
+  }
+
+  // Waits until the bucket grants `bytes`; re-checks at least every second, so a
+  // bandwidth change at run time takes effect on a unit already being fetched.
+  private async takeTokens(bytes: number): Promise<void> {
+    for (;;) {
+      if (this.isClosed)
+        throw new EdgestarError('EDGESTAR_FETCH_CLOSED', 'the fetch scheduler was closed')
+      const waitMs = this.bucket.tryTake(bytes)
+      if (waitMs === 0) return
+      await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 1000)))
+    }
+  }
+
+  private pieceBytes(): number {
+    return this.bucket.rateBytesPerSec > 0
+      ? Math.max(4096, this.bucket.burstBytes)
+      : this.maxBatchBytes
   }
 
   private async storeUnit(
@@ -502,6 +555,7 @@ export class FetchScheduler extends EventEmitter {
   }
 
   private onBatchError(batch: Job[], err: unknown): void {
+    if (this.isClosed) return
     const code = (err as { code?: string }).code ?? ''
     if (isLinkError(code)) {
       this.link.failed(
@@ -510,7 +564,12 @@ export class FetchScheduler extends EventEmitter {
       )
       for (const job of batch) job.isRunning = false
       if (batch[0]!.priority === 'background')
-        this.bucket.refund(batch.reduce((s, j) => s + this.unitSize(j), 0))
+        this.bucket.refund(
+          Math.min(
+            this.pieceBytes(),
+            batch.reduce((s, j) => s + this.unitSize(j), 0),
+          ),
+        )
       return
     }
     log.warn({ layer: batch[0]!.layerDigest, code, err: String(err) }, 'fetch failed')

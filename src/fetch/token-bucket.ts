@@ -25,6 +25,11 @@ export class TokenBucket {
     this.lastRefillMs = clock()
   }
 
+  /** Most bytes the bucket holds: the largest request that goes out without waiting. */
+  get burstBytes(): number {
+    return this.burst
+  }
+
   /** The cap in bytes per second (0 = none). */
   get rateBytesPerSec(): number {
     return this.rate

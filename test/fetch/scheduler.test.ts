@@ -66,7 +66,13 @@ class FakeRegistry implements BlobReaderSource {
 const LAYER = `sha256:${'1'.repeat(64)}`
 
 async function setup(
-  options: { offlineWaitMs?: number; concurrency?: number; maxBatchBytes?: number } = {},
+  options: {
+    offlineWaitMs?: number
+    concurrency?: number
+    maxBatchBytes?: number
+    rateBytesPerSec?: number
+    burstBytes?: number
+  } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'edgestar-fetch-'))
   dirs.push(dir)
@@ -102,6 +108,8 @@ async function setup(
     probeIntervalMs: 20,
     concurrency: options.concurrency ?? 4,
     maxBatchBytes: options.maxBatchBytes ?? 4 * 1024 * 1024,
+    backgroundRateBytesPerSec: options.rateBytesPerSec ?? 0,
+    ...(options.burstBytes === undefined ? {} : { backgroundBurstBytes: options.burstBytes }),
   })
   const files = sidecar.files as { name: string; type: string; sha256?: string; size: number }[]
   const cleanup = (): void => {
@@ -239,6 +247,26 @@ describe('fetch scheduler', () => {
         ['degraded', 'offline', 'online'].filter((s) => changes.some((c) => c.state === s)),
       )
       assert.ok(await scheduler.verifyLayer(LAYER))
+    } finally {
+      cleanup()
+    }
+  })
+
+  it('under a cap, asks for background bytes in pieces no larger than the bucket', async () => {
+    const burst = 8 * 1024
+    const { store, registry, scheduler, cleanup } = await setup({
+      rateBytesPerSec: 8 * 1024 * 1024,
+      burstBytes: burst,
+    })
+    try {
+      const verified = new Promise((resolve) => scheduler.once('layer-verified', resolve))
+      scheduler.startBackground([LAYER], { forDiffID: true })
+      await scheduler.whenIdle()
+      assert.equal(await verified, LAYER)
+      const largest = Math.max(...registry.requests.flat().map((r) => r.length))
+      assert.ok(largest <= burst, `largest request ${largest} bytes`)
+      assert.equal(store.layers.missingUnits(LAYER, 1, true).length, 0)
+      assert.equal(scheduler.stats().demandBytes, 0)
     } finally {
       cleanup()
     }
