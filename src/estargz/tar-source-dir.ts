@@ -13,6 +13,7 @@ import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
 import {
   type EntrySource,
+  NO_XATTRS,
   noContent,
   type SourceEntry,
   type SourceEntryType,
@@ -111,7 +112,7 @@ class DirectoryWalker {
       devMajor: isDevice ? deviceMajor(stats.rdev) : 0,
       devMinor: isDevice ? deviceMinor(stats.rdev) : 0,
       sizeBytes,
-      xattrs: this.xattrs.get(path) ?? new Map(),
+      xattrs: this.xattrs.get(path) ?? NO_XATTRS,
       readContent: sizeBytes === 0 ? noContent : fileReader(path, sizeBytes, name),
     }
   }

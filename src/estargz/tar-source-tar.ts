@@ -11,6 +11,7 @@ import { CONVERT_ERRORS } from './convert-errors.js'
 import {
   cleanEntryName,
   type EntrySource,
+  NO_XATTRS,
   noContent,
   type SourceEntry,
   type SourceEntryType,
@@ -120,9 +121,12 @@ class TarIndexer {
       throw this.corrupt(`ends inside the content of "${name}"`)
     this.offset = dataOffset + dataBytes + tarPaddingBytes(dataBytes)
 
-    const xattrs = new Map<string, Buffer>()
-    for (const [key, value] of pax)
-      if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), value)
+    let xattrs: ReadonlyMap<string, Buffer> = NO_XATTRS
+    for (const [key, value] of pax) {
+      if (!key.startsWith(XATTR_PREFIX)) continue
+      if (xattrs === NO_XATTRS) xattrs = new Map()
+      ;(xattrs as Map<string, Buffer>).set(key.slice(XATTR_PREFIX.length), value)
+    }
 
     return {
       name,

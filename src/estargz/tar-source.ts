@@ -28,7 +28,7 @@ export interface SourceEntry {
   /** Content length; 0 for everything but `reg`. */
   sizeBytes: number
   /** Extended attributes, name → raw value. */
-  xattrs: Map<string, Buffer>
+  xattrs: ReadonlyMap<string, Buffer>
   /**
    * Streams exactly `sizeBytes` of content in pieces of at most `pieceBytes`, each read
    * into `alloc(n)` when given (so the writer can read straight into its segment).
@@ -55,6 +55,9 @@ export function cleanEntryName(name: string): string {
   }
   return parts.join('/')
 }
+
+/** The xattrs of an entry that has none, shared (never mutated) to save memory per entry. */
+export const NO_XATTRS: ReadonlyMap<string, Buffer> = new Map()
 
 /** Content reader for entries without content. */
 export async function* noContent(

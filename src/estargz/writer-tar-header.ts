@@ -6,7 +6,7 @@
  */
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
-import type { SourceEntry, SourceEntryType } from './tar-source.js'
+import { NO_XATTRS, type SourceEntry, type SourceEntryType } from './tar-source.js'
 
 /** Tar block size; headers and content padding are multiples of it. */
 export const TAR_BLOCK_BYTES = 512
@@ -47,7 +47,7 @@ export function bareFileHeader(name: string, sizeBytes: number): TarHeaderFields
     devMajor: 0,
     devMinor: 0,
     sizeBytes,
-    xattrs: new Map(),
+    xattrs: NO_XATTRS,
   }
 }
 

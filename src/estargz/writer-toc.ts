@@ -21,17 +21,31 @@ export interface TocEntryDraft {
   offset?: number
   devMajor?: number
   devMinor?: number
-  xattrs?: Map<string, Buffer>
+  xattrs?: ReadonlyMap<string, Buffer>
   digest?: string
   chunkOffset?: number
   chunkSize?: number
   chunkDigest?: string
 }
 
-/** Serialises the TOC (version 1) to UTF-8 JSON bytes. */
+/**
+ * Serialises the TOC (version 1) to UTF-8 JSON bytes, entry by entry (what
+ * JSON.stringify(toc, null, '\t') gives, without building the whole object first).
+ */
 export function tocJson(entries: TocEntryDraft[]): Buffer {
-  const toc = { version: 1, entries: entries.map(toJsonEntry) }
-  return Buffer.from(JSON.stringify(toc, null, '\t'))
+  const pieces: Buffer[] = [Buffer.from('{\n\t"version": 1,\n\t"entries": [')]
+  let batch: string[] = []
+  for (const [i, entry] of entries.entries()) {
+    const text = JSON.stringify(toJsonEntry(entry), null, '\t').replace(/\n/g, '\n\t\t')
+    batch.push(`${i === 0 ? '' : ','}\n\t\t${text}`)
+    if (batch.length >= 1024) {
+      pieces.push(Buffer.from(batch.join('')))
+      batch = []
+    }
+  }
+  pieces.push(Buffer.from(batch.join('')))
+  pieces.push(Buffer.from(entries.length === 0 ? ']\n}' : '\n\t]\n}'))
+  return Buffer.concat(pieces)
 }
 
 function toJsonEntry(draft: TocEntryDraft): Record<string, unknown> {
