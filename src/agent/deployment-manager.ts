@@ -207,15 +207,20 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
    * as the reason and retried with backoff; this never throws.
    */
   async restore(): Promise<void> {
-    for (const row of this.options.records.list()) {
+    // Every name is known before anything slow runs, so the API sees them all at once.
+    const rows = this.options.records.list()
+    for (const row of rows) {
       const spec = row.spec as DeploymentSpec
-      const live: Live = { spec, state: row.state as DeploymentState, isStopping: false }
-      this.live.set(row.name, live)
+      this.live.set(row.name, { spec, state: row.state as DeploymentState, isStopping: false })
+    }
+    for (const row of rows) {
+      const spec = row.spec as DeploymentSpec
       await this.clearLeftovers(row.name, spec)
       if (spec.desired === 'stopped') {
         if (row.state !== 'stopped') this.transition(row.name, 'stopped', 'restored as stopped')
         continue
       }
+      if (spec.hasEnded === true) continue
       void this.serial(row.name, () => this.restoreOne(row)).catch(() => undefined)
     }
   }
@@ -425,6 +430,11 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     reason: string,
     resolved?: ResolvedImage,
   ): Promise<void> {
+    if (live.spec.hasEnded === true) {
+      const { hasEnded: _ended, ...rest } = live.spec
+      live.spec = rest
+      this.persistSpec(name, live)
+    }
     const spec = live.spec
     const generationDir = path.join(this.deploymentDir(name), `c${spec.generation}`)
     live.isStopping = false
@@ -448,7 +458,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
   private makeContainer(name: string, live: Live, dir: string, image: ResolvedImage): Container {
     const spec = live.spec
     const container = new Container({
-      id: `edgestar-${name}`,
+      id: containerId(name, spec.generation),
       containerDir: dir,
       logDir: path.join(this.deploymentDir(name), 'logs'),
       lowerDirs: [(live.mounted as MountedImage).mountpoint],
@@ -505,6 +515,8 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       )
       return
     }
+    live.spec = { ...live.spec, hasEnded: true }
+    this.persistSpec(name, live)
     this.transition(name, code === 0 ? 'exited' : 'failed', `exited with code ${code}`)
   }
 
@@ -533,7 +545,14 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
    */
   private async clearLeftovers(name: string, spec: DeploymentSpec): Promise<void> {
     const dir = this.deploymentDir(name)
-    await this.options.runtime.cleanup(`edgestar-${name}`, path.join(dir, `c${spec.generation}`))
+    // An update interrupted by a kill may have left the generation before or after.
+    for (const generation of [spec.generation - 1, spec.generation, spec.generation + 1]) {
+      if (generation < 1) continue
+      await this.options.runtime.cleanup(
+        containerId(name, generation),
+        path.join(dir, `c${generation}`),
+      )
+    }
     const mounts = await mountsUnder(dir)
     for (const mount of mounts.sort((a, b) => b.length - a.length)) {
       await abortMount(mount)
@@ -602,6 +621,11 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
 function withoutUpdate(request: DeployRequest): Omit<DeployRequest, 'update'> {
   const { update: _update, ...rest } = request
   return rest
+}
+
+/** Each generation has its own runtime id, so removing the old one never touches the new. */
+function containerId(name: string, generation: number): string {
+  return `edgestar-${name}.${generation}`
 }
 
 function holderOf(name: string, generation: number): string {

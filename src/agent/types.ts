@@ -63,6 +63,11 @@ export interface DeploymentSpec extends Omit<DeployRequest, 'update'> {
   desired: 'running' | 'stopped'
   /** Increases at each update; names the container directory. */
   generation: number
+  /**
+   * Set when the container ended on its own and its restart policy let it stay down;
+   * such a deployment is not started again by a restore (only by `start` or a deploy).
+   */
+  hasEnded?: boolean
   /** The spec this one replaced, kept for rollback until the new one has started. */
   previous?: Omit<DeploymentSpec, 'previous'>
 }
