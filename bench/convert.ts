@@ -216,6 +216,28 @@ async function main(): Promise<void> {
     )
     for (const line of ratios) console.log(`  ${line}`)
   }
+  await memoryCheck()
+}
+
+// Memory must not grow with layer size: one 1 GiB file (sparse, so it costs no disk)
+// converts in about the memory of a small tree.
+async function memoryCheck(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'edgestar-bench-mem-'))
+  try {
+    await mkdir(join(dir, 'tree'))
+    await run('truncate', ['-s', '1G', join(dir, 'tree/big.img')])
+    await writeFile(join(dir, 'tree/one.txt'), 'one\n')
+    const args = ['convert', join(dir, 'tree'), join(dir, 'out.zst'), '--format', 'zstd-chunked']
+    const big = await measure(process.execPath, [CLI, ...args, '--json'])
+    await rm(join(dir, 'tree/big.img'))
+    const small = await measure(process.execPath, [CLI, ...args, '--json'])
+    console.log(
+      `\nmemory: peak RSS ${(big.peakRssBytes / MB).toFixed(0)} MB converting a 1 GiB file, ` +
+        `${(small.peakRssBytes / MB).toFixed(0)} MB converting a 4-byte file`,
+    )
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
 }
 
 function row(what: string, tool: string, m: Measured, bytes: number, blobBytes?: number): Row {
