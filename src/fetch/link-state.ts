@@ -15,6 +15,8 @@ export interface LinkChange {
  * second in a row (or a refused connection) `offline`; any success brings it back
  * `online`. The scheduler probes while offline; nothing here keeps time.
  */
+// TODO(fetch): only failures make the link `degraded`; a link that answers but slowly
+// (far below the cap, long time to first byte) still counts as online.
 export class LinkMonitor extends EventEmitter<{ change: [LinkChange] }> {
   private current: LinkState = 'online'
   private failuresInRow = 0

@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { EdgestarError, isEdgestarError } from '../../src/errors.js'
 import { FileReader, openLayer } from '../../src/estargz/index.js'
-import { type BlobReaderSource, FetchScheduler, type LinkChange } from '../../src/fetch/index.js'
+import {
+  type BlobReaderSource,
+  FetchScheduler,
+  installBandwidthControl,
+  type LinkChange,
+} from '../../src/fetch/index.js'
 import type { BlobReader, ByteRange } from '../../src/registry/index.js'
 import { Store } from '../../src/store/index.js'
 
@@ -268,6 +273,23 @@ describe('fetch scheduler', () => {
       assert.equal(store.layers.missingUnits(LAYER, 1, true).length, 0)
       assert.equal(scheduler.stats().demandBytes, 0)
     } finally {
+      cleanup()
+    }
+  })
+
+  it('takes a new cap from the control file on SIGHUP', async () => {
+    const { dir, scheduler, cleanup } = await setup()
+    const controlFile = join(dir, 'bandwidth')
+    const remove = installBandwidthControl(scheduler, controlFile)
+    try {
+      writeFileSync(controlFile, '512KiB\n')
+      process.emit('SIGHUP', 'SIGHUP')
+      assert.equal(scheduler.bandwidth, 512 * 1024)
+      writeFileSync(controlFile, '0')
+      process.emit('SIGHUP', 'SIGHUP')
+      assert.equal(scheduler.bandwidth, 0)
+    } finally {
+      remove()
       cleanup()
     }
   })
