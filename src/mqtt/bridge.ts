@@ -71,6 +71,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
   #reconnectTimer: NodeJS.Timeout | undefined
   #telemetryTimer: NodeJS.Timeout | undefined
   #statusQueued = false
+  #lastRefusalCode: number | undefined
   readonly #onControllerEvent = (event: DeviceEvent): void => this.#publishEvent(event)
 
   /**
@@ -136,7 +137,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     client.on('connect', (connack) => this.#onConnect(connack))
     client.on('message', (topic, payload, packet) => this.#onMessage(topic, payload, packet))
     client.on('close', () => this.#onClose())
-    client.on('error', (err) => this.#log.warn({ err: errorFields(err) }, 'broker error'))
+    client.on('error', (err) => this.#onError(err))
 
     const intervalMs = this.#options.telemetryIntervalMs ?? DEFAULT_TELEMETRY_INTERVAL_MS
     if (intervalMs > 0) {
@@ -245,6 +246,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
 
   #onConnect(connack: IConnackPacket): void {
     this.#reconnectAttempt = 0
+    this.#lastRefusalCode = undefined
     this.#setState('online')
     this.#log.info({ sessionPresent: connack.sessionPresent }, 'connected')
 
@@ -263,6 +265,20 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     this.#outbox.flushLoss()
     void this.#publishStatusNow()
     this.#pump.resume()
+  }
+
+  // A refusal in CONNACK (bad credentials, not authorised) needs an operator and is
+  // logged once per reason; socket errors while the broker is away are routine, since
+  // the disconnect itself was already logged.
+  #onError(err: Error): void {
+    const fields = errorFields(err)
+    if (typeof fields.code !== 'number') {
+      this.#log.debug({ err: fields }, 'broker connection error')
+      return
+    }
+    if (this.#lastRefusalCode === fields.code) return
+    this.#lastRefusalCode = fields.code
+    this.#log.error({ err: fields }, 'broker refused the connection')
   }
 
   #onClose(): void {
