@@ -227,12 +227,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
       // Reconnects are ours (backoff with jitter), and so are re-subscriptions.
       reconnectPeriod: 0,
       resubscribe: false,
-      will: {
-        topic: this.topics.status,
-        payload: Buffer.from(this.#offlineStatus('last-will')),
-        qos: 1,
-        retain: true,
-      },
+      will: this.#lastWill(),
     }
     if (protocolVersion === 5)
       options.properties = {
@@ -301,6 +296,8 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
       this.#reconnectTimer = undefined
       if (this.#state === 'stopped') return
       this.#setState('connecting')
+      // The will carries the time of the connect it belongs to.
+      if (this.#client !== undefined) this.#client.options.will = this.#lastWill()
       this.#client?.reconnect()
     }, delayMs)
   }
@@ -407,6 +404,11 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     const outcome = this.#schemas.validate(kind, message)
     if (!outcome.ok) this.#log.error({ kind, problem: outcome.message }, 'outgoing message invalid')
     return JSON.stringify(message)
+  }
+
+  #lastWill(): NonNullable<IClientOptions['will']> {
+    const payload = Buffer.from(this.#offlineStatus('last-will'))
+    return { topic: this.topics.status, payload, qos: 1, retain: true }
   }
 
   #offlineStatus(reason: 'last-will' | 'shutdown'): string {
