@@ -215,6 +215,7 @@ export class MergedView implements ImageView {
     const visible = new Map<string, DirEntry>()
     const hidden = new Set<string>()
     const prefixLength = path === '' ? 0 : path.length + 1
+    const resolvedChildren: [string, Resolved][] = []
 
     for (const i of dirLayers) {
       const children = await this.#layers[i].children(path)
@@ -227,20 +228,34 @@ export class MergedView implements ImageView {
           continue
         }
         if (visible.has(base) || hidden.has(base)) continue
-        visible.set(base, { name: base, node: await this.#childNode(i, child) })
+        const resolved = await this.#childNode(i, child)
+        visible.set(base, { name: base, node: resolved.node })
+        resolvedChildren.push([joinPath(path, base), resolved])
       }
       // A layer's whiteouts hide only what lies below it, never its own entries.
       for (const name of hiddenHere) hidden.add(name)
     }
 
+    // A listing is usually followed by a stat of each entry (ls -l, find): answer those
+    // from memory. Directories are left out; their lookup also needs their lower layers.
+    if (resolvedChildren.length <= this.#maxNodes / 4) {
+      for (const [childPath, resolved] of resolvedChildren) {
+        if (!resolved.dirLayers && resolved.node.type !== 'dir')
+          this.#cacheNode(childPath, resolved)
+      }
+    }
     return [...visible.values()].sort((a, b) => compareNames(a.name, b.name))
   }
 
-  /** Attributes for a listing; enough for d_type and d_ino (libfuse 2 has no readdirplus). */
-  async #childNode(layer: number, entry: LayerEntry): Promise<ViewNode> {
-    if (entry.type !== 'hardlink') return toNode(entry, entry.id + ROOT_INO + 1)
-    const target = await this.#followHardlink({ layer, entry })
-    return toNode(target.entry, target.entry.id + ROOT_INO + 1)
+  /**
+   * A listed entry resolved as a lookup would (for directories only the attributes, enough
+   * for d_type and d_ino: libfuse 2 has no readdirplus).
+   */
+  async #childNode(layer: number, entry: LayerEntry): Promise<Resolved> {
+    const target =
+      entry.type === 'hardlink' ? await this.#followHardlink({ layer, entry }) : { layer, entry }
+    const node = toNode(target.entry, target.entry.id + ROOT_INO + 1)
+    return target.entry.type === 'reg' ? { node, content: target } : { node }
   }
 
   #cacheNode(path: string, resolved: Resolved): void {

@@ -1,5 +1,6 @@
 import type { LayerEntry, LayerSource, NodeType } from './image-view.js'
 import { decodeXattrs, impliedDir, modtimeMs, parentOf } from './layer-entry.js'
+import type { ReadWindowCache } from './read-window-cache.js'
 import type { TocQueryClient } from './toc-query-client.js'
 import type { LayerSummary, WorkerTocRow } from './toc-query-worker.js'
 
@@ -13,6 +14,9 @@ export type LayerReadFn = (
   offset: number,
   length: number,
 ) => Promise<Buffer>
+
+/** Chunks up to this size are read whole into the window cache. */
+const MAX_WINDOW_BYTES = 4 << 20
 
 /** Entry ids per layer: 2^24, so 255 layers fit the 32-bit inode numbers fuse-native passes. */
 export const IDS_PER_LAYER = 1 << 24
@@ -28,6 +32,7 @@ export class StoreLayer implements LayerSource {
   readonly #digest: string
   readonly #queries: TocQueryClient
   readonly #read: LayerReadFn
+  readonly #windows: ReadWindowCache
   readonly #idBase: number
   readonly #hardlinks: Map<string, number>
   readonly #impliedDirs: Map<string, number>
@@ -38,11 +43,13 @@ export class StoreLayer implements LayerSource {
     position: number,
     queries: TocQueryClient,
     read: LayerReadFn,
+    windows: ReadWindowCache,
     summary: LayerSummary,
   ) {
     this.#digest = digest
     this.#queries = queries
     this.#read = read
+    this.#windows = windows
     this.#idBase = position * IDS_PER_LAYER
     this.contentBytes = summary.contentBytes
     this.entryCount = summary.entryCount + summary.impliedDirs.length
@@ -56,14 +63,19 @@ export class StoreLayer implements LayerSource {
     }
   }
 
-  /** Opens layer `digest`, the `position`-th from the bottom of its image. */
+  /**
+   * Opens layer `digest`, the `position`-th from the bottom of its image; `windows` is
+   * shared by the layers of one view.
+   */
   static async open(
     digest: string,
     position: number,
     queries: TocQueryClient,
     read: LayerReadFn,
+    windows: ReadWindowCache,
   ): Promise<StoreLayer> {
-    return new StoreLayer(digest, position, queries, read, await queries.summary(digest))
+    const summary = await queries.summary(digest)
+    return new StoreLayer(digest, position, queries, read, windows, summary)
   }
 
   async entry(name: string): Promise<LayerEntry | undefined> {
@@ -82,9 +94,24 @@ export class StoreLayer implements LayerSource {
     return entries
   }
 
+  /**
+   * Reads through the window cache: the whole chunk that holds `offset` is read once (it
+   * is the unit the scheduler fetches anyway) and later reads inside it come from memory.
+   */
   async read(entry: LayerEntry, offset: number, length: number): Promise<Buffer> {
     if (entry.sizeBytes === 0 || length === 0) return Buffer.alloc(0)
-    return this.#read(this.#digest, entry.name, offset, length)
+    const span = await this.#queries.chunkSpan(this.#digest, entry.name, offset)
+    const start = span?.chunkOffset ?? 0
+    const end = span ? start + span.chunkSize : 0
+    if (!span || offset + length > end || span.chunkSize > MAX_WINDOW_BYTES) {
+      return this.#read(this.#digest, entry.name, offset, length)
+    }
+
+    const key = `${this.#digest}\0${entry.name}\0${start}`
+    const window = await this.#windows.get(key, () =>
+      this.#read(this.#digest, entry.name, start, end - start),
+    )
+    return window.subarray(offset - start, offset - start + length)
   }
 
   #toEntry(row: WorkerTocRow): LayerEntry {

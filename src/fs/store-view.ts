@@ -1,5 +1,6 @@
 import { EdgestarError } from '../errors.js'
 import { MergedView, type MergedViewOptions } from './merged-view.js'
+import { ReadWindowCache } from './read-window-cache.js'
 import { IDS_PER_LAYER, type LayerReadFn, StoreLayer } from './store-layer.js'
 import { TocQueryClient } from './toc-query-client.js'
 
@@ -11,7 +12,11 @@ export interface StoreViewOptions extends Omit<MergedViewOptions, 'onClose'> {
   layerDigests: string[]
   /** Lazy file read: chunk cache first, else await the fetch scheduler. */
   read: LayerReadFn
+  /** Bytes of recently read chunks kept in memory (default 16 MiB). */
+  readCacheBytes?: number
 }
+
+const DEFAULT_READ_CACHE_BYTES = 16 << 20
 
 const MAX_LAYERS = Math.floor(2 ** 32 / IDS_PER_LAYER) - 1
 
@@ -21,7 +26,7 @@ const MAX_LAYERS = Math.floor(2 ** 32 / IDS_PER_LAYER) - 1
  * worker. Throws EDGESTAR_FS_TOO_MANY_LAYERS past 255 layers.
  */
 export async function openStoreView(options: StoreViewOptions): Promise<MergedView> {
-  const { dbPath, layerDigests, read, ...viewOptions } = options
+  const { dbPath, layerDigests, read, readCacheBytes, ...viewOptions } = options
   if (layerDigests.length > MAX_LAYERS) {
     throw new EdgestarError(
       'EDGESTAR_FS_TOO_MANY_LAYERS',
@@ -31,9 +36,12 @@ export async function openStoreView(options: StoreViewOptions): Promise<MergedVi
   }
 
   const queries = new TocQueryClient(dbPath)
+  const windows = new ReadWindowCache(readCacheBytes ?? DEFAULT_READ_CACHE_BYTES)
   try {
     const layers = await Promise.all(
-      layerDigests.map((digest, position) => StoreLayer.open(digest, position, queries, read)),
+      layerDigests.map((digest, position) =>
+        StoreLayer.open(digest, position, queries, read, windows),
+      ),
     )
     return new MergedView(layers, { ...viewOptions, onClose: () => queries.close() })
   } catch (err) {

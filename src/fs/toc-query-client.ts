@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { EdgestarError } from '../errors.js'
-import type { LayerSummary, TocWorkerData, WorkerTocRow } from './toc-query-worker.js'
+import type { ChunkSpan, LayerSummary, TocWorkerData, WorkerTocRow } from './toc-query-worker.js'
 
 type Pending = { resolve: (value: unknown) => void; reject: (err: Error) => void }
 
@@ -39,6 +39,11 @@ export class TocQueryClient {
   /** Rows directly inside `dir`, ordered by base name. */
   children(layerDigest: string, dir: string): Promise<WorkerTocRow[]> {
     return this.#call('children', [layerDigest, dir]) as Promise<WorkerTocRow[]>
+  }
+
+  /** The chunk of file `name` that holds byte `offset`, or undefined (no chunks). */
+  chunkSpan(layerDigest: string, name: string, offset: number): Promise<ChunkSpan | undefined> {
+    return this.#call('chunkSpan', [layerDigest, name, offset]) as Promise<ChunkSpan | undefined>
   }
 
   /** Counts, hardlink targets and implied directories of a layer (one pass). */

@@ -34,6 +34,12 @@ export interface LayerSummary {
   impliedDirs: string[]
 }
 
+/** The chunk of a file that holds a given offset. */
+export interface ChunkSpan {
+  chunkOffset: number
+  chunkSize: number
+}
+
 /** Data a worker is started with. */
 export interface TocWorkerData {
   dbPath: string
@@ -65,7 +71,13 @@ const orphanParents = db.prepare(
    AND NOT EXISTS (SELECT 1 FROM toc_entries d WHERE d.layer_digest = t.layer_digest AND d.name = t.parent)`,
 )
 
+const chunkAt = db.prepare(
+  `SELECT chunk_offset AS chunkOffset, chunk_size AS chunkSize FROM layer_chunks
+   WHERE layer_digest = ? AND entry_name = ? AND chunk_offset <= ? ORDER BY chunk_offset DESC LIMIT 1`,
+)
+
 const ops: Record<string, (...args: never[]) => unknown> = {
+  chunkSpan: (layer: string, name: string, offset: number) => chunkAt.get(layer, name, offset),
   entry: (layer: string, name: string) => visible(byName.get(layer, name) as WorkerTocRow),
   children: (layer: string, dir: string) =>
     (byParent.all(layer, dir) as WorkerTocRow[]).filter((row) => visible(row) !== undefined),

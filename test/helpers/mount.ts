@@ -1,10 +1,12 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import {
   abortMount,
+  FSNAME_PREFIX,
   type ImageView,
   type Mounted,
   type MountOptions,
@@ -30,6 +32,27 @@ export interface ScannedEntry {
   /** xattr name → base64 value. */
   xattrs: Record<string, string>
   sha256?: string
+}
+
+const TEST_MOUNT_PREFIX = 'edgestar-mnt-'
+
+/**
+ * Aborts and removes test mounts (`$TMPDIR/edgestar-mnt-*`) whose serving process is gone:
+ * a test process killed mid-run cannot clean up after itself.
+ */
+export async function clearDeadTestMounts(): Promise<void> {
+  const mountinfo = await readFile('/proc/self/mountinfo', 'utf8')
+  for (const line of mountinfo.split('\n')) {
+    const fields = line.split(' ')
+    const mountpoint = fields[4] ?? ''
+    const source = fields[fields.indexOf('-') + 2] ?? ''
+    if (!mountpoint.startsWith(join(tmpdir(), TEST_MOUNT_PREFIX))) continue
+    if (!source.startsWith(FSNAME_PREFIX)) continue
+    const pid = Number(source.slice(FSNAME_PREFIX.length))
+    if (existsSync(`/proc/${pid}`)) continue
+    await abortMount(mountpoint).catch(() => {})
+    await rm(mountpoint, { recursive: true, force: true }).catch(() => {})
+  }
 }
 
 /** A test mount in a fresh temporary directory. */

@@ -1,0 +1,220 @@
+/**
+ * FUSE benchmark, local disk side by side in the same run:
+ * 1. warm sequential read: one 256 MB file read through the mount (every chunk already in
+ *    the cache) versus the same file on local disk, page caches dropped before each run;
+ * 2. stat/readdir walk of a 10k-file tree (`find -printf` with sizes and modes), mount
+ *    versus local disk, page caches dropped before each run;
+ * 3. background-cap accuracy: actual background bytes per second versus the configured
+ *    cap, over a 30 s window at three rates (the Debian rootfs image, fresh cache each).
+ *
+ * Run: `bash bench/fuse.sh`. Env: EDGESTAR_CACHE_DIR (trees and blobs are cached there),
+ * EDGESTAR_TEST_ROOTFS, BENCH_CAP_WINDOW_SEC (default 30).
+ */
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { promisify } from 'node:util'
+import { convertLayer } from '../src/estargz/index.js'
+import { FetchScheduler } from '../src/fetch/index.js'
+import { type Mounted, mountImage, openStoreView } from '../src/fs/index.js'
+import { ImageService } from '../src/images/index.js'
+import { parseReference, RegistryClient } from '../src/registry/index.js'
+import { Store } from '../src/store/index.js'
+import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
+import { startRegistry } from '../test/helpers/registry-server.js'
+
+const run = promisify(execFile)
+const CACHE_DIR = resolve(process.env.EDGESTAR_CACHE_DIR ?? '.cache')
+const ROOTFS = process.env.EDGESTAR_TEST_ROOTFS ?? join(CACHE_DIR, 'rootfs-bookworm-py')
+const CAP_WINDOW_SEC = Number(process.env.BENCH_CAP_WINDOW_SEC ?? 30)
+const BIG_FILE_BYTES = 256 << 20
+const TREE_FILES = 10_000
+const MB = 1_000_000
+const CAP_RATES = [256 << 10, 1 << 20, 2 << 20]
+
+/** The bench tree: `big.bin` and `tree/dNN/fNNNN` (10k small files), built once. */
+async function benchTree(): Promise<string> {
+  const root = join(CACHE_DIR, 'bench-fuse', 'tree-v1')
+  if (existsSync(join(root, '.complete'))) return root
+  await rm(root, { recursive: true, force: true })
+  await mkdir(root, { recursive: true })
+  const block = randomBytes(1 << 20)
+  const big: Buffer[] = []
+  for (let i = 0; i < BIG_FILE_BYTES >> 20; i++) big.push(randomBytes(1 << 20))
+  await writeFile(join(root, 'big.bin'), Buffer.concat(big))
+  for (let d = 0; d < 100; d++) {
+    const dir = join(root, 'tree', `d${d}`)
+    await mkdir(dir, { recursive: true })
+    for (let f = 0; f < TREE_FILES / 100; f++) {
+      const size = 512 + ((d * 131 + f * 17) % 7680)
+      await writeFile(join(dir, `f${f}`), block.subarray(f * 64, f * 64 + size))
+    }
+  }
+  await writeFile(join(root, '.complete'), '')
+  return root
+}
+
+/** `dir` converted to eStargz once (cached next to it). */
+async function layerOf(dir: string, name: string): Promise<TestLayer> {
+  const blobPath = join(CACHE_DIR, 'bench-fuse', `${name}.estargz`)
+  const resultPath = `${blobPath}.json`
+  if (!existsSync(resultPath)) {
+    const result = await convertLayer(dir, blobPath, { chunkSizeBytes: 1 << 20, level: 1 })
+    await writeFile(resultPath, JSON.stringify(result))
+  }
+  const result = JSON.parse(await readFile(resultPath, 'utf8')) as TestLayer & {
+    annotations: Record<string, string>
+  }
+  return {
+    blob: await readFile(blobPath),
+    diffID: result.diffID,
+    mediaType: result.mediaType,
+    annotations: result.annotations,
+  }
+}
+
+interface Stack {
+  store: Store
+  registry: RegistryClient
+  scheduler: FetchScheduler
+  images: ImageService
+  mounted: Mounted
+  mountpoint: string
+  close(): Promise<void>
+}
+
+async function mountStack(
+  ref: string,
+  rateBytesPerSec: number,
+  background: boolean,
+): Promise<Stack> {
+  const stateDir = await mkdtemp(join(tmpdir(), 'edgestar-bench-state-'))
+  const mountpoint = await mkdtemp(join(tmpdir(), 'edgestar-bench-mnt-'))
+  const store = Store.open(stateDir)
+  const registry = new RegistryClient({ dockerConfigPath: null })
+  const scheduler = new FetchScheduler({
+    store,
+    registry,
+    backgroundRateBytesPerSec: rateBytesPerSec,
+  })
+  scheduler.setBackgroundEnabled(background)
+  const images = new ImageService({ store, registry, scheduler })
+  const image = await images.open(ref)
+  const view = await openStoreView({
+    dbPath: store.dbPath,
+    layerDigests: image.layers,
+    read: images.readLayerFile,
+  })
+  const mounted = await mountImage(view, mountpoint)
+  return {
+    store,
+    registry,
+    scheduler,
+    images,
+    mounted,
+    mountpoint,
+    async close() {
+      await mounted.unmount()
+      scheduler.close()
+      await registry.close()
+      store.close()
+      await rm(mountpoint, { recursive: true, force: true })
+      await rm(stateDir, { recursive: true, force: true })
+    },
+  }
+}
+
+async function dropCaches(): Promise<void> {
+  await run('sync')
+  await writeFile('/proc/sys/vm/drop_caches', '3').catch(() => {})
+}
+
+/** Seconds a shell command takes in a child process (the mount's server stays free). */
+async function timed(script: string): Promise<number> {
+  await dropCaches()
+  const started = process.hrtime.bigint()
+  await run('sh', ['-c', script], { maxBuffer: 64 << 20 })
+  return Number(process.hrtime.bigint() - started) / 1e9
+}
+
+async function readAndWalk(registryHost: string): Promise<void> {
+  const tree = await benchTree()
+  const ref = `${registryHost}/bench/tree:v1`
+  const pusher = new RegistryClient({ dockerConfigPath: null })
+  await pushTestImage(pusher, ref, [await layerOf(tree, 'tree-v1')])
+  await pusher.close()
+
+  const stack = await mountStack(ref, 0, false)
+  try {
+    const image = stack.store.images.get(parseReference(ref).name)
+    if (!image) throw new Error('bench image not recorded')
+    const pulled = Date.now()
+    await stack.images.pull(image)
+    console.log(
+      `cache warmed: whole image fetched in ${((Date.now() - pulled) / 1000).toFixed(1)} s`,
+    )
+
+    const read = (dir: string): string => `cat '${dir}/big.bin' > /dev/null`
+    const localRead = await timed(read(tree))
+    const fuseRead = await timed(read(stack.mountpoint))
+    const walk = (dir: string): string => `find '${dir}/tree' -printf '%s %m %n\\n' | wc -l`
+    const localWalk = await timed(walk(tree))
+    const fuseWalk = await timed(walk(stack.mountpoint))
+
+    const mbps = (seconds: number): number => BIG_FILE_BYTES / MB / seconds
+    console.log('\nwarm sequential read, 256 MiB file (page caches dropped before each)')
+    console.log(`  local disk  ${mbps(localRead).toFixed(0).padStart(6)} MB/s`)
+    console.log(`  FUSE mount  ${mbps(fuseRead).toFixed(0).padStart(6)} MB/s`)
+    console.log(`  ratio mount/local = ${(localRead / fuseRead).toFixed(2)} (target >= 0.5)`)
+    console.log(`\nstat/readdir walk of ${TREE_FILES} files (find -printf size, mode, nlink)`)
+    console.log(`  local disk  ${localWalk.toFixed(2).padStart(6)} s`)
+    console.log(`  FUSE mount  ${fuseWalk.toFixed(2).padStart(6)} s`)
+    console.log(`  ratio local/mount time = ${(localWalk / fuseWalk).toFixed(2)}`)
+  } finally {
+    await stack.close()
+  }
+}
+
+async function backgroundCap(registryHost: string): Promise<void> {
+  const ref = `${registryHost}/bench/rootfs:v1`
+  const pusher = new RegistryClient({ dockerConfigPath: null })
+  await pushTestImage(pusher, ref, [await layerOf(ROOTFS, 'rootfs')])
+  await pusher.close()
+
+  console.log(`\nbackground cap accuracy (${CAP_WINDOW_SEC} s window after a 3 s warm-up)`)
+  for (const rate of CAP_RATES) {
+    const stack = await mountStack(ref, rate, true)
+    try {
+      const image = stack.store.images.get(parseReference(ref).name)
+      if (!image) throw new Error('bench image not recorded')
+      const pulling = stack.images.pull(image, { priority: 'background' }).catch(() => {})
+      await sleep(3000)
+      const before = stack.scheduler.stats().backgroundBytes
+      await sleep(CAP_WINDOW_SEC * 1000)
+      const actual = (stack.scheduler.stats().backgroundBytes - before) / CAP_WINDOW_SEC
+      const kib = (bytes: number): string => `${(bytes / 1024).toFixed(0)} KiB/s`
+      console.log(
+        `  cap ${kib(rate).padStart(11)}  actual ${kib(actual).padStart(11)}  ratio ${(actual / rate).toFixed(3)}`,
+      )
+      // Let in-flight batches finish before the store closes under them.
+      stack.scheduler.setBackgroundEnabled(false)
+      while (stack.scheduler.stats().running > 0) await sleep(100)
+      stack.scheduler.close()
+      await pulling
+    } finally {
+      await stack.close()
+    }
+  }
+}
+
+const server = await startRegistry()
+try {
+  await readAndWalk(server.host)
+  await backgroundCap(server.host)
+} finally {
+  await server.stop()
+}
