@@ -51,6 +51,9 @@ async function startAgent(): Promise<void> {
     String(CAP_BYTES_PER_SEC),
     '--offline-wait',
     '2s',
+    // A container killed before its SIGTERM handler is installed need not hold a test up.
+    '--stop-timeout-ms',
+    '3000',
     '--mqtt-url',
     (broker as TestBroker).url,
     '--mqtt-device-id',
