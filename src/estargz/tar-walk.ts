@@ -138,9 +138,9 @@ function toEntry(
     type,
     size: type === 'reg' ? (paxNumber(pax, 'size') ?? size) : 0,
     mode: parseNumber(block.subarray(100, 108), 'mode'),
-    uid: paxNumber(pax, 'uid') ?? parseNumber(block.subarray(108, 116), 'uid'),
-    gid: paxNumber(pax, 'gid') ?? parseNumber(block.subarray(116, 124), 'gid'),
-    mtimeSec: paxNumber(pax, 'mtime') ?? parseNumber(block.subarray(136, 148), 'mtime'),
+    uid: ownerId(paxNumber(pax, 'uid') ?? parseNumber(block.subarray(108, 116), 'uid'), 'uid'),
+    gid: ownerId(paxNumber(pax, 'gid') ?? parseNumber(block.subarray(116, 124), 'gid'), 'gid'),
+    mtimeSec: paxNumber(pax, 'mtime', true) ?? parseNumber(block.subarray(136, 148), 'mtime'),
     devMajor:
       type === 'char' || type === 'block' ? parseNumber(block.subarray(329, 337), 'devmajor') : 0,
     devMinor:
@@ -205,11 +205,23 @@ function paxText(pax: Map<string, Buffer>, key: string): string | undefined {
   return pax.get(key)?.toString('utf8')
 }
 
-function paxNumber(pax: Map<string, Buffer>, key: string): number | undefined {
+// PAX times may be negative (before 1970) and fractional; ids and sizes may not.
+function paxNumber(
+  pax: Map<string, Buffer>,
+  key: string,
+  allowNegative = false,
+): number | undefined {
   const text = paxText(pax, key)
   if (text === undefined) return undefined
   const value = Math.floor(Number(text))
-  if (!Number.isSafeInteger(value) || value < 0) throw corrupt(`tar PAX ${key} is not a number`)
+  if (!Number.isSafeInteger(value) || (value < 0 && !allowNegative))
+    throw corrupt(`tar PAX ${key} is not a number`)
+  return value
+}
+
+// Linux owner ids are 32 bits; a larger one cannot be set on any file.
+function ownerId(value: number, what: string): number {
+  if (value > 0xffffffff) throw corrupt(`tar ${what} ${value} is beyond 32 bits`)
   return value
 }
 

@@ -52,6 +52,19 @@ export function tarEntry(
   return Buffer.concat([tarHeader(name, content.length, typeflag, linkName, mode), content, pad])
 }
 
+/** A PAX extended header entry holding `records` for the entry after it. */
+export function paxEntry(records: Record<string, string>): Buffer {
+  const body = Object.entries(records)
+    .map(([key, value]) => {
+      const rest = ` ${key}=${value}\n`
+      let length = rest.length + 1
+      while (`${length}${rest}`.length !== length) length++
+      return `${length}${rest}`
+    })
+    .join('')
+  return tarEntry('PaxHeaders/x', Buffer.from(body), 'x')
+}
+
 /** The 51-byte gzip eStargz footer pointing at `tocOffset`. */
 export function estargzFooter(tocOffset: number): Buffer {
   const payload = `${tocOffset.toString(16).padStart(16, '0')}STARGZ`

@@ -18,7 +18,7 @@ import { EXTRACT_ERRORS, extractLayer } from '../../src/cli/commands/extract.js'
 import { isEdgestarError } from '../../src/errors.js'
 import { cleanEntryName, ESTARGZ_ERRORS } from '../../src/estargz/index.js'
 import { type FixtureFile, listFixtures } from '../helpers/fixtures.js'
-import { smuggleBeforeToc, tarEntry } from './blob-builder.js'
+import { paxEntry, smuggleBeforeToc, tarEntry } from './blob-builder.js'
 
 const scratch = mkdtempSync(join(tmpdir(), 'edgestar-extract-'))
 after(() => rmSync(scratch, { recursive: true, force: true }))
@@ -272,6 +272,17 @@ describe('extract never writes outside its directory', () => {
     assert.equal(lstatSync(join(dir, 'early')).ino, lstatSync(join(dir, 'target')).ino)
     assert.ok(lstatSync(join(dir, 'hs')).isSymbolicLink())
     assert.equal(readlinkSync(join(dir, 'hs')), 'target')
+  })
+})
+
+describe('extract keeps unusual but valid metadata', () => {
+  it('sets an mtime from before 1970', async () => {
+    const path = join(scratch, `old-${counter++}.tar.gz`)
+    const entries = [paxEntry({ mtime: '-86401' }), tarEntry('old', Buffer.from('x'))]
+    writeFileSync(path, gzipSync(Buffer.concat([...entries, Buffer.alloc(1024)])))
+    const dir = freshDir()
+    await extractLayer(path, dir)
+    assert.equal(lstatSync(join(dir, 'old')).mtimeMs, -86401000)
   })
 })
 

@@ -172,6 +172,13 @@ async function extractFrom(
   return { format, diffID: streamed.diffID, ...writer.counts() }
 }
 
+// Node reads a negative number of seconds as "now"; a Date keeps times before 1970.
+// Beyond what a Date holds, the time is clamped (filesystems clamp further).
+function fileTime(entry: LayerTarEntry): Date {
+  const limitMs = 8.64e15
+  return new Date(Math.max(-limitMs, Math.min(limitMs, entry.mtimeSec * 1000)))
+}
+
 const HOLE_BLOCK_BYTES = 4096
 const ZERO_BLOCK = Buffer.alloc(HOLE_BLOCK_BYTES)
 
@@ -217,7 +224,8 @@ const ERRNO_TEXT: Record<string, string> = {
 // the path it hit, and what to do.
 function asWriteError(err: unknown, destDir: string): unknown {
   const errno = err as NodeJS.ErrnoException
-  if (err instanceof EdgestarError || typeof errno?.code !== 'string') return err
+  // Only system errors (ENOSPC, EROFS...) are the machine's condition; others are bugs.
+  if (err instanceof EdgestarError || typeof errno?.errno !== 'number' || !errno.code) return err
   const where = shorten(errno.path ?? destDir)
   const why = ERRNO_TEXT[errno.code] ?? errno.message
   return new EdgestarError(
@@ -350,11 +358,11 @@ class TreeWriter {
       const isLink = (await lstat(path)).isSymbolicLink()
       if (isLink !== (entry.type === 'symlink')) continue
       if (entry.type === 'symlink') {
-        await lutimes(path, entry.mtimeSec, entry.mtimeSec)
+        await lutimes(path, fileTime(entry), fileTime(entry))
         continue
       }
       await chmod(path, entry.mode & 0o7777)
-      await utimes(path, entry.mtimeSec, entry.mtimeSec)
+      await utimes(path, fileTime(entry), fileTime(entry))
     }
   }
 
