@@ -1,8 +1,9 @@
 import type { Logger } from '../log.js'
 import type { OutboxItem, OutboxStore } from './types.js'
 
-/** Default drain rate: a reconnect must not flood a thin link. */
+/** Default drain rate in messages per second: a reconnect must not flood a thin link. */
 export const DEFAULT_PUBLISH_PER_SEC = 20
+/** Default drain rate in payload bytes per second. */
 export const DEFAULT_PUBLISH_BYTES_PER_SEC = 64 * 1024
 
 /** Messages handed to the MQTT client and not yet acknowledged, at most. */

@@ -148,6 +148,20 @@ describe('MqttBridge against Mosquitto', () => {
     }
   })
 
+  test('publishes telemetry periodically', async () => {
+    const device = await startDevice(broker, { telemetryIntervalMs: 200 })
+    try {
+      const samples = await observer.waitFor('two telemetry samples', () => {
+        const found = observer.bodies(device.bridge.topics.telemetry)
+        return found.length >= 2 ? found : undefined
+      })
+      for (const sample of samples) assertValid('telemetry', sample)
+      assert.notEqual(samples[0]?.msgId, samples[1]?.msgId)
+    } finally {
+      await device.close()
+    }
+  })
+
   test('a repeated command id runs once and is answered from the stored result', async () => {
     const device = await startDevice(broker)
     try {

@@ -84,18 +84,23 @@ describe('edgestar fleet', () => {
     })
   })
 
+  test('asking again with the same --id returns the stored result without running it', async () => {
+    const args = ['fleet', 'gc', '--device', deviceId, '--broker', broker.url]
+    const signed = [...args, '--key', join(dir, 'fleet.key'), '--id', 'cli-gc-1']
+    const first = await edgestar(signed)
+    const again = await edgestar(signed)
+    assert.equal(first.out.ok, true)
+    assert.equal(again.out.duplicate, true)
+    assert.equal(controller.count('gc'), 1)
+  })
+
   test('an unsigned command is refused by a device that has a fleet key', async () => {
-    const { code, out } = await edgestar([
-      'fleet',
-      'gc',
-      '--device',
-      deviceId,
-      '--broker',
-      broker.url,
-    ])
+    const gcCalls = controller.count('gc')
+    const args = ['fleet', 'gc', '--device', deviceId, '--broker', broker.url]
+    const { code, out } = await edgestar(args)
     assert.equal(code, 1)
     assert.equal((out.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_UNSIGNED')
-    assert.equal(controller.count('gc'), 0)
+    assert.equal(controller.count('gc'), gcCalls)
   })
 
   test('a group command collects the results of the group', async () => {

@@ -6,6 +6,7 @@ import {
   canonicalCommandBytes,
   canonicalJson,
   checkCommandSignature,
+  defaultDeviceId,
   deviceTopics,
   generateFleetKeyPair,
   loadFleetPrivateKey,
@@ -90,5 +91,13 @@ describe('device topics', () => {
         () => deviceTopics('edgestar', id, [...groups]),
         (err) => isEdgestarError(err, 'EDGESTAR_MQTT_TOPIC_INVALID'),
       )
+  })
+})
+
+describe('defaultDeviceId', () => {
+  test('is the machine id, or the host name where there is none, and a valid topic level', () => {
+    const id = defaultDeviceId()
+    assert.ok(id.length > 0)
+    assert.doesNotThrow(() => deviceTopics('edgestar', id, []))
   })
 })
