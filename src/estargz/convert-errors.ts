@@ -11,6 +11,8 @@ export const CONVERT_ERRORS = {
   TAR_CORRUPT: 'EDGESTAR_CONVERT_TAR_CORRUPT',
   /** An entry cannot be represented (socket, unknown tar type, device number too big). */
   ENTRY_UNSUPPORTED: 'EDGESTAR_CONVERT_ENTRY_UNSUPPORTED',
+  /** A hardlink in the input names an entry the input does not have. */
+  HARDLINK_MISSING: 'EDGESTAR_CONVERT_HARDLINK_MISSING',
   /** A file changed size while it was being converted. */
   FILE_CHANGED: 'EDGESTAR_CONVERT_FILE_CHANGED',
   /** An option is out of range or malformed (chunk size, level, format). */

@@ -5,7 +5,39 @@
  * Unlike the reference, a parent directory absent from the input does not make the
  * path "missing": layers often leave directories implicit.
  */
+import { EdgestarError } from '../errors.js'
+import { CONVERT_ERRORS } from './convert-errors.js'
 import { cleanEntryName, type SourceEntry } from './tar-source.js'
+import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './types.js'
+
+const FORMAT_NAMES = new Set([PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK, TOC_TAR_NAME])
+
+/**
+ * The input entries a layer can carry: names the format adds itself (landmarks, the
+ * TOC) are dropped, as the reference converter drops them, with `warn`. Throws
+ * HARDLINK_MISSING for a hardlink whose target is not in the input: a reader would
+ * refuse the layer.
+ */
+export function layerEntries(
+  entries: SourceEntry[],
+  warn: (message: string) => void,
+): SourceEntry[] {
+  const kept = entries.filter((entry) => {
+    const isFormatName = FORMAT_NAMES.has(cleanEntryName(entry.name))
+    if (isFormatName) warn(`dropped "${entry.name}": the converter writes that entry itself`)
+    return !isFormatName
+  })
+  const names = new Set(kept.map((entry) => cleanEntryName(entry.name)))
+  for (const entry of kept) {
+    if (entry.type !== 'hardlink' || names.has(cleanEntryName(entry.linkName))) continue
+    throw new EdgestarError(
+      CONVERT_ERRORS.HARDLINK_MISSING,
+      `hardlink "${entry.name}" points at "${entry.linkName}", which is not in the input`,
+      { hint: 'the input is incomplete; produce it again with the link target included' },
+    )
+  }
+  return kept
+}
 
 const MAX_DEPTH = 4096
 

@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os'
 import { basename, dirname, join, resolve, sep } from 'node:path'
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
-import { orderEntries } from './convert-order.js'
+import { layerEntries, orderEntries } from './convert-order.js'
 import { withReadAhead } from './convert-read-ahead.js'
 import {
   type ConvertFormat,
@@ -56,7 +56,8 @@ export async function convertLayer(
     tempDir: options.tempDir,
   })
   try {
-    const order = orderEntries(source.entries, options.prioritizedPaths ?? [])
+    const entries = layerEntries(source.entries, options.onWarning ?? (() => {}))
+    const order = orderEntries(entries, options.prioritizedPaths ?? [])
     if (order.missed.length > 0 && !options.allowMissingPrioritized) throw missing(order.missed)
 
     const tmpPath = `${outPath}.tmp-${process.pid}`

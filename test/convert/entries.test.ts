@@ -187,8 +187,28 @@ describe('prioritized files and landmarks', () => {
       ])
       assert.deepEqual(names.slice(landmark + 1), ['late'])
       assert.equal(result.missedPrioritized.length, 0)
+
+      const refgen = await refgenPath()
+      if (refgen === undefined) return
+      const report = await refgenVerify(refgen, blob, result.tocDigest, tree)
+      assert.deepEqual([...report.errors, ...report.differences], [])
     })
   }
+
+  test('landmark and TOC names in a directory are dropped with a warning, not doubled', async () => {
+    const src = join(work, 'fake-meta')
+    await mkdir(src)
+    await writeFile(join(src, '.no.prefetch.landmark'), 'x')
+    await writeFile(join(src, 'stargz.index.json'), '{}')
+    await writeFile(join(src, 'real'), 'real')
+    const warnings: string[] = []
+    const { blob, result } = await convert(src, 'fake-meta.estargz', {
+      onWarning: (message) => warnings.push(message),
+    })
+    const names = (await tocOf(blob, result.tocDigest)).map((e) => e.name)
+    assert.deepEqual(names, ['.no.prefetch.landmark', '', 'real'])
+    assert.equal(warnings.length, 2)
+  })
 
   test('a prioritized path missing from the input is an error unless allowed', async () => {
     await assert.rejects(
@@ -248,6 +268,10 @@ describe('chunk splitting', () => {
       } finally {
         await reader.close()
       }
+      const refgen = await refgenPath()
+      if (refgen === undefined) return
+      const report = await refgenVerify(refgen, blob, result.tocDigest, tree)
+      assert.deepEqual([...report.errors, ...report.differences], [])
     })
   }
 
@@ -321,6 +345,19 @@ describe('tar inputs', () => {
     const second = await convert(first.blob, 'again-2.estargz')
     assert.equal(second.result.tocDigest, first.result.tocDigest)
     assert.equal(second.result.diffID, first.result.diffID)
+  })
+
+  test('a hardlink to an entry the tar lacks is refused with HARDLINK_MISSING', async () => {
+    const src = join(work, 'linksrc')
+    await mkdir(src)
+    await writeFile(join(src, 'target'), 'data')
+    await link(join(src, 'target'), join(src, 'link'))
+    const broken = join(work, 'broken-link.tar')
+    await run('tar', ['--sort=name', '-cf', broken, '-C', src, 'target', 'link'])
+    await run('tar', ['--delete', '-f', broken, 'target'])
+    await assert.rejects(convert(broken, 'broken-link.estargz'), (err) =>
+      isEdgestarError(err, CONVERT_ERRORS.HARDLINK_MISSING),
+    )
   })
 
   test('a file that is not a tar is refused with INPUT_UNSUPPORTED', async () => {
