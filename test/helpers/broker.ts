@@ -1,9 +1,10 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { createServer, Socket } from 'node:net'
+import { Socket } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { freePort } from './registry-server.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -203,15 +204,6 @@ async function mosquittoIds(): Promise<{ uid: number; gid: number }> {
   return { uid: Number(uid), gid: Number(gid) }
 }
 
-async function freePort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise((resolve) => server.close(resolve))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
-}
-
 function canConnect(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = new Socket()
@@ -229,14 +221,12 @@ function canConnect(port: number): Promise<boolean> {
 async function makeCertificates(dir: string): Promise<BrokerTls> {
   const path = (name: string): string => join(dir, name)
   const openssl = (args: string[]) => execFileAsync('openssl', args)
+  // An EC P-256 key, unencrypted, made alongside each certificate request.
+  const newKey = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes']
   await openssl([
     'req',
     '-x509',
-    '-newkey',
-    'ec',
-    '-pkeyopt',
-    'ec_paramgen_curve:P-256',
-    '-nodes',
+    ...newKey,
     '-keyout',
     path('ca.key'),
     '-out',
@@ -252,11 +242,7 @@ async function makeCertificates(dir: string): Promise<BrokerTls> {
   ] as const) {
     await openssl([
       'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:P-256',
-      '-nodes',
+      ...newKey,
       '-keyout',
       path(`${name}.key`),
       '-out',

@@ -82,22 +82,25 @@ function assertValid(kind: 'command' | 'result' | 'status' | 'telemetry' | 'even
   )
 }
 
-describe('MqttBridge against Mosquitto', () => {
-  let broker: TestBroker
-  let observer: Observer
-
+/** A broker and an observer on `edgestar/#` for one describe block, stopped after it. */
+function sharedBroker(): { broker: TestBroker; observer: Observer } {
+  const env = {} as { broker: TestBroker; observer: Observer }
   before(async () => {
-    broker = await TestBroker.start()
-    observer = await Observer.connect(broker.url, 'edgestar/#')
+    env.broker = await TestBroker.start()
+    env.observer = await Observer.connect(env.broker.url, 'edgestar/#')
   })
-
   after(async () => {
-    await observer?.close()
-    await broker?.close()
+    await env.observer?.close()
+    await env.broker?.close()
   })
+  return env
+}
+
+describe('MqttBridge against Mosquitto', () => {
+  const env = sharedBroker()
 
   test('a deploy command runs and its result, status, events and telemetry validate', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
       const { topics } = device.bridge
       const command = {
@@ -108,15 +111,15 @@ describe('MqttBridge against Mosquitto', () => {
         env: { A: '1' },
       }
       assertValid('command', command)
-      await observer.publish(topics.command, command)
+      await env.observer.publish(topics.command, command)
 
-      const result = await observer.result(topics.result, 'deploy-1')
+      const result = await env.observer.result(topics.result, 'deploy-1')
       assert.equal(result.ok, true)
       assert.deepEqual(result.deployment, { name: 'web', state: 'running' })
       assertValid('result', result)
 
-      const status = await observer.waitFor('status with web running', () =>
-        observer.seen.find(
+      const status = await env.observer.waitFor('status with web running', () =>
+        env.observer.seen.find(
           (m) =>
             m.topic === topics.status &&
             JSON.stringify((m.body as { deployments?: unknown }).deployments)?.includes('running'),
@@ -125,8 +128,8 @@ describe('MqttBridge against Mosquitto', () => {
       assertValid('status', status.body)
       assert.equal((status.body as { online: boolean }).online, true)
 
-      const events = await observer.waitFor('two state events', () => {
-        const found = observer.bodies(topics.events)
+      const events = await env.observer.waitFor('two state events', () => {
+        const found = env.observer.bodies(topics.events)
         return found.length >= 2 ? found : undefined
       })
       for (const event of events) assertValid('event', event)
@@ -136,9 +139,9 @@ describe('MqttBridge against Mosquitto', () => {
       )
 
       await device.bridge.publishTelemetry()
-      const telemetry = await observer.waitFor(
+      const telemetry = await env.observer.waitFor(
         'telemetry',
-        () => observer.bodies(topics.telemetry)[0],
+        () => env.observer.bodies(topics.telemetry)[0],
       )
       assertValid('telemetry', telemetry)
       assert.equal((telemetry.deployments as unknown[]).length, 1)
@@ -149,10 +152,10 @@ describe('MqttBridge against Mosquitto', () => {
   })
 
   test('publishes telemetry periodically', async () => {
-    const device = await startDevice(broker, { telemetryIntervalMs: 200 })
+    const device = await startDevice(env.broker, { telemetryIntervalMs: 200 })
     try {
-      const samples = await observer.waitFor('two telemetry samples', () => {
-        const found = observer.bodies(device.bridge.topics.telemetry)
+      const samples = await env.observer.waitFor('two telemetry samples', () => {
+        const found = env.observer.bodies(device.bridge.topics.telemetry)
         return found.length >= 2 ? found : undefined
       })
       for (const sample of samples) assertValid('telemetry', sample)
@@ -163,15 +166,15 @@ describe('MqttBridge against Mosquitto', () => {
   })
 
   test('a repeated command id runs once and is answered from the stored result', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
       const { topics } = device.bridge
       const command = { id: 'repeat-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
-      await observer.publish(topics.command, command)
-      await observer.result(topics.result, 'repeat-1')
+      await env.observer.publish(topics.command, command)
+      await env.observer.result(topics.result, 'repeat-1')
       // The same PUBLISH again, as a QoS 1 redelivery or a retained command would be.
-      await observer.publish(topics.command, command, { dup: true })
-      const second = await observer.result(topics.result, 'repeat-1', 2)
+      await env.observer.publish(topics.command, command, { dup: true })
+      const second = await env.observer.result(topics.result, 'repeat-1', 2)
       assert.equal(second.ok, true)
       assert.equal(second.duplicate, true)
       assertValid('result', second)
@@ -182,7 +185,7 @@ describe('MqttBridge against Mosquitto', () => {
   })
 
   test('a command repeated while it runs gets one result', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     let open = (): void => {}
     device.controller.gate = new Promise((resolve) => {
       open = resolve
@@ -190,18 +193,18 @@ describe('MqttBridge against Mosquitto', () => {
     try {
       const { topics } = device.bridge
       const command = { id: 'slow-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
-      await observer.publish(topics.command, command)
-      await observer.waitFor(
+      await env.observer.publish(topics.command, command)
+      await env.observer.waitFor(
         'deploy started',
         () => device.controller.count('deploy') === 1 || undefined,
       )
-      await observer.publish(topics.command, command, { dup: true })
+      await env.observer.publish(topics.command, command, { dup: true })
       open()
-      await observer.result(topics.result, 'slow-1')
+      await env.observer.result(topics.result, 'slow-1')
       // Commands run in order, so once this one is answered the repeat was handled.
-      await observer.publish(topics.command, { id: 'after-slow-1', type: 'gc' })
-      await observer.result(topics.result, 'after-slow-1')
-      assert.equal(observer.bodies(topics.result).filter((r) => r.id === 'slow-1').length, 1)
+      await env.observer.publish(topics.command, { id: 'after-slow-1', type: 'gc' })
+      await env.observer.result(topics.result, 'after-slow-1')
+      assert.equal(env.observer.bodies(topics.result).filter((r) => r.id === 'slow-1').length, 1)
       assert.equal(device.controller.count('deploy'), 1)
     } finally {
       open()
@@ -213,7 +216,7 @@ describe('MqttBridge against Mosquitto', () => {
     const dir = await mkdtemp(join(tmpdir(), 'edgestar-mqtt-'))
     const store = Store.open(dir)
     const deviceId = `dev-${randomUUID().slice(0, 8)}`
-    const options = { url: broker.url, deviceId, telemetryIntervalMs: 0, diskPath: dir }
+    const options = { url: env.broker.url, deviceId, telemetryIntervalMs: 0, diskPath: dir }
     const first = new FakeController()
     first.gate = new Promise(() => {})
     const crashed = new MqttBridge(options, first, store)
@@ -223,14 +226,14 @@ describe('MqttBridge against Mosquitto', () => {
     const restarted = new MqttBridge(options, second, store)
     try {
       const command = { id: 'cut-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
-      await observer.publish(crashed.topics.command, command)
-      await observer.waitFor('deploy started', () => first.count('deploy') === 1 || undefined)
+      await env.observer.publish(crashed.topics.command, command)
+      await env.observer.waitFor('deploy started', () => first.count('deploy') === 1 || undefined)
       await crashed.stop()
 
       await restarted.start()
       await waitForState(restarted, 'online')
-      await observer.publish(restarted.topics.command, command)
-      const result = await observer.result(restarted.topics.result, 'cut-1')
+      await env.observer.publish(restarted.topics.command, command)
+      const result = await env.observer.result(restarted.topics.result, 'cut-1')
       assert.equal((result.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_INTERRUPTED')
       assert.equal(result.duplicate, true)
       assertValid('result', result)
@@ -243,12 +246,12 @@ describe('MqttBridge against Mosquitto', () => {
   })
 
   test('refuses an expired command without running it', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
       const { topics } = device.bridge
       const expiresAt = new Date(Date.now() - 1000).toISOString()
-      await observer.publish(topics.command, { id: 'old-1', type: 'gc', expiresAt })
-      const result = await observer.result(topics.result, 'old-1')
+      await env.observer.publish(topics.command, { id: 'old-1', type: 'gc', expiresAt })
+      const result = await env.observer.result(topics.result, 'old-1')
       assert.equal(result.ok, false)
       assert.equal((result.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_EXPIRED')
       assertValid('result', result)
@@ -259,29 +262,29 @@ describe('MqttBridge against Mosquitto', () => {
   })
 
   test('answers malformed payloads with an error result and keeps working', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
       const { topics } = device.bridge
-      await observer.publish(topics.command, '{not json')
-      const garbage = await observer.result(topics.result, null)
+      await env.observer.publish(topics.command, '{not json')
+      const garbage = await env.observer.result(topics.result, null)
       assert.equal((garbage.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_MALFORMED')
       assertValid('result', garbage)
 
-      await observer.publish(topics.command, { id: 'bad-1', type: 'deploy', name: 'Bad Name!' })
-      const invalid = await observer.result(topics.result, 'bad-1')
+      await env.observer.publish(topics.command, { id: 'bad-1', type: 'deploy', name: 'Bad Name!' })
+      const invalid = await env.observer.result(topics.result, 'bad-1')
       assert.equal((invalid.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_INVALID')
       assertValid('result', invalid)
 
-      await observer.publish(topics.command, { id: 'bad-2', type: 'stop', name: 'nothing' })
-      const failed = await observer.result(topics.result, 'bad-2')
+      await env.observer.publish(topics.command, { id: 'bad-2', type: 'stop', name: 'nothing' })
+      const failed = await env.observer.result(topics.result, 'bad-2')
       assert.equal((failed.error as { code: string }).code, 'EDGESTAR_AGENT_DEPLOYMENT_UNKNOWN')
 
-      await observer.publish(topics.command, {
+      await env.observer.publish(topics.command, {
         id: 'good-1',
         type: 'bandwidth',
         capBytesPerSec: 1000,
       })
-      const good = await observer.result(topics.result, 'good-1')
+      const good = await env.observer.result(topics.result, 'good-1')
       assert.equal(good.ok, true)
       assert.equal(device.controller.capBytesPerSec, 1000)
     } finally {
@@ -293,28 +296,28 @@ describe('MqttBridge against Mosquitto', () => {
     const keys = generateFleetKeyPair()
     const privateKey = loadFleetPrivateKey(keys.privateKeyPem, 'test key')
     const other = loadFleetPrivateKey(generateFleetKeyPair().privateKeyPem, 'other key')
-    const device = await startDevice(broker, { fleetPublicKey: keys.publicKeyPem })
+    const device = await startDevice(env.broker, { fleetPublicKey: keys.publicKeyPem })
     try {
       const { topics } = device.bridge
       const target = `device/${device.bridge.deviceId}`
 
-      await observer.publish(topics.command, { id: 'unsigned-1', type: 'gc', target })
-      const unsigned = await observer.result(topics.result, 'unsigned-1')
+      await env.observer.publish(topics.command, { id: 'unsigned-1', type: 'gc', target })
+      const unsigned = await env.observer.result(topics.result, 'unsigned-1')
       assert.equal((unsigned.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_UNSIGNED')
 
-      await observer.publish(
+      await env.observer.publish(
         topics.command,
         signCommand({ id: 'forged-1', type: 'gc', target }, other),
       )
-      const forged = await observer.result(topics.result, 'forged-1')
+      const forged = await env.observer.result(topics.result, 'forged-1')
       assert.equal((forged.error as { code: string }).code, 'EDGESTAR_MQTT_SIGNATURE_INVALID')
 
       const tampered = {
         ...signCommand({ id: 'tamper-1', type: 'gc', target }, privateKey),
         id: 'tamper-2',
       }
-      await observer.publish(topics.command, tampered)
-      const tamperedResult = await observer.result(topics.result, 'tamper-2')
+      await env.observer.publish(topics.command, tampered)
+      const tamperedResult = await env.observer.result(topics.result, 'tamper-2')
       assert.equal(
         (tamperedResult.error as { code: string }).code,
         'EDGESTAR_MQTT_SIGNATURE_INVALID',
@@ -324,20 +327,20 @@ describe('MqttBridge against Mosquitto', () => {
         { id: 'replay-1', type: 'gc', target: 'device/other' },
         privateKey,
       )
-      await observer.publish(topics.command, elsewhere)
-      const replay = await observer.result(topics.result, 'replay-1')
+      await env.observer.publish(topics.command, elsewhere)
+      const replay = await env.observer.result(topics.result, 'replay-1')
       assert.equal((replay.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_WRONG_TARGET')
 
-      await observer.publish(
+      await env.observer.publish(
         topics.command,
         signCommand({ id: 'signed-1', type: 'gc', target }, privateKey),
       )
-      const signed = await observer.result(topics.result, 'signed-1')
+      const signed = await env.observer.result(topics.result, 'signed-1')
       assert.equal(signed.ok, true)
       assert.equal(device.controller.count('gc'), 1)
 
-      const refusals = await observer.waitFor('four refusal events', () => {
-        const found = observer.bodies(topics.events).filter((e) => e.type === 'command-refused')
+      const refusals = await env.observer.waitFor('four refusal events', () => {
+        const found = env.observer.bodies(topics.events).filter((e) => e.type === 'command-refused')
         return found.length >= 4 ? found : undefined
       })
       for (const event of refusals) assertValid('event', event)
@@ -351,41 +354,41 @@ describe('MqttBridge against Mosquitto', () => {
   })
 
   test('honours the MQTT 5 response topic and correlation data', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
       const replyTopic = `edgestar/replies/${randomUUID()}`
       const correlationData = Buffer.from('corr-42')
-      await observer.publish(
+      await env.observer.publish(
         device.bridge.topics.command,
         { id: 'rt-1', type: 'status' },
         { properties: { responseTopic: replyTopic, correlationData } },
       )
-      const reply = await observer.waitFor('reply', () =>
-        observer.seen.find((m) => m.topic === replyTopic),
+      const reply = await env.observer.waitFor('reply', () =>
+        env.observer.seen.find((m) => m.topic === replyTopic),
       )
       assert.equal((reply.body as { ok: boolean }).ok, true)
       assertValid('status', (reply.body as { status: unknown }).status)
       assert.deepEqual(reply.correlationData, correlationData)
-      assert.equal(observer.bodies(device.bridge.topics.result).length, 0)
+      assert.equal(env.observer.bodies(device.bridge.topics.result).length, 0)
     } finally {
       await device.close()
     }
   })
 
   test('takes group commands only for its own groups', async () => {
-    const device = await startDevice(broker, { groups: ['north'] })
+    const device = await startDevice(env.broker, { groups: ['north'] })
     try {
       const { topics } = device.bridge
-      await observer.publish('edgestar/group/south/cmd', { id: 'south-1', type: 'gc' })
-      await observer.publish('edgestar/group/north/cmd', {
+      await env.observer.publish('edgestar/group/south/cmd', { id: 'south-1', type: 'gc' })
+      await env.observer.publish('edgestar/group/north/cmd', {
         id: 'north-1',
         type: 'gc',
         target: 'group/north',
       })
-      const result = await observer.result(topics.result, 'north-1')
+      const result = await env.observer.result(topics.result, 'north-1')
       assert.equal(result.ok, true)
       assert.equal(device.controller.count('gc'), 1)
-      assert.equal(observer.bodies(topics.result).filter((r) => r.id === 'south-1').length, 0)
+      assert.equal(env.observer.bodies(topics.result).filter((r) => r.id === 'south-1').length, 0)
     } finally {
       await device.close()
     }
@@ -393,41 +396,30 @@ describe('MqttBridge against Mosquitto', () => {
 })
 
 describe('MqttBridge when the broker goes away', () => {
-  let broker: TestBroker
-  let observer: Observer
-
-  before(async () => {
-    broker = await TestBroker.start()
-    observer = await Observer.connect(broker.url, 'edgestar/#')
-  })
-
-  after(async () => {
-    await observer?.close()
-    await broker?.close()
-  })
+  const env = sharedBroker()
 
   test('events produced while the broker is down all arrive, in order, once; status is current', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
       const { topics } = device.bridge
-      await observer.publish(topics.command, {
+      await env.observer.publish(topics.command, {
         id: 'down-1',
         type: 'deploy',
         name: 'web',
         image: 'a:1',
       })
-      await observer.result(topics.result, 'down-1')
+      await env.observer.result(topics.result, 'down-1')
 
-      await broker.stop()
+      await env.broker.stop()
       await waitForState(device.bridge, 'offline')
       for (let n = 0; n < 30; n++) device.controller.fault(n)
       await device.controller.stop('web')
       assert.ok(device.store.outbox.stats().messages >= 31)
 
-      await broker.start()
+      await env.broker.start()
       await waitForState(device.bridge, 'online')
-      const faults = await observer.waitFor('30 faults and the stop', () => {
-        const events = observer.bodies(topics.events)
+      const faults = await env.observer.waitFor('30 faults and the stop', () => {
+        const events = env.observer.bodies(topics.events)
         return events.some((e) => e.state === 'stopped') ? events : undefined
       })
       const messages = [...new Map(faults.map((e) => [e.msgId, e])).values()]
@@ -440,19 +432,19 @@ describe('MqttBridge when the broker goes away', () => {
       // A subscriber may see a repeat when the broker dies before it records the
       // subscriber's PUBACK; the device itself must have sent each event once.
       const distinct = new Set(faults.map((e) => e.msgId)).size
-      const sent = await broker.publishesReceived(
+      const sent = await env.broker.publishesReceived(
         `edgestar-${device.bridge.deviceId}`,
         topics.events,
       )
       assert.equal(sent, distinct, 'the device published an event twice')
 
-      const status = await observer.waitFor('status with web stopped', () =>
-        observer
+      const status = await env.observer.waitFor('status with web stopped', () =>
+        env.observer
           .bodies(topics.status)
           .findLast((s) => JSON.stringify(s.deployments)?.includes('stopped')),
       )
       assertValid('status', status)
-      await observer.waitFor(
+      await env.observer.waitFor(
         'outbox drained',
         () => device.store.outbox.stats().messages === 0 || undefined,
       )
@@ -462,10 +454,10 @@ describe('MqttBridge when the broker goes away', () => {
   })
 
   test('a full outbox drops the oldest telemetry first and reports the loss', async () => {
-    const device = await startDevice(broker, { outbox: { maxCount: 6, publishPerSec: 500 } })
+    const device = await startDevice(env.broker, { outbox: { maxCount: 6, publishPerSec: 500 } })
     try {
       const { topics } = device.bridge
-      await broker.stop()
+      await env.broker.stop()
       await waitForState(device.bridge, 'offline')
       device.controller.fault(0)
       for (let n = 0; n < 8; n++) await device.bridge.publishTelemetry()
@@ -475,9 +467,9 @@ describe('MqttBridge when the broker goes away', () => {
       assert.ok(stats.droppedTelemetry > 0)
       assert.equal(stats.droppedOther, 0)
 
-      await broker.start()
-      const events = await observer.waitFor('faults and the loss report', () => {
-        const found = observer.bodies(topics.events)
+      await env.broker.start()
+      const events = await env.observer.waitFor('faults and the loss report', () => {
+        const found = env.observer.bodies(topics.events)
         return found.some((e) => e.message === 'fault 1') ? found : undefined
       })
       assert.deepEqual(
@@ -485,8 +477,8 @@ describe('MqttBridge when the broker goes away', () => {
         ['fault 0', 'fault 1'],
       )
       // Reported once when it starts and once on reconnect, not once per dropped message.
-      const losses = await observer.waitFor('two loss reports', () => {
-        const found = observer.bodies(topics.events).filter((e) => e.type === 'outbox-loss')
+      const losses = await env.observer.waitFor('two loss reports', () => {
+        const found = env.observer.bodies(topics.events).filter((e) => e.type === 'outbox-loss')
         return found.length >= 2 ? found : undefined
       })
       for (const loss of losses) assertValid('event', loss)
@@ -498,18 +490,18 @@ describe('MqttBridge when the broker goes away', () => {
   })
 
   test('resubscribes when the broker restarts without the session', async () => {
-    const device = await startDevice(broker)
+    const device = await startDevice(env.broker)
     try {
-      await broker.stop()
+      await env.broker.stop()
       await waitForState(device.bridge, 'offline')
-      await broker.forgetSessions()
-      await broker.start()
+      await env.broker.forgetSessions()
+      await env.broker.start()
       await waitForState(device.bridge, 'online')
       const { topics } = device.bridge
-      await observer.waitFor('observer back', () => observer.client.connected || undefined)
-      await observer.client.subscribeAsync('edgestar/#', { qos: 1 })
-      await observer.publish(topics.command, { id: 'after-restart-1', type: 'gc' })
-      const result = await observer.result(topics.result, 'after-restart-1')
+      await env.observer.waitFor('observer back', () => env.observer.client.connected || undefined)
+      await env.observer.client.subscribeAsync('edgestar/#', { qos: 1 })
+      await env.observer.publish(topics.command, { id: 'after-restart-1', type: 'gc' })
+      const result = await env.observer.result(topics.result, 'after-restart-1')
       assert.equal(result.ok, true)
     } finally {
       await device.close()
@@ -517,14 +509,14 @@ describe('MqttBridge when the broker goes away', () => {
   })
 
   test('notices a silent broker within the keepalive and reconnects when it answers', async () => {
-    const device = await startDevice(broker, { keepaliveSec: 2 })
+    const device = await startDevice(env.broker, { keepaliveSec: 2 })
     try {
-      broker.pause()
+      env.broker.pause()
       await waitForState(device.bridge, 'offline')
-      broker.resume()
+      env.broker.resume()
       await waitForState(device.bridge, 'online')
     } finally {
-      broker.resume()
+      env.broker.resume()
       await device.close()
     }
   })
