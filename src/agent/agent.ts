@@ -180,8 +180,11 @@ export class Agent {
     for (const fn of this.closers)
       await fn().catch((err: unknown) => this.log.warn({ err }, 'shutdown step failed'))
     await this.server.close()
-    await this.deployments.shutdown()
+    // Closing the scheduler first fails pending fetches (an update's prefetch, say), so
+    // no deployment operation holds the shutdown up; unmounting needs no scheduler.
+    this.deployments.beginShutdown()
     await this.backend.close()
+    await this.deployments.shutdown()
     this.store.close()
     this.log.info('agent stopped')
   }

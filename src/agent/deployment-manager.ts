@@ -230,7 +230,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
    * start restores them) and never touching the cache.
    */
   async shutdown(): Promise<void> {
-    this.isClosing = true
+    this.beginShutdown()
     for (const [name, live] of this.live) {
       clearTimeout(live.retryTimer)
       await this.serial(name, async () => {
@@ -241,6 +241,14 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
         if (live.state !== 'stopped') this.transition(name, 'stopped', 'agent shut down')
       }).catch(() => undefined)
     }
+  }
+
+  /**
+   * Marks the manager as closing before the fetch scheduler is closed under it: a deploy
+   * that fails from here on keeps its row, so the next agent start finishes it.
+   */
+  beginShutdown(): void {
+    this.isClosing = true
   }
 
   private async create(spec: DeploymentSpec, onAccepted?: () => void): Promise<DeploymentInfo> {
@@ -262,6 +270,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       await this.bringUp(name, live, `deployed ${image.manifestDigest}`, image)
       return this.info(name)
     } catch (err) {
+      if (this.isClosing) throw err
       // A create that fails leaves nothing: no row, no mount, no directory.
       live.isStopping = true
       await this.teardown(name, live).catch(() => undefined)
