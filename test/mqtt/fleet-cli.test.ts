@@ -66,15 +66,15 @@ describe('edgestar fleet', () => {
     await rm(dir, { recursive: true, force: true })
   })
 
+  /** `args` sent to the test broker and signed with the fleet key. */
+  const signed = (args: string[]): string[] => [
+    ...args,
+    ...['--broker', broker.url, '--key', join(dir, 'fleet.key')],
+  ]
+
   test('deploy with a signing key runs on the device and prints its result', async () => {
     const args = ['fleet', 'deploy', 'web', 'reg/app:1', '--env', 'A=1', '--device', deviceId]
-    const { code, out } = await edgestar([
-      ...args,
-      '--broker',
-      broker.url,
-      '--key',
-      join(dir, 'fleet.key'),
-    ])
+    const { code, out } = await edgestar(signed(args))
     assert.equal(code, 0)
     assert.equal(out.ok, true)
     assert.ok(messageSchemas().validate('result', out).ok)
@@ -85,10 +85,9 @@ describe('edgestar fleet', () => {
   })
 
   test('asking again with the same --id returns the stored result without running it', async () => {
-    const args = ['fleet', 'gc', '--device', deviceId, '--broker', broker.url]
-    const signed = [...args, '--key', join(dir, 'fleet.key'), '--id', 'cli-gc-1']
-    const first = await edgestar(signed)
-    const again = await edgestar(signed)
+    const args = signed(['fleet', 'gc', '--device', deviceId, '--id', 'cli-gc-1'])
+    const first = await edgestar(args)
+    const again = await edgestar(args)
     assert.equal(first.out.ok, true)
     assert.equal(again.out.duplicate, true)
     assert.equal(controller.count('gc'), 1)
@@ -105,13 +104,7 @@ describe('edgestar fleet', () => {
 
   test('a group command collects the results of the group', async () => {
     const args = ['fleet', 'bandwidth', '1MiB', '--group', 'lab', '--expect', '1']
-    const { code, out } = await edgestar([
-      ...args,
-      '--broker',
-      broker.url,
-      '--key',
-      join(dir, 'fleet.key'),
-    ])
+    const { code, out } = await edgestar(signed(args))
     assert.equal(code, 0)
     const results = out.results as { device: string; ok: boolean }[]
     assert.deepEqual(
