@@ -19,6 +19,8 @@ export const MESSAGE_KINDS: readonly MessageKind[] = [
 /** The outcome of validating one message. */
 export type Validation = { ok: true } | { ok: false; message: string }
 
+// TODO(mqtt): the schemas are read from disk at start, so a single-executable build must
+// ship `schemas/` beside the binary (or embed them) or the bridge will not start.
 /**
  * Finds the `schemas/` folder by walking up from this file, so the same code works from
  * `src/mqtt/` (tsx, tests) and from `dist/src/mqtt/` (the built CLI).
