@@ -1,5 +1,9 @@
 import assert from 'node:assert/strict'
-import { describe, it } from 'node:test'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { extractLayer } from '../../src/cli/commands/extract.js'
 import { isEdgestarError } from '../../src/errors.js'
 import { decodeChunk, openLayer, readFileRange, verifyLayer } from '../../src/estargz/index.js'
 import { listFixtures } from '../helpers/fixtures.js'
@@ -145,6 +149,19 @@ async function exercise(blob: Buffer): Promise<void> {
     }
   }
   if (blob.length < 200_000) await verifyLayer(reader).catch(expectEdgestar)
+  if (blob.length < 200_000 && random() < 0.25) await extractMutated(blob)
+}
+
+const scratch = mkdtempSync(join(tmpdir(), 'edgestar-fuzz-'))
+after(() => rmSync(scratch, { recursive: true, force: true }))
+
+// Extraction walks the stream and writes files: a mutated blob must fail with a code too.
+async function extractMutated(blob: Buffer): Promise<void> {
+  const path = join(scratch, 'blob')
+  const out = join(scratch, 'out')
+  writeFileSync(path, blob)
+  rmSync(out, { recursive: true, force: true })
+  await extractLayer(path, out).catch(expectEdgestar)
 }
 
 function expectEdgestar(err: unknown): undefined {
