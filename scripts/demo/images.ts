@@ -4,6 +4,7 @@ import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { createGzip } from 'node:zlib'
+import { openLayer, PREFETCH_LANDMARK } from '../../src/estargz/index.js'
 import { RegistryClient } from '../../src/registry/index.js'
 import { run } from './processes.js'
 
@@ -13,6 +14,8 @@ export interface DemoImages {
   estargz: string
   optimized: string
   sizes: Record<string, number>
+  /** Compressed bytes of the optimized image's prefetch set: what the app needs to start. */
+  prefetchBytes: number
 }
 
 const APP_COMMAND = ['python3', '/app/app.py']
@@ -54,10 +57,29 @@ export async function buildDemoImages(
       sizes[ref] = resolved.layers.reduce((sum, layer) => sum + layer.size, 0)
       say(`image: ${ref} ${(sizes[ref] / 1024 / 1024).toFixed(1)} MiB compressed`)
     }
-    return { ...images, sizes }
+    const prefetchBytes = await prefetchSetBytes(client, images.optimized)
+    say(`image: the optimized prefetch set is ${(prefetchBytes / 1024 / 1024).toFixed(1)} MiB`)
+    return { ...images, sizes, prefetchBytes }
   } finally {
     await client.close()
   }
+}
+
+/** Sums the compressed ranges holding the files placed before each layer's landmark. */
+async function prefetchSetBytes(client: RegistryClient, ref: string): Promise<number> {
+  const image = await client.resolve(ref)
+  let total = 0
+  for (const layer of image.layers) {
+    const index = await openLayer(client.blobReader(image.reference, layer.digest, layer.size))
+    const landmarkAt = index.entries.findIndex((entry) => entry.name === PREFETCH_LANDMARK)
+    const prioritized = new Set(index.entries.slice(0, Math.max(0, landmarkAt)).map((e) => e.name))
+    const ranges = new Map<number, number>()
+    for (const chunk of index.chunks) {
+      if (prioritized.has(chunk.entryName)) ranges.set(chunk.compressedOffset, chunk.compressedSize)
+    }
+    for (const size of ranges.values()) total += size
+  }
+  return total
 }
 
 async function pushPlainImage(

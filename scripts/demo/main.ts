@@ -102,7 +102,7 @@ async function runDemo(
       }),
     )
   }
-  return { rows, neededBytes: rows[0]?.bytesBeforeReady ?? 0 }
+  return { rows, neededBytes: images.prefetchBytes }
 }
 
 /**

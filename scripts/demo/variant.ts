@@ -1,11 +1,12 @@
 import { join } from 'node:path'
+import { AgentClient } from '../../src/agent/index.js'
 import { Cleanup, run, sleep, startBackground } from './processes.js'
 import type { VariantResult } from './report.js'
 
 const DEVICE_ID = 'demo-gateway'
 const APP_NAME = 'app'
 const READY_LINE = 'edgestar-demo ready'
-const POLL_MS = 250
+const POLL_MS = 100
 const DEADLINE_MS = 20 * 60_000
 
 /** What one measured deployment needs to know. */
@@ -42,6 +43,7 @@ export async function measureDeployment(spec: VariantSpec): Promise<VariantResul
   const socket = join(spec.stateDir, 'agent.sock')
   try {
     await startAgent(spec, edgestar, socket, cleanup)
+    const agent = new AgentClient(socket)
     watchFleet(spec, edgestar, cleanup)
 
     // The fleet command's result may come back only once the container runs, so the clock
@@ -62,12 +64,12 @@ export async function measureDeployment(spec: VariantSpec): Promise<VariantResul
     ])
     deployed.catch(() => undefined)
 
-    const ready = await waitForReady(spec, edgestar, socket, startedAt)
+    const ready = await waitForReady(spec, agent, startedAt)
     spec.say(`ready after ${(ready.readyMs / 1000).toFixed(1)} s: ${ready.line}`)
     await deployed
 
     const completeMs = spec.waitForComplete
-      ? await waitForComplete(spec, edgestar, socket, startedAt)
+      ? await waitForComplete(spec, agent, startedAt)
       : undefined
     return {
       label: spec.label,
@@ -110,9 +112,10 @@ async function startAgent(
     cleanup,
     'agent',
   )
+  const agent = new AgentClient(socket)
   for (let attempt = 0; attempt < 120; attempt++) {
     try {
-      await run(edgestar, ['ps', '--socket', socket, '--json'])
+      await agent.call('status')
       return
     } catch {
       await sleep(250)
@@ -134,18 +137,25 @@ function watchFleet(spec: VariantSpec, edgestar: string, cleanup: Cleanup): void
 
 async function waitForReady(
   spec: VariantSpec,
-  edgestar: string,
-  socket: string,
+  agent: AgentClient,
   startedAt: number,
 ): Promise<{ readyMs: number; bytesFetched: number; line: string }> {
   let lastState = ''
+  let lastReport = 0
   while (Date.now() - startedAt < DEADLINE_MS) {
-    const logs = await run(edgestar, ['logs', APP_NAME, '--socket', socket]).catch(() => undefined)
-    const line = logs?.stdout.split('\n').find((text) => text.includes(READY_LINE))
-    const status = await readStatus(edgestar, socket)
+    const logs = await readLogs(agent)
+    const line = logs.split('\n').find((text) => text.includes(READY_LINE))
+    const status = await readStatus(agent)
     if (status && status.state !== lastState) {
       lastState = status.state
       spec.say(`state: ${status.state}`)
+    }
+    if (status && status.totalBytes > 0 && Date.now() - lastReport > 1000) {
+      lastReport = Date.now()
+      const fraction = status.fetchedBytes / status.totalBytes
+      spec.say(
+        `fetch: ${progressBar(fraction)} ${mib(status.fetchedBytes)} of ${mib(status.totalBytes)}`,
+      )
     }
     if (line) {
       return { readyMs: Date.now() - startedAt, bytesFetched: status?.fetchedBytes ?? 0, line }
@@ -160,13 +170,12 @@ async function waitForReady(
 
 async function waitForComplete(
   spec: VariantSpec,
-  edgestar: string,
-  socket: string,
+  agent: AgentClient,
   startedAt: number,
 ): Promise<number | undefined> {
   let lastReport = 0
   while (Date.now() - startedAt < DEADLINE_MS) {
-    const status = await readStatus(edgestar, socket)
+    const status = await readStatus(agent)
     const present = status?.fetchedBytes ?? 0
     const total = status?.totalBytes ?? 0
     if (status?.isComplete) {
@@ -182,16 +191,20 @@ async function waitForComplete(
   return undefined
 }
 
-async function readStatus(edgestar: string, socket: string): Promise<DeploymentStatus | undefined> {
-  const out = await run(edgestar, ['status', APP_NAME, '--socket', socket, '--json']).catch(
-    () => undefined,
-  )
-  if (!out) return undefined
-  try {
-    return JSON.parse(out.stdout) as DeploymentStatus
-  } catch {
-    return undefined
-  }
+async function readStatus(agent: AgentClient): Promise<DeploymentStatus | undefined> {
+  return agent.call<DeploymentStatus>('status', { name: APP_NAME }).catch(() => undefined)
+}
+
+/** The container output so far, through the agent's API (no process spawned per poll). */
+async function readLogs(agent: AgentClient): Promise<string> {
+  let text = ''
+  await agent
+    .call('logs', { name: APP_NAME }, (message) => {
+      const data = (message as { data?: string }).data
+      if (data !== undefined) text += Buffer.from(data, 'base64').toString('utf8')
+    })
+    .catch(() => undefined)
+  return text
 }
 
 function progressBar(fraction: number): string {

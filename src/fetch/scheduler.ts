@@ -378,6 +378,9 @@ export class FetchScheduler extends EventEmitter {
     const isBackground = best.priority === 'background'
     if (isBackground && (!this.isBackgroundEnabled || this.running >= this.concurrency - 1))
       return undefined
+    // The trickle waits while a read or the prefetch set is in flight: on a thin link every
+    // background byte sent then delays the bytes a starting process is blocked on.
+    if (isBackground && this.hasForegroundInFlight()) return undefined
 
     const batch = this.companions(best)
     if (isBackground) {
@@ -407,6 +410,13 @@ export class FetchScheduler extends EventEmitter {
       bytes += size
     }
     return batch.sort((a, b) => a.offset - b.offset)
+  }
+
+  private hasForegroundInFlight(): boolean {
+    for (const job of this.jobs.values()) {
+      if (job.isRunning && job.priority !== 'background') return true
+    }
+    return false
   }
 
   private unitSize(job: Job): number {
