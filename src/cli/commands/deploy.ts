@@ -97,7 +97,7 @@ async function followDownload(
   const client = clientFor(options)
   const bar = showsBar
     ? new cliProgress.SingleBar(
-        { format: '{name} image [{bar}] {percentage}% {fetched}', hideCursor: true },
+        { format: '{name} image [{bar}] {fetched}', hideCursor: true },
         cliProgress.Presets.shades_classic,
       )
     : undefined
