@@ -79,8 +79,8 @@ const READABLE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
 /**
  * Turns command PUBLISHes into controller calls and results. Checks, in order: JSON,
  * schema, signature and target (when a fleet key is set), the command log (a known id
- * is answered from its stored result and never run again), expiry. Mutating commands
- * run one at a time in arrival order; `status` answers at once. Before a command runs,
+ * is answered from its stored result and never run again), expiry. Commands on one
+ * deployment run one at a time in arrival order; `status` answers at once. Before a command runs,
  * an `interrupted` result is recorded durably under `ID#started`, so after a power cut
  * mid-command a redelivery is answered with it rather than running the command twice. A bad message gets an error result; nothing
  * a message holds can throw out of `handle`.
@@ -88,7 +88,8 @@ const READABLE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
 export class CommandHandler {
   readonly #options: CommandHandlerOptions
   readonly #pending = new Set<string>()
-  #queue: Promise<void> = Promise.resolve()
+  /** The tail of each lane: one per deployment name, one for bandwidth, one for gc. */
+  readonly #lanes = new Map<string, Promise<void>>()
 
   constructor(options: CommandHandlerOptions) {
     this.#options = options
@@ -105,7 +106,7 @@ export class CommandHandler {
 
   /** Resolves when every queued command has finished (for shutdown and tests). */
   async idle(): Promise<void> {
-    await this.#queue
+    await Promise.all(this.#lanes.values())
   }
 
   #handle(incoming: IncomingCommand): void {
@@ -164,7 +165,19 @@ export class CommandHandler {
       void this.#run(command, route)
       return
     }
-    this.#queue = this.#queue.then(() => this.#run(command, route))
+    this.#enqueue(command, route)
+  }
+
+  // Commands on one deployment run in arrival order; commands on different deployments,
+  // a bandwidth change and gc do not wait for each other, so a deploy that takes minutes
+  // on a thin link does not hold up `bandwidth` or a `stop` of something else.
+  #enqueue(command: ValidCommand, route: ResultRoute): void {
+    const lane = command.name === undefined ? `#${command.type}` : `deployment:${command.name}`
+    const tail = (this.#lanes.get(lane) ?? Promise.resolve()).then(() => this.#run(command, route))
+    this.#lanes.set(lane, tail)
+    void tail.then(() => {
+      if (this.#lanes.get(lane) === tail) this.#lanes.delete(lane)
+    })
   }
 
   #checkAuthenticity(

@@ -86,9 +86,10 @@ export type CommandData = Record<string, unknown>
 /**
  * What the MQTT bridge needs from the device: the agent implements it (H6 wires it in
  * `src/agent/`), tests use a fake. Methods throw EdgestarError on failure; the error's
- * code and message go into the command result unchanged. The bridge never calls two
- * mutating methods at once (commands run one at a time), but `status` and `telemetry`
- * may be called at any moment.
+ * code and message go into the command result unchanged. The bridge never runs two
+ * commands on the same deployment name at once (they run in arrival order), but commands
+ * on different deployments, `bandwidth` and `gc` may overlap, and `status` and
+ * `telemetry` may be called at any moment.
  */
 export interface DeviceController {
   /** Creates (or replaces) a deployment and starts it. Resolves when it is started. */

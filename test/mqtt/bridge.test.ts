@@ -199,13 +199,47 @@ describe('MqttBridge against Mosquitto', () => {
         () => device.controller.count('deploy') === 1 || undefined,
       )
       await env.observer.publish(topics.command, command, { dup: true })
+      // The device reads its command topic in order and answers `status` at once, so
+      // this answer means the repeat was handled while the deploy still ran.
+      await env.observer.publish(topics.command, { id: 'probe-1', type: 'status' })
+      await env.observer.result(topics.result, 'probe-1')
+      assert.equal(env.observer.bodies(topics.result).filter((r) => r.id === 'slow-1').length, 0)
+
       open()
-      await env.observer.result(topics.result, 'slow-1')
-      // Commands run in order, so once this one is answered the repeat was handled.
-      await env.observer.publish(topics.command, { id: 'after-slow-1', type: 'gc' })
-      await env.observer.result(topics.result, 'after-slow-1')
-      assert.equal(env.observer.bodies(topics.result).filter((r) => r.id === 'slow-1').length, 1)
+      const result = await env.observer.result(topics.result, 'slow-1')
+      assert.equal(result.ok, true)
+      assert.equal(result.duplicate, undefined)
       assert.equal(device.controller.count('deploy'), 1)
+    } finally {
+      open()
+      await device.close()
+    }
+  })
+
+  test('a slow deploy does not hold up bandwidth or commands on other deployments', async () => {
+    const device = await startDevice(env.broker)
+    let open = (): void => {}
+    device.controller.gate = new Promise((resolve) => {
+      open = resolve
+    })
+    try {
+      const { topics } = device.bridge
+      await env.observer.publish(topics.command, {
+        id: 'slow-2',
+        type: 'deploy',
+        name: 'big',
+        image: 'reg/big:1',
+      })
+      await env.observer.publish(topics.command, {
+        id: 'cap-2',
+        type: 'bandwidth',
+        capBytesPerSec: 512,
+      })
+      const cap = await env.observer.result(topics.result, 'cap-2')
+      assert.equal(cap.ok, true)
+      assert.equal(env.observer.bodies(topics.result).filter((r) => r.id === 'slow-2').length, 0)
+      open()
+      assert.equal((await env.observer.result(topics.result, 'slow-2')).ok, true)
     } finally {
       open()
       await device.close()
