@@ -92,6 +92,20 @@ describe('edgestar inspect, verify, extract', () => {
     assert.match(cut.stdout, /EDGESTAR_ESTARGZ_FOOTER_TRUNCATED/)
   })
 
+  it('verify lists the first 20 problems of a badly damaged blob, --json all of them', async () => {
+    const large = getFixture('large', 'estargz')
+    const damaged = Buffer.from(readFileSync(large.path))
+    for (let at = 1000; at < large.index.size - 20_000; at += 3000) damaged[at]! ^= 0xff
+    const path = join(scratch, 'damaged.tar.gz')
+    writeFileSync(path, damaged)
+    const json = JSON.parse((await cli('verify', path, '--json')).stdout)
+    assert.ok(json.errors.length > 20, `${json.errors.length} errors`)
+    const human = await cli('verify', path)
+    assert.equal(human.code, 1)
+    assert.equal(human.stdout.match(/^error /gm)?.length, 20)
+    assert.match(human.stdout, new RegExp(`and ${json.errors.length - 20} more problems`))
+  })
+
   it('prints code, message and hint for a missing blob and exits non-zero', async () => {
     const run = await cli('inspect', join(scratch, 'nope'))
     assert.equal(run.code, 1)

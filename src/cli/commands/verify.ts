@@ -48,6 +48,8 @@ interface VerifyOptions {
   maxTocBytes?: number
 }
 
+const SHOWN_PROBLEMS = 20
+
 function humanText(blob: string, r: VerifyReport): string {
   const lines = [
     `${r.ok ? 'verified' : 'FAILED'}: ${blob}`,
@@ -57,6 +59,9 @@ function humanText(blob: string, r: VerifyReport): string {
     `entries:    ${r.entries}`,
     `chunks:     ${r.chunks} verified`,
   ]
-  for (const e of r.errors) lines.push(`error ${e.code}: ${e.message}`)
+  // A badly damaged blob fails in every chunk; the first few say what is wrong.
+  for (const e of r.errors.slice(0, SHOWN_PROBLEMS)) lines.push(`error ${e.code}: ${e.message}`)
+  const more = r.errors.length - SHOWN_PROBLEMS
+  if (more > 0) lines.push(`... and ${more} more problems (--json lists every one)`)
   return lines.join('\n')
 }
