@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os'
 import { basename, dirname, join, resolve, sep } from 'node:path'
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
-import { layerEntries, orderEntries } from './convert-order.js'
+import { type LayerOrder, layerEntries, orderEntries } from './convert-order.js'
 import { withReadAhead } from './convert-read-ahead.js'
 import {
   type ConvertFormat,
@@ -16,12 +16,13 @@ import {
   DEFAULT_CHUNK_SIZE_BYTES,
   DEFAULT_GZIP_LEVEL,
   DEFAULT_ZSTD_LEVEL,
+  type LayerWriteResult,
   MAX_CHUNK_SIZE_BYTES,
   MIN_CHUNK_SIZE_BYTES,
 } from './convert-types.js'
 import { openEntrySource } from './tar-source-open.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './types.js'
-import { type BlobSink, LayerWriter } from './writer.js'
+import { type BlobSink, LayerWriter, type LayerWriterOptions } from './writer.js'
 
 export { CONVERT_ERRORS, type ConvertErrorCode } from './convert-errors.js'
 export * from './convert-types.js'
@@ -61,27 +62,17 @@ export async function convertLayer(
     if (order.missed.length > 0 && !options.allowMissingPrioritized) throw missing(order.missed)
 
     const tmpPath = `${outPath}.tmp-${process.pid}`
-    const result = await writeToFile(tmpPath, async (sink) => {
-      // Threads only pay once there is more to compress than starting them costs.
-      const workers =
-        settings.workers ?? (source.totalBytes < INLINE_BELOW_BYTES ? 0 : availableParallelism())
-      const writer = new LayerWriter(sink, {
+    const hasPriority = (options.prioritizedPaths ?? []).length > 0
+    const result = await writeToFile(tmpPath, (sink) =>
+      writeLayer(sink, order, hasPriority, {
         ...settings,
-        workers,
+        // Threads only pay once there is more to compress than starting them costs.
+        workers:
+          settings.workers ?? (source.totalBytes < INLINE_BELOW_BYTES ? 0 : availableParallelism()),
         totalBytes: source.totalBytes,
         onProgress: options.onProgress,
-      })
-      try {
-        const hasPriority = (options.prioritizedPaths ?? []).length > 0
-        for await (const entry of withReadAhead(order.prioritized)) await writer.add(entry)
-        await writer.addLandmark(hasPriority ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK)
-        for await (const entry of withReadAhead(order.rest)) await writer.add(entry)
-        return await writer.finish()
-      } catch (err) {
-        await writer.abort()
-        throw err
-      }
-    })
+      }),
+    )
     await rename(tmpPath, outPath).catch((cause: unknown) => {
       throw outputError(outPath, cause)
     })
@@ -93,6 +84,25 @@ export async function convertLayer(
     }
   } finally {
     await source.close()
+  }
+}
+
+// Prioritized entries, the landmark, the rest; then the TOC and footer.
+async function writeLayer(
+  sink: BlobSink,
+  order: LayerOrder,
+  hasPriority: boolean,
+  writerOptions: LayerWriterOptions,
+): Promise<LayerWriteResult> {
+  const writer = new LayerWriter(sink, writerOptions)
+  try {
+    for await (const entry of withReadAhead(order.prioritized)) await writer.add(entry)
+    await writer.addLandmark(hasPriority ? PREFETCH_LANDMARK : NO_PREFETCH_LANDMARK)
+    for await (const entry of withReadAhead(order.rest)) await writer.add(entry)
+    return await writer.finish()
+  } catch (err) {
+    await writer.abort()
+    throw err
   }
 }
 
