@@ -87,5 +87,6 @@ function verified(data: Buffer, extent: ChunkExtent): Buffer {
 }
 
 function describe(extent: ChunkExtent): string {
-  return `${JSON.stringify(extent.entryName)} at file offset ${extent.chunkOffset} (blob offset ${extent.compressedOffset})`
+  const name = JSON.stringify(extent.entryName)
+  return `${name} at file offset ${extent.chunkOffset} (blob offset ${extent.compressedOffset})`
 }

@@ -192,7 +192,8 @@ function checkTocInBlob(footer: Footer, blobSizeBytes: number): void {
   if (isInside) return
   throw new EdgestarError(
     ESTARGZ_ERRORS.TOC_OUT_OF_RANGE,
-    `${footer.format} footer puts the TOC at ${footer.tocOffset} (+${footer.tocCompressedSize} bytes), outside the ${blobSizeBytes}-byte blob`,
+    `${footer.format} footer puts the TOC at ${footer.tocOffset} ` +
+      `(+${footer.tocCompressedSize} bytes), outside the ${blobSizeBytes}-byte blob`,
     { hint: 'the blob is truncated or corrupt; fetch or convert it again' },
   )
 }

@@ -13,8 +13,8 @@ export interface FileRange {
 
 /**
  * Reads `range` (default: the whole file) of regular file `name` (cleaned like TOC
- * names; a hardlink resolves to its target) by fetching and decoding only the chunks that cover it; every chunk
- * is verified against its digest. The range is clipped at the end of the file.
+ * names; a hardlink resolves to its target) by fetching and decoding only the chunks
+ * that cover it; every chunk is verified against its digest. The range is clipped at the end of the file.
  * Throws FILE_NOT_FOUND, RANGE_INVALID, READ_FAILED (short read) and decodeChunk's codes.
  */
 export async function readFileRange(

@@ -376,7 +376,8 @@ function streamEndOffsets(groups: Map<TocEntry, TocEntry[]>, footer: Footer): Ma
       if (part.offset >= footer.dataEndOffset) {
         throw new EdgestarError(
           ESTARGZ_ERRORS.OFFSET_OUT_OF_RANGE,
-          `chunk of ${JSON.stringify(part.name)} starts at blob offset ${part.offset}, past the data that ends at ${footer.dataEndOffset}`,
+          `chunk of ${JSON.stringify(part.name)} starts at blob offset ${part.offset}, ` +
+            `past the data that ends at ${footer.dataEndOffset}`,
           { hint: 'the TOC is corrupt or hostile; do not use this layer' },
         )
       }
@@ -414,7 +415,8 @@ function toExtent(
   if (end <= part.offset || end > footer.dataEndOffset) {
     throw new EdgestarError(
       ESTARGZ_ERRORS.OFFSET_OUT_OF_RANGE,
-      `chunk of ${JSON.stringify(file.name)} ends at blob offset ${end}, outside ${part.offset}..${footer.dataEndOffset}`,
+      `chunk of ${JSON.stringify(file.name)} ends at blob offset ${end}, ` +
+        `outside ${part.offset}..${footer.dataEndOffset}`,
       { hint: 'the TOC is corrupt or hostile; do not use this layer' },
     )
   }
@@ -425,7 +427,8 @@ function toExtent(
   if (part.innerOffset + part.chunkSize > ceiling) {
     throw new EdgestarError(
       ESTARGZ_ERRORS.ABSURD_SIZE,
-      `chunk of ${JSON.stringify(file.name)} declares ${part.chunkSize} bytes but its ${extent.compressedSize} compressed bytes cannot hold that many`,
+      `chunk of ${JSON.stringify(file.name)} declares ${part.chunkSize} bytes but its ` +
+        `${extent.compressedSize} compressed bytes cannot hold that many`,
       { hint: 'the TOC is corrupt or hostile; do not use this layer' },
     )
   }

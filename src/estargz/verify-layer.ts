@@ -145,7 +145,8 @@ async function verifyStream(
         report.errors.push(
           problem(
             ESTARGZ_ERRORS.TOC_INVALID,
-            `${JSON.stringify(entry.name)} is a ${entry.type} in the tar stream but a ${listed.type} in the TOC`,
+            `${JSON.stringify(entry.name)} is a ${entry.type} in the tar stream ` +
+              `but a ${listed.type} in the TOC`,
           ),
         )
       }
