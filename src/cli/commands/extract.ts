@@ -390,7 +390,11 @@ class TreeWriter {
       throw new EdgestarError(
         EXTRACT_ERRORS.UNSAFE_PATH,
         `${JSON.stringify(name)} would be written through ${what} ${JSON.stringify(current)}`,
-        { hint: 'the layer tries to write outside its own tree; do not use it' },
+        {
+          hint:
+            'a layer may not write through a symlink (it could reach outside DIR); do not use ' +
+            'this layer, or, if DIR already held that symlink, extract into an empty directory',
+        },
       )
     }
     return true
