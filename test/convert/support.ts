@@ -6,7 +6,7 @@
 import { execFile } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { lstat, mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises'
+import { lstat, mkdir, readdir, readFile, readlink, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import {
@@ -251,12 +251,12 @@ async function convertOnce(
   input: string,
   options: ConvertOptions,
 ): Promise<{ blob: string; result: ConvertResult; cached: boolean }> {
-  const key = createHash('sha256')
+  const inputKey = createHash('sha256')
     .update(await treeFingerprint(input))
     .update(JSON.stringify(options))
-    .update(await converterFingerprint())
     .digest('hex')
-    .slice(0, 24)
+    .slice(0, 16)
+  const key = `${inputKey}-${(await converterFingerprint()).slice(0, 16)}`
   const dir = join(CACHE_DIR, 'convert')
   await mkdir(dir, { recursive: true })
   const blob = join(dir, `${key}.blob`)
@@ -265,6 +265,11 @@ async function convertOnce(
     const result = JSON.parse(await readFile(sidecar, 'utf8')) as ConvertResult
     return { blob, result, cached: true }
   }
+
+  // A changed converter makes the same input's older blobs useless: drop them.
+  for (const name of await readdir(dir))
+    if (name.startsWith(`${inputKey}-`) || !name.includes('-'))
+      await rm(join(dir, name), { force: true })
   const result = await convertLayer(input, blob, options)
   await writeFile(sidecar, JSON.stringify(result))
   return { blob, result, cached: false }
