@@ -14,6 +14,11 @@ export class ReadWindowCache {
     this.#maxBytes = maxBytes
   }
 
+  /** False when built with no room: callers then read directly. */
+  get isEnabled(): boolean {
+    return this.#maxBytes > 0
+  }
+
   /** The window under `key`, loading it with `load` when absent. */
   async get(key: string, load: () => Promise<Buffer>): Promise<Buffer> {
     const hit = this.#windows.get(key)

@@ -2,7 +2,7 @@ import type { LayerEntry, LayerSource, NodeType } from './image-view.js'
 import { decodeXattrs, impliedDir, modtimeMs, parentOf } from './layer-entry.js'
 import type { ReadWindowCache } from './read-window-cache.js'
 import type { TocQueryClient } from './toc-query-client.js'
-import type { LayerSummary, WorkerTocRow } from './toc-query-worker.js'
+import type { ChunkSpan, LayerSummary, WorkerTocRow } from './toc-query-worker.js'
 
 /**
  * Reads `length` bytes of file `name` of layer `layerDigest` from `offset`, from the chunk
@@ -17,6 +17,10 @@ export type LayerReadFn = (
 
 /** Chunks up to this size are read whole into the window cache. */
 const MAX_WINDOW_BYTES = 4 << 20
+/** Cached chunks read ahead of a sequential reader (each one cache-file read in flight). */
+const READ_AHEAD_CHUNKS = 3
+/** Files whose last present chunk span is remembered (skips an index query per read). */
+const RECENT_SPANS = 64
 
 /** Entry ids per layer: 2^24, so 255 layers fit the 32-bit inode numbers fuse-native passes. */
 export const IDS_PER_LAYER = 1 << 24
@@ -33,6 +37,8 @@ export class StoreLayer implements LayerSource {
   readonly #queries: TocQueryClient
   readonly #read: LayerReadFn
   readonly #windows: ReadWindowCache
+  readonly #recentSpans = new Map<string, ChunkSpan>()
+  readonly #aheadUntil = new Map<string, number>()
   readonly #idBase: number
   readonly #hardlinks: Map<string, number>
   readonly #impliedDirs: Map<string, number>
@@ -97,21 +103,61 @@ export class StoreLayer implements LayerSource {
   /**
    * Reads through the window cache: the whole chunk that holds `offset` is read once (it
    * is the unit the scheduler fetches anyway) and later reads inside it come from memory.
+   * When the next chunk of the file is already cached it is read ahead, so a sequential
+   * reader keeps two cache-file reads in flight; a missing one is never fetched ahead.
    */
   async read(entry: LayerEntry, offset: number, length: number): Promise<Buffer> {
     if (entry.sizeBytes === 0 || length === 0) return Buffer.alloc(0)
-    const span = await this.#queries.chunkSpan(this.#digest, entry.name, offset)
-    const start = span?.chunkOffset ?? 0
-    const end = span ? start + span.chunkSize : 0
+    if (!this.#windows.isEnabled) return this.#read(this.#digest, entry.name, offset, length)
+
+    const span = await this.#spanAt(entry.name, offset)
+    const end = span ? span.chunkOffset + span.chunkSize : 0
     if (!span || offset + length > end || span.chunkSize > MAX_WINDOW_BYTES) {
       return this.#read(this.#digest, entry.name, offset, length)
     }
 
-    const key = `${this.#digest}\0${entry.name}\0${start}`
-    const window = await this.#windows.get(key, () =>
-      this.#read(this.#digest, entry.name, start, end - start),
+    const window = await this.#window(entry.name, span)
+    // Keep READ_AHEAD_CHUNKS chunks in flight beyond the one being read.
+    const aheadUntil = Math.max(end, this.#aheadUntil.get(entry.name) ?? 0)
+    const wanted = end + READ_AHEAD_CHUNKS * span.chunkSize
+    if (aheadUntil < Math.min(wanted, entry.sizeBytes)) {
+      const chunks = Math.ceil((wanted - aheadUntil) / span.chunkSize)
+      remember(this.#aheadUntil, entry.name, Math.min(wanted, entry.sizeBytes))
+      void this.#readAhead(entry, aheadUntil, chunks)
+    }
+    return window.subarray(offset - span.chunkOffset, offset - span.chunkOffset + length)
+  }
+
+  async #spanAt(name: string, offset: number): Promise<ChunkSpan | undefined> {
+    const recent = this.#recentSpans.get(name)
+    if (recent && offset >= recent.chunkOffset && offset < recent.chunkOffset + recent.chunkSize) {
+      return recent
+    }
+    const span = await this.#queries.chunkSpan(this.#digest, name, offset)
+    if (span?.isPresent) remember(this.#recentSpans, name, span)
+    return span
+  }
+
+  #window(name: string, span: ChunkSpan): Promise<Buffer> {
+    const key = `${this.#digest}\0${name}\0${span.chunkOffset}`
+    return this.#windows.get(key, () =>
+      this.#read(this.#digest, name, span.chunkOffset, span.chunkSize),
     )
-    return window.subarray(offset - start, offset - start + length)
+  }
+
+  async #readAhead(entry: LayerEntry, offset: number, chunks: number): Promise<void> {
+    try {
+      const spans: ChunkSpan[] = []
+      for (let at = offset; spans.length < chunks && at < entry.sizeBytes; ) {
+        const span = await this.#queries.chunkSpan(this.#digest, entry.name, at)
+        if (!span?.isPresent || span.chunkOffset !== at || span.chunkSize > MAX_WINDOW_BYTES) break
+        spans.push(span)
+        at += span.chunkSize
+      }
+      await Promise.all(spans.map((span) => this.#window(entry.name, span)))
+    } catch {
+      // Read-ahead is a guess; the real read reports any failure.
+    }
   }
 
   #toEntry(row: WorkerTocRow): LayerEntry {
@@ -131,4 +177,13 @@ export class StoreLayer implements LayerSource {
       nlink: 1 + (this.#hardlinks.get(row.name) ?? 0),
     }
   }
+}
+
+/** Sets `key` in a small most-recently-used map of at most RECENT_SPANS files. */
+function remember<T>(map: Map<string, T>, key: string, value: T): void {
+  map.delete(key)
+  map.set(key, value)
+  if (map.size <= RECENT_SPANS) return
+  const oldest = map.keys().next().value
+  if (oldest !== undefined) map.delete(oldest)
 }

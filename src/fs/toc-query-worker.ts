@@ -38,6 +38,8 @@ export interface LayerSummary {
 export interface ChunkSpan {
   chunkOffset: number
   chunkSize: number
+  /** True when the chunk is in the cache (reading it fetches nothing). */
+  isPresent: boolean
 }
 
 /** Data a worker is started with. */
@@ -72,12 +74,22 @@ const orphanParents = db.prepare(
 )
 
 const chunkAt = db.prepare(
-  `SELECT chunk_offset AS chunkOffset, chunk_size AS chunkSize FROM layer_chunks
-   WHERE layer_digest = ? AND entry_name = ? AND chunk_offset <= ? ORDER BY chunk_offset DESC LIMIT 1`,
+  `SELECT lc.chunk_offset AS chunkOffset, lc.chunk_size AS chunkSize,
+     coalesce(c.state = 'present', 0) AS isPresent
+   FROM layer_chunks lc
+   JOIN layer_units u ON u.layer_digest = lc.layer_digest AND u.offset = lc.unit_offset
+   LEFT JOIN chunks c ON c.key = u.chunk_key
+   WHERE lc.layer_digest = ? AND lc.entry_name = ? AND lc.chunk_offset <= ?
+   ORDER BY lc.chunk_offset DESC LIMIT 1`,
 )
 
 const ops: Record<string, (...args: never[]) => unknown> = {
-  chunkSpan: (layer: string, name: string, offset: number) => chunkAt.get(layer, name, offset),
+  chunkSpan: (layer: string, name: string, offset: number) => {
+    const span = chunkAt.get(layer, name, offset) as
+      | (Omit<ChunkSpan, 'isPresent'> & { isPresent: number })
+      | undefined
+    return span && { ...span, isPresent: span.isPresent === 1 }
+  },
   entry: (layer: string, name: string) => visible(byName.get(layer, name) as WorkerTocRow),
   children: (layer: string, dir: string) =>
     (byParent.all(layer, dir) as WorkerTocRow[]).filter((row) => visible(row) !== undefined),
