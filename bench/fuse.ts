@@ -19,12 +19,9 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { convertLayer } from '../src/estargz/index.js'
-import { FetchScheduler } from '../src/fetch/index.js'
-import { type Mounted, mountImage, openStoreView } from '../src/fs/index.js'
-import { ImageService } from '../src/images/index.js'
 import { parseReference, RegistryClient } from '../src/registry/index.js'
-import { Store } from '../src/store/index.js'
 import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
+import { type ImageMount, mountImageFromRegistry } from '../test/helpers/mount.js'
 import { startRegistry } from '../test/helpers/registry-server.js'
 
 const run = promisify(execFile)
@@ -83,52 +80,21 @@ async function layerOf(dir: string, name: string): Promise<TestLayer> {
   }
 }
 
-interface Stack {
-  store: Store
-  registry: RegistryClient
-  scheduler: FetchScheduler
-  images: ImageService
-  mounted: Mounted
-  mountpoint: string
-  close(): Promise<void>
-}
-
 async function mountStack(
   ref: string,
   rateBytesPerSec: number,
   background: boolean,
-): Promise<Stack> {
+): Promise<ImageMount & { mountpoint: string }> {
   const stateDir = await mkdtemp(join(tmpdir(), 'edgestar-bench-state-'))
-  const mountpoint = await mkdtemp(join(tmpdir(), 'edgestar-bench-mnt-'))
-  const store = Store.open(stateDir)
-  const registry = new RegistryClient({ dockerConfigPath: null })
-  const scheduler = new FetchScheduler({
-    store,
-    registry,
-    backgroundRateBytesPerSec: rateBytesPerSec,
+  const stack = await mountImageFromRegistry(stateDir, ref, {
+    bandwidthBytesPerSec: rateBytesPerSec,
+    background,
   })
-  scheduler.setBackgroundEnabled(background)
-  const images = new ImageService({ store, registry, scheduler })
-  const image = await images.open(ref)
-  const view = await openStoreView({
-    dbPath: store.dbPath,
-    layerDigests: image.layers,
-    read: images.readLayerFile,
-  })
-  const mounted = await mountImage(view, mountpoint)
   return {
-    store,
-    registry,
-    scheduler,
-    images,
-    mounted,
-    mountpoint,
+    ...stack,
+    mountpoint: stack.mount.dir,
     async close() {
-      await mounted.unmount()
-      scheduler.close()
-      await registry.close()
-      store.close()
-      await rm(mountpoint, { recursive: true, force: true })
+      await stack.close()
       await rm(stateDir, { recursive: true, force: true })
     },
   }
@@ -156,10 +122,8 @@ async function readAndWalk(registryHost: string): Promise<void> {
 
   const stack = await mountStack(ref, 0, false)
   try {
-    const image = stack.store.images.get(parseReference(ref).name)
-    if (!image) throw new Error('bench image not recorded')
     const pulled = Date.now()
-    await stack.images.pull(image)
+    await stack.images.pull(stack.image)
     console.log(
       `cache warmed: whole image fetched in ${((Date.now() - pulled) / 1000).toFixed(1)} s`,
     )
@@ -219,10 +183,8 @@ async function backgroundCap(registryHost: string): Promise<void> {
   console.log(`\nbackground cap accuracy (${CAP_WINDOW_SEC} s window after a 3 s warm-up)`)
   for (const rate of CAP_RATES) {
     const stack = await mountStack(ref, rate, true)
+    const pulling = stack.images.pull(stack.image, { priority: 'background' }).catch(() => {})
     try {
-      const image = stack.store.images.get(parseReference(ref).name)
-      if (!image) throw new Error('bench image not recorded')
-      const pulling = stack.images.pull(image, { priority: 'background' }).catch(() => {})
       await sleep(3000)
       const before = stack.scheduler.stats().backgroundBytes
       await sleep(CAP_WINDOW_SEC * 1000)
@@ -231,13 +193,9 @@ async function backgroundCap(registryHost: string): Promise<void> {
       console.log(
         `  cap ${kib(rate).padStart(11)}  actual ${kib(actual).padStart(11)}  ratio ${(actual / rate).toFixed(3)}`,
       )
-      // Let in-flight batches finish before the store closes under them.
-      stack.scheduler.setBackgroundEnabled(false)
-      while (stack.scheduler.stats().running > 0) await sleep(100)
-      stack.scheduler.close()
-      await pulling
     } finally {
       await stack.close()
+      await pulling
     }
   }
 }

@@ -3,7 +3,9 @@ import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
+import { FetchScheduler } from '../../src/fetch/index.js'
 import {
   abortMount,
   FSNAME_PREFIX,
@@ -11,7 +13,11 @@ import {
   type Mounted,
   type MountOptions,
   mountImage,
+  openStoreView,
 } from '../../src/fs/index.js'
+import { ImageService } from '../../src/images/index.js'
+import { RegistryClient } from '../../src/registry/index.js'
+import { type ImageRow, Store } from '../../src/store/index.js'
 
 const execFileAsync = promisify(execFile)
 
@@ -87,7 +93,7 @@ export async function mountForTest(
 
 // Walks a tree with lstat, never following links, and prints one JSON document. Python
 // because Node has no xattr API; it runs in a child so the mount's server stays free.
-const SCANNER = String.raw`
+const SCANNER = `
 import base64, hashlib, json, os, stat, sys
 root = sys.argv[1]
 with_content = sys.argv[2] == '1'
@@ -153,4 +159,75 @@ export async function runChild(
       },
     )
   })
+}
+
+/** One process's worth of edgestar parts serving an image, as `edgestar mount` wires them. */
+export interface ImageMount {
+  store: Store
+  registry: RegistryClient
+  scheduler: FetchScheduler
+  images: ImageService
+  image: ImageRow
+  mount: TestMount
+  /** Stops background work, unmounts, closes everything (the state dir stays). */
+  close(): Promise<void>
+}
+
+/** Options of `mountImageFromRegistry`. */
+export interface ImageMountOptions {
+  /** Background cap in bytes per second; 0 = none (default). */
+  bandwidthBytesPerSec?: number
+  /** Background fetch on (default) or off. */
+  background?: boolean
+  offlineWaitMs?: number
+}
+
+/**
+ * Records image `ref` in a store at `stateDir` (from the registry, or as already recorded)
+ * and mounts its store-backed view in a temporary directory. Background fetch is only
+ * allowed, not started: call `images.pull(image, { priority: 'background' })` for it.
+ */
+export async function mountImageFromRegistry(
+  stateDir: string,
+  ref: string,
+  options: ImageMountOptions = {},
+): Promise<ImageMount> {
+  const store = Store.open(stateDir)
+  const registry = new RegistryClient({
+    dockerConfigPath: null,
+    retry: { maxAttempts: 2, baseDelayMs: 50 },
+  })
+  const scheduler = new FetchScheduler({
+    store,
+    registry,
+    offlineWaitMs: options.offlineWaitMs ?? 30_000,
+    probeIntervalMs: 200,
+    backgroundRateBytesPerSec: options.bandwidthBytesPerSec ?? 0,
+  })
+  scheduler.setBackgroundEnabled(options.background ?? true)
+  const images = new ImageService({ store, registry, scheduler })
+  const image = await images.open(ref)
+  const view = await openStoreView({
+    dbPath: store.dbPath,
+    layerDigests: image.layers,
+    read: images.readLayerFile,
+  })
+  const mount = await mountForTest(view)
+  return {
+    store,
+    registry,
+    scheduler,
+    images,
+    image,
+    mount,
+    async close() {
+      // Let batches in flight finish before the store closes under them.
+      scheduler.setBackgroundEnabled(false)
+      for (let i = 0; i < 100 && scheduler.stats().running > 0; i++) await sleep(100)
+      await mount.cleanup()
+      scheduler.close()
+      await registry.close()
+      store.close()
+    },
+  }
 }
