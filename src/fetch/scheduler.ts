@@ -445,8 +445,7 @@ export class FetchScheduler extends EventEmitter {
           : await reader.readRanges(units.map((u) => ({ offset: u.offset, length: u.sizeBytes })))
       this.counters.batches++
       this.link.succeeded()
-      for (const [i, job] of batch.entries())
-        await this.storeUnit(job, layer, units[i]!, buffers[i]!)
+      await this.storeUnits(batch, layer, units, buffers)
     } catch (err) {
       this.onBatchError(batch, err)
     } finally {
@@ -496,31 +495,54 @@ export class FetchScheduler extends EventEmitter {
       : this.maxBatchBytes
   }
 
-  private async storeUnit(
+  // Decodes and checks every unit of a batch, then stores the good ones in one durable
+  // write; a unit that fails its check is retried or failed on its own.
+  private async storeUnits(
+    batch: Job[],
+    layer: LayerRow,
+    units: UnitRow[],
+    buffers: Buffer[],
+  ): Promise<void> {
+    const verified: { job: Job; unit: UnitRow; decoded: ReturnType<typeof decodeUnit> }[] = []
+    for (const [i, job] of batch.entries()) {
+      const decoded = this.decodeOrReport(job, layer, units[i]!, buffers[i]!)
+      if (decoded !== undefined) verified.push({ job, unit: units[i]!, decoded })
+    }
+
+    await this.store.chunks.writeMany(
+      verified.map(({ unit, decoded }) => ({
+        key: unit.chunkKey,
+        data: decoded.object,
+        alsoInCommit: () =>
+          this.store.layers.setUnitDecoded(layer.digest, unit.offset, {
+            memberBytes: decoded.memberBytes,
+            dataBytes: decoded.object.length,
+            tail: decoded.tail,
+          }),
+      })),
+    )
+    for (const { job, unit } of verified) this.finishUnit(job, layer, unit)
+  }
+
+  private decodeOrReport(
     job: Job,
     layer: LayerRow,
     unit: UnitRow,
     compressed: Buffer,
-  ): Promise<void> {
-    let decoded: ReturnType<typeof decodeUnit>
+  ): ReturnType<typeof decodeUnit> | undefined {
     try {
       if (compressed.length !== unit.sizeBytes)
         throw new Error(`got ${compressed.length} of ${unit.sizeBytes} bytes`)
       const extents =
         unit.kind === 'chunk' ? this.store.layers.unitExtents(layer.digest, unit.offset) : []
-      decoded = decodeUnit(layer.format as LayerFormat, unit, extents, compressed)
+      return decodeUnit(layer.format as LayerFormat, unit, extents, compressed)
     } catch (err) {
       this.onIntegrityError(job, unit, err)
-      return
+      return undefined
     }
+  }
 
-    await this.store.chunks.write(unit.chunkKey, decoded.object, () =>
-      this.store.layers.setUnitDecoded(layer.digest, unit.offset, {
-        memberBytes: decoded.memberBytes,
-        dataBytes: decoded.object.length,
-        tail: decoded.tail,
-      }),
-    )
+  private finishUnit(job: Job, layer: LayerRow, unit: UnitRow): void {
     this.counters.units++
     this.maybeEvict()
     this.counters[`${job.priority}Bytes`] += unit.sizeBytes

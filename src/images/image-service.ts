@@ -14,6 +14,9 @@ import type { ImageRow, LayerVerification, Progress, Store } from '../store/inde
 import { lookupFile, type MergedFile } from './merged-lookup.js'
 import { recordPlainLayer } from './plain-layer.js'
 
+/** Milliseconds between two progress reports of `pull`. */
+const PROGRESS_INTERVAL_MS = 250
+
 /** Options of an ImageService. */
 export interface ImageServiceOptions {
   store: Store
@@ -156,13 +159,21 @@ export class ImageService {
 
   /**
    * Fetches every unit of every layer and checks each layer against its diffID.
-   * `onProgress` is called after each unit with the image's progress.
+   * `onProgress` is called with the image's progress as units arrive (at most every
+   * PROGRESS_INTERVAL_MS).
    */
   async pull(
     image: ImageRow,
     options: { priority?: FetchPriority; onProgress?: (progress: ImageProgress) => void } = {},
   ): Promise<ImageProgress> {
-    const onUnit = (): void => options.onProgress?.(this.progress(image))
+    // Progress sums every unit row of the image; once per unit would make a pull quadratic.
+    let lastReportAt = 0
+    const onUnit = (): void => {
+      if (options.onProgress === undefined || Date.now() - lastReportAt < PROGRESS_INTERVAL_MS)
+        return
+      lastReportAt = Date.now()
+      options.onProgress(this.progress(image))
+    }
     this.scheduler.on('unit', onUnit)
     try {
       for (const layer of image.layers) {

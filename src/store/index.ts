@@ -3,7 +3,7 @@
  * state, deployments, executed commands, telemetry outbox) and the chunk cache directory.
  * Fetches nothing; `fetch/` fills it.
  */
-export type { CacheStatus, GcReport, ReconcileReport } from './chunk-cache.js'
+export type { CacheStatus, ChunkWrite, GcReport, ReconcileReport } from './chunk-cache.js'
 export { ChunkCache } from './chunk-cache.js'
 export type { CommandLogEntry } from './command-log.js'
 export { CommandLog } from './command-log.js'

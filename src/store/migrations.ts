@@ -133,6 +133,11 @@ export const MIGRATIONS: readonly string[] = [
     value INTEGER NOT NULL
   );
   `,
+  // 2: the extents of one fetch unit are looked up for every unit fetched; without this
+  // index each lookup scanned the layer's chunk rows (quadratic in a full pull).
+  `
+  CREATE INDEX layer_chunks_by_unit ON layer_chunks(layer_digest, unit_offset, inner_offset);
+  `,
 ]
 
 /** The newest schema this build understands. */
