@@ -140,10 +140,7 @@ export class LazyImageBackend implements ImageBackend {
   }
 
   setOfflineWaitMs(waitMs: number): void {
-    // TODO(agent): FetchScheduler takes offlineWaitMs only at construction; until it
-    // has a setter, a changed wait applies after the agent restarts (it is saved).
-    const scheduler = this.scheduler as unknown as { setOfflineWaitMs?: (ms: number) => void }
-    scheduler.setOfflineWaitMs?.(waitMs)
+    this.scheduler.setOfflineWaitMs(waitMs)
     this.waitMs = waitMs
   }
 

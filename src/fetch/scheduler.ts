@@ -95,7 +95,7 @@ export class FetchScheduler extends EventEmitter {
   readonly store: Store
   private readonly registry: BlobReaderSource
   private readonly concurrency: number
-  private readonly offlineWaitMs: number
+  private offlineWaitMs: number
   private readonly probeIntervalMs: number
   private readonly maxBatchBytes: number
   private readonly tracePath: string | undefined
@@ -269,6 +269,19 @@ export class FetchScheduler extends EventEmitter {
     return Promise.all(units.map((u) => this.ensureUnit(layerDigest, u.offset, 'prefetch'))).then(
       () => undefined,
     )
+  }
+
+  /**
+   * Changes how long a read of a missing chunk waits for an offline link before it fails
+   * (EDGESTAR_FETCH_OFFLINE). Applies to waits that start from now on.
+   */
+  setOfflineWaitMs(waitMs: number): void {
+    if (!Number.isFinite(waitMs) || waitMs < 0)
+      throw new EdgestarError(
+        'EDGESTAR_FETCH_BAD_OPTION',
+        `offline wait must be >= 0 ms, not ${waitMs}`,
+      )
+    this.offlineWaitMs = waitMs
   }
 
   /** Resolves when nothing is queued or running and (if enabled) every background layer is done. */
