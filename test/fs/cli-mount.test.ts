@@ -1,12 +1,16 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { abortMount, findFuseMounts } from '../../src/fs/index.js'
+import { RegistryClient } from '../../src/registry/index.js'
+import { pushTestImage } from '../helpers/images.js'
 import { runChild } from '../helpers/mount.js'
+import { startRegistry } from '../helpers/registry-server.js'
 
 const CLI = join(process.cwd(), 'bin/edgestar')
 const FIXTURE = join(
@@ -63,6 +67,39 @@ describe('edgestar mount and umount', () => {
     assert.equal(again.code, 0)
     assert.match((await runChild('ls', [dir])).stdout, /xattr\.txt/)
     assert.equal((await edgestar(['umount', dir])).json.how, 'signalled')
+  })
+
+  it('mounts an image by reference from the registry into a state directory', async () => {
+    const server = await startRegistry()
+    const stateDir = await mkdtemp(join(tmpdir(), 'edgestar-cli-state-'))
+    try {
+      const blob = await readFile(FIXTURE)
+      const sidecar = JSON.parse(await readFile(FIXTURE.replace(/\.tar\.gz$/, '.json'), 'utf8'))
+      const pusher = new RegistryClient({ dockerConfigPath: null })
+      const ref = `${server.host}/fs/mixed:1`
+      await pushTestImage(pusher, ref, [
+        {
+          blob,
+          diffID: sidecar.diffID,
+          mediaType: sidecar.mediaType,
+          annotations: sidecar.annotations,
+        },
+      ])
+      await pusher.close()
+
+      const mounted = await edgestar(['mount', ref, dir, '--state-dir', stateDir, '--detach'])
+      assert.equal(mounted.code, 0, JSON.stringify(mounted.json))
+      const content = await runChild('cat', [join(dir, 'etc/config')])
+      assert.equal(
+        createHash('sha256').update(content.stdout).digest('hex'),
+        sidecar.files.find((file: { name: string }) => file.name === 'etc/config').sha256,
+      )
+      assert.equal((await edgestar(['umount', dir])).json.how, 'signalled')
+    } finally {
+      await abortMount(dir).catch(() => {})
+      await server.stop()
+      await rm(stateDir, { recursive: true, force: true })
+    }
   })
 
   it('unmounts cleanly and exits when the foreground process gets SIGTERM', async () => {
