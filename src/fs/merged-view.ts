@@ -7,6 +7,7 @@ import type {
   ViewNode,
   ViewStats,
 } from './image-view.js'
+import { impliedDir } from './layer-entry.js'
 
 /** OCI layer whiteout markers (image-spec layer.md, "Whiteouts"). */
 export const WHITEOUT_PREFIX = '.wh.'
@@ -137,7 +138,7 @@ export class MergedView implements ImageView {
       if (await this.#layers[i].entry(OPAQUE_MARKER)) break
     }
 
-    const node = top ? toNode(top, ROOT_INO) : syntheticDir(ROOT_INO)
+    const node = toNode(top ?? impliedDir('', 0), ROOT_INO)
     node.ino = ROOT_INO
     node.nlink = await this.#dirLinkCount('', dirLayers)
     return { node, dirLayers }
@@ -299,23 +300,6 @@ function sizeOf(entry: LayerEntry): number {
   if (entry.type === 'reg') return entry.sizeBytes
   if (entry.type === 'symlink') return Buffer.byteLength(entry.linkName)
   return 0
-}
-
-function syntheticDir(ino: number): ViewNode {
-  return {
-    ino,
-    type: 'dir',
-    mode: 0o755,
-    uid: 0,
-    gid: 0,
-    sizeBytes: 0,
-    mtimeMs: 0,
-    nlink: 2,
-    devMajor: 0,
-    devMinor: 0,
-    linkName: '',
-    xattrs: {},
-  }
 }
 
 function joinPath(dir: string, base: string): string {
