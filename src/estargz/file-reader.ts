@@ -1,7 +1,16 @@
+import { constants } from 'node:fs'
 import { type FileHandle, open } from 'node:fs/promises'
 import { EdgestarError } from '../errors.js'
 import { ESTARGZ_ERRORS } from './error-codes.js'
 import type { RandomAccessReader } from './types.js'
+
+const OPEN_FAILURES: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  ENOTDIR: 'a parent is not a directory',
+  ELOOP: 'too many symlinks',
+  EMFILE: 'too many open files',
+}
 
 /** A RandomAccessReader over a local file. Close it when done. */
 export class FileReader implements RandomAccessReader {
@@ -19,9 +28,13 @@ export class FileReader implements RandomAccessReader {
   static async open(path: string): Promise<FileReader> {
     let handle: FileHandle
     try {
-      handle = await open(path, 'r')
+      // O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever; it changes
+      // nothing for a regular file.
+      handle = await open(path, constants.O_RDONLY | constants.O_NONBLOCK)
     } catch (cause) {
-      throw new EdgestarError(ESTARGZ_ERRORS.READ_FAILED, `cannot open blob ${path}`, {
+      const err = cause as NodeJS.ErrnoException
+      const reason = OPEN_FAILURES[err.code ?? ''] ?? err.message
+      throw new EdgestarError(ESTARGZ_ERRORS.READ_FAILED, `cannot open blob ${path}: ${reason}`, {
         hint: 'check that the path exists and is readable',
         cause,
       })
