@@ -225,6 +225,8 @@ function ownerId(value: number, what: string): number {
   return value
 }
 
+// TODO(estargz): a name that is not UTF-8 decodes with U+FFFD, so extract writes an
+// altered name; the TOC (JSON) cannot carry the raw bytes either.
 function cString(field: Buffer): string {
   const end = field.indexOf(0)
   return field.toString('utf8', 0, end < 0 ? field.length : end)
