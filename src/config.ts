@@ -14,15 +14,30 @@ export const DEFAULT_CONFIG_PATH = '/etc/edgestar/config.json'
 export interface EdgestarConfig {
   /** State directory (database and chunk cache). File key `stateDir`, env EDGESTAR_STATE_DIR. */
   stateDir: string
-  /** Registries spoken to over plain HTTP. File `insecureRegistries`, env EDGESTAR_INSECURE_REGISTRIES (comma list). */
+  /**
+   * Registries spoken to over plain HTTP. File `insecureRegistries`,
+   * env EDGESTAR_INSECURE_REGISTRIES (comma list).
+   */
   insecureRegistries: string[]
-  /** Platform to pull (`os/arch[/variant]`); undefined = the machine's. File `platform`, env EDGESTAR_PLATFORM. */
+  /**
+   * Platform to pull (`os/arch[/variant]`); undefined = the machine's.
+   * File `platform`, env EDGESTAR_PLATFORM.
+   */
   platform: string | undefined
-  /** Serve layers with nothing to verify lazily. File `allowUnverified`, env EDGESTAR_ALLOW_UNVERIFIED. */
+  /**
+   * Serve layers with nothing to verify lazily.
+   * File `allowUnverified`, env EDGESTAR_ALLOW_UNVERIFIED.
+   */
   allowUnverified: boolean
-  /** Background fetch cap, bytes per second, 0 = none. File `bandwidth` ("512KiB"), env EDGESTAR_BANDWIDTH. */
+  /**
+   * Background fetch cap, bytes per second, 0 = none.
+   * File `bandwidth` ("512KiB"), env EDGESTAR_BANDWIDTH.
+   */
   bandwidthBytesPerSec: number
-  /** How long a read of a missing chunk waits for an offline link. File `offlineWait` ("30s"), env EDGESTAR_OFFLINE_WAIT. */
+  /**
+   * How long a read of a missing chunk waits for an offline link.
+   * File `offlineWait` ("30s"), env EDGESTAR_OFFLINE_WAIT.
+   */
   offlineWaitMs: number
   /** Chunk cache size limit in bytes, 0 = none. File `cacheLimit` ("2GiB"), env EDGESTAR_CACHE_LIMIT. */
   cacheLimitBytes: number

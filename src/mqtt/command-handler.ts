@@ -80,10 +80,11 @@ const READABLE_ID = /^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$/
  * Turns command PUBLISHes into controller calls and results. Checks, in order: JSON,
  * schema, signature and target (when a fleet key is set), the command log (a known id
  * is answered from its stored result and never run again), expiry. Commands on one
- * deployment run one at a time in arrival order; `status` answers at once. Before a command runs,
- * an `interrupted` result is recorded durably under `ID#started`, so after a power cut
- * mid-command a redelivery is answered with it rather than running the command twice. A bad message gets an error result; nothing
- * a message holds can throw out of `handle`.
+ * deployment run one at a time in arrival order; `status` answers at once. Before a
+ * command runs, an `interrupted` result is recorded durably under `ID#started`, so after
+ * a power cut mid-command a redelivery is answered with it rather than running the
+ * command twice. A bad message gets an error result; nothing a message holds can throw
+ * out of `handle`.
  */
 export class CommandHandler {
   readonly #options: CommandHandlerOptions

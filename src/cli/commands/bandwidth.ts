@@ -38,10 +38,14 @@ export function register(program: Command): void {
         )
         printResult(options, { ...result, ...wait }, () =>
           [
-            `background cap  ${result.capBytesPerSec === null ? 'none' : `${formatBytes(result.capBytesPerSec)}/s`}`,
+            `background cap  ${capText(result.capBytesPerSec)}`,
             `offline wait    ${wait.offlineWaitMs} ms`,
           ].join('\n'),
         )
       },
     )
+}
+
+function capText(capBytesPerSec: number | null): string {
+  return capBytesPerSec === null ? 'none' : `${formatBytes(capBytesPerSec)}/s`
 }

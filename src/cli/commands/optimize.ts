@@ -81,7 +81,7 @@ export function register(program: Command): void {
           () =>
             `${dst} ${result.pushed?.manifestDigest ?? ''}\n` +
             `${result.prioritized.length} files prioritized (recording run ended: ` +
-            `${result.recordingEnd === 'stopped' ? 'stopped after --run-for' : `exit ${result.recordingEnd}`})`,
+            `${describeEnd(result.recordingEnd)})`,
         )
       } finally {
         await services.close()
@@ -111,4 +111,8 @@ function checkFormat(value: string | undefined): 'estargz' | 'zstd-chunked' {
       hint: 'leave --format out for gzip eStargz, the most widely readable form',
     },
   )
+}
+
+function describeEnd(end: number | 'stopped'): string {
+  return end === 'stopped' ? 'stopped after --run-for' : `exit ${end}`
 }

@@ -39,7 +39,7 @@ function agentText(status: AgentStatus): string {
     `state dir  ${status.stateDir}`,
     `link       ${status.link.state}, ${rate(status.link.rateBytesPerSec)} now`,
     `bandwidth  ${rate(status.bandwidth.capBytesPerSec)} (background cap)`,
-    `cache      ${formatBytes(status.cache.usedBytes)}${status.cache.limitBytes ? ` of ${formatBytes(status.cache.limitBytes)}` : ''}`,
+    `cache      ${cacheText(status.cache)}`,
     `deploys    ${status.deployments.map((d) => `${d.name} ${d.state}`).join(', ') || 'none'}`,
   ].join('\n')
 }
@@ -58,4 +58,9 @@ function deploymentText(info: DeploymentInfo, agent: AgentStatus): string {
     lines.push(`last exit  code ${info.lastExit.exitCode} at ${info.lastExit.finishedAt}`)
   if (info.updatingTo !== undefined) lines.push(`updating   to ${info.updatingTo}`)
   return lines.join('\n')
+}
+
+function cacheText(cache: { usedBytes: number; limitBytes?: number }): string {
+  const used = formatBytes(cache.usedBytes)
+  return cache.limitBytes ? `${used} of ${formatBytes(cache.limitBytes)}` : used
 }
