@@ -2,13 +2,17 @@ import { destination, type Logger, pino, stdTimeFunctions } from 'pino'
 
 export type { Logger }
 
-const level = process.env.EDGESTAR_LOG_LEVEL ?? 'info'
+// The daemons (`edgestar agent`, `edgestar mount`) log every event at info; one-shot commands
+// print their result, and their info events would only clutter a terminal.
+const DAEMON_COMMANDS = new Set(['agent', 'mount'])
+const level =
+  process.env.EDGESTAR_LOG_LEVEL ?? (DAEMON_COMMANDS.has(process.argv[2] ?? '') ? 'info' : 'warn')
 
 /**
  * The process-wide JSON-lines logger (one event per line, on stderr so stdout stays
  * free for command output). Modules take a child with their context:
  * `rootLogger.child({ module: 'fetch', layer })`. EDGESTAR_LOG_LEVEL sets the level
- * (`silent` turns it off).
+ * (`silent` turns it off); the default is info for the daemons and warn for other commands.
  */
 export const rootLogger: Logger = pino(
   {

@@ -121,8 +121,15 @@ async function recordWorkload(
       restart: 'no',
     })
     step(`recording: running the workload for up to ${Math.round(options.runForMs / 1000)} s`)
-    const recordingEnd = await runBounded(container, options.runForMs)
-    await container.remove()
+    let recordingEnd: number | 'stopped'
+    try {
+      recordingEnd = await runBounded(container, options.runForMs)
+    } finally {
+      // Also after a failed start: its overlay must go before the mount and the work dir.
+      await container
+        .remove()
+        .catch((err: unknown) => log.warn({ err }, 'container removal failed'))
+    }
     log.info({ files: recorder.accessedPaths.length, recordingEnd }, 'workload recorded')
     return { prioritized: recorder.accessedPaths, recordingEnd }
   } finally {
