@@ -24,41 +24,151 @@ export function normalizePath(path: string): string {
 
 /**
  * Finds `path` in an image's layers the way the mounted view shows it: top layer first,
- * whiteouts and opaque directories applied, symlinks followed, hardlinks resolved.
- * Throws EDGESTAR_IMAGES_NO_SUCH_FILE, EDGESTAR_IMAGES_NOT_A_FILE.
+ * whiteouts and opaque directories applied, symlinks followed in every component (relative
+ * and absolute targets, at most 40 hops as in Linux, never above the image root),
+ * hardlinks resolved.
+ * Throws EDGESTAR_IMAGES_NO_SUCH_FILE (with near names of the directory as a hint),
+ * EDGESTAR_IMAGES_NOT_A_FILE, EDGESTAR_IMAGES_SYMLINK_LOOP.
  */
 export function lookupFile(store: Store, layers: readonly string[], path: string): MergedFile {
-  let wanted = normalizePath(path)
-  for (let hop = 0; hop <= MAX_SYMLINK_HOPS; hop++) {
-    const found = lookupEntry(store, layers, wanted)
-    if (found === undefined)
-      throw new EdgestarError(
-        'EDGESTAR_IMAGES_NO_SUCH_FILE',
-        `no file ${JSON.stringify(path)} in the image`,
-      )
-    const { layerDigest, entry } = found
-    if (entry.type === 'symlink') {
-      const target = entry.linkName ?? ''
-      const base = entry.parent
-      wanted = normalizePath(target.startsWith('/') ? target : `${base}/${target}`)
+  const found = resolvePath(store, layers, path)
+  const { layerDigest, entry } = found
+  if (entry.type === 'hardlink') {
+    const target = store.toc.get(layerDigest, normalizePath(entry.linkName ?? ''))
+    if (target !== undefined && target.type === 'reg') return { layerDigest, entry: target }
+    throw noSuchFile(store, layers, path, entry.name)
+  }
+  if (entry.type !== 'reg')
+    throw new EdgestarError(
+      'EDGESTAR_IMAGES_NOT_A_FILE',
+      `${JSON.stringify(path)} is a ${entry.type === 'dir' ? 'directory' : entry.type}, not a regular file`,
+      { hint: 'cat prints regular files; to browse directories, use edgestar mount' },
+    )
+  return found
+}
+
+/**
+ * Walks `path` one component at a time, as the kernel's path walk does: a symlink met on
+ * the way (or as the last component) is replaced by its target's components, `..` never
+ * climbs above the root, and a name below something that is not a directory is missing.
+ */
+function resolvePath(store: Store, layers: readonly string[], path: string): MergedFile {
+  const pending = splitPath(path)
+  const resolved: string[] = []
+  let hops = 0
+  while (pending.length > 0) {
+    const part = pending.shift()!
+    if (part === '..') {
+      resolved.pop()
       continue
     }
-    if (entry.type === 'hardlink') {
-      const target = store.toc.get(layerDigest, normalizePath(entry.linkName ?? ''))
-      if (target === undefined || target.type !== 'reg') break
-      return { layerDigest, entry: target }
+
+    const name = [...resolved, part].join('/')
+    const found = lookupEntry(store, layers, name)
+    const isLast = pending.length === 0
+    if (found === undefined && isLast) throw noSuchFile(store, layers, path, name)
+    // A directory some layers imply (children but no entry of its own) is still a directory.
+    if (found === undefined) {
+      resolved.push(part)
+      continue
     }
-    if (entry.type !== 'reg')
+    if (found.entry.type === 'symlink') {
+      hops++
+      if (hops > MAX_SYMLINK_HOPS) throw symlinkLoop(path)
+      const target = found.entry.linkName ?? ''
+      if (target.startsWith('/')) resolved.length = 0
+      pending.unshift(...splitPath(target))
+      continue
+    }
+
+    if (isLast) return found
+    if (found.entry.type !== 'dir')
       throw new EdgestarError(
-        'EDGESTAR_IMAGES_NOT_A_FILE',
-        `${JSON.stringify(path)} is a ${entry.type}, not a regular file`,
+        'EDGESTAR_IMAGES_NO_SUCH_FILE',
+        `no file ${JSON.stringify(path)} in the image (${JSON.stringify(`/${name}`)} is a ${found.entry.type}, not a directory)`,
+        { hint: 'name a file inside a directory; to browse the image, use edgestar mount' },
       )
-    return found
+    resolved.push(part)
   }
+
+  // The path named the root itself (or resolved to it).
   throw new EdgestarError(
-    'EDGESTAR_IMAGES_NO_SUCH_FILE',
-    `cannot resolve ${JSON.stringify(path)} in the image`,
+    'EDGESTAR_IMAGES_NOT_A_FILE',
+    `${JSON.stringify(path)} is the root directory, not a regular file`,
+    { hint: 'name a file inside the image, e.g. etc/os-release' },
   )
+}
+
+function splitPath(path: string): string[] {
+  return path.split('/').filter((part) => part !== '' && part !== '.')
+}
+
+function symlinkLoop(path: string): EdgestarError {
+  return new EdgestarError(
+    'EDGESTAR_IMAGES_SYMLINK_LOOP',
+    `too many levels of symbolic links resolving ${JSON.stringify(path)} (more than ${MAX_SYMLINK_HOPS})`,
+    { hint: 'the image has a symlink loop on this path; name the file by its real path' },
+  )
+}
+
+function noSuchFile(
+  store: Store,
+  layers: readonly string[],
+  path: string,
+  missing: string,
+): EdgestarError {
+  const slash = missing.lastIndexOf('/')
+  const dir = slash < 0 ? '' : missing.slice(0, slash)
+  const near = nearNames(store, layers, dir, missing.slice(slash + 1))
+  const shown = dir === '' ? '/' : `/${dir}/`
+  const hint =
+    near.length > 0
+      ? `${shown} has ${near.map((n) => JSON.stringify(n)).join(', ')}; ` +
+        'to browse the image, use edgestar mount'
+      : `nothing near ${JSON.stringify(missing.slice(slash + 1))} in ${shown}; ` +
+        'to browse the image, use edgestar mount'
+  return new EdgestarError(
+    'EDGESTAR_IMAGES_NO_SUCH_FILE',
+    `no file ${JSON.stringify(path)} in the image (${JSON.stringify(`/${missing}`)} does not exist)`,
+    { hint },
+  )
+}
+
+const MAX_NEAR_NAMES = 5
+const MAX_NAMES_SCANNED = 20_000
+
+/** Names in `dir` (any layer, whiteouts left out) that look like `base`: closest first. */
+function nearNames(store: Store, layers: readonly string[], dir: string, base: string): string[] {
+  const scored = new Map<string, number>()
+  let scanned = 0
+  for (const layerDigest of layers) {
+    for (const row of store.toc.children(layerDigest, dir)) {
+      if (++scanned > MAX_NAMES_SCANNED) break
+      const name = row.name.slice(row.name.lastIndexOf('/') + 1)
+      if (name.startsWith(WHITEOUT_PREFIX)) continue
+      const score = nameDistance(base, name)
+      if (score <= Math.max(2, Math.floor(base.length / 3))) scored.set(name, score)
+    }
+  }
+  return [...scored.entries()]
+    .sort((a, b) => a[1] - b[1] || a[0].localeCompare(b[0]))
+    .slice(0, MAX_NEAR_NAMES)
+    .map(([name]) => name)
+}
+
+/** Edit distance, with a shared prefix of 3+ characters counting as near. */
+function nameDistance(a: string, b: string): number {
+  if (a.length >= 3 && b.startsWith(a)) return 1
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, previous[j - 1]! + cost)
+    }
+    previous = current
+  }
+  return previous[b.length]!
 }
 
 function lookupEntry(
