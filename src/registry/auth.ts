@@ -69,6 +69,17 @@ export class AuthManager {
   ) {}
 
   /**
+   * What an operator can do about refused credentials, naming the config.json this
+   * client really reads ($DOCKER_CONFIG, the config file's dockerConfigPath, or ~/.docker).
+   */
+  loginHint(): string {
+    const path = this.options.dockerConfig?.path
+    if (path === undefined)
+      return "give credentials in the edgestar config (reading Docker's config.json is off)"
+    return `log in with \`docker login\` (edgestar reads ${path})`
+  }
+
+  /**
    * The Authorization header for a request to `registry` needing `scopes`, or undefined
    * while the registry has not asked for auth. Renews a bearer token that is about to expire.
    */
@@ -99,7 +110,11 @@ export class AuthManager {
   ): Promise<boolean> {
     const challenge = wwwAuthenticate ? parseChallenge(wwwAuthenticate) : undefined
     if (!challenge || (challenge.scheme !== 'bearer' && challenge.scheme !== 'basic')) {
-      throw unauthorized(registry, 'it answered 401 without a usable WWW-Authenticate challenge')
+      throw unauthorized(
+        registry,
+        'it answered 401 without a usable WWW-Authenticate challenge',
+        this.loginHint(),
+      )
     }
     const previous = this.challenges.get(registry)
     this.challenges.set(registry, challenge)
@@ -111,7 +126,8 @@ export class AuthManager {
 
     if (challenge.scheme === 'basic') {
       const header = await this.basicHeader(registry)
-      if (header === undefined) throw unauthorized(registry, 'it asks for a username and password')
+      if (header === undefined)
+        throw unauthorized(registry, 'it asks for a username and password', this.loginHint())
       return header !== sentHeader
     }
     // A refused bearer token is renewed; the transport bounds how often in a row.
@@ -152,7 +168,8 @@ export class AuthManager {
     challenge: AuthChallenge,
   ): Promise<CachedToken> {
     const realm = challenge.params.realm
-    if (!realm) throw unauthorized(registry, 'its bearer challenge names no token realm')
+    if (!realm)
+      throw unauthorized(registry, 'its bearer challenge names no token realm', this.loginHint())
     const url = new URL(realm)
     if (challenge.params.service) url.searchParams.set('service', challenge.params.service)
     for (const scope of scopes) url.searchParams.append('scope', scope)
@@ -168,6 +185,7 @@ export class AuthManager {
       throw unauthorized(
         registry,
         `the token service ${redactUrl(url.origin)} refused the credentials`,
+        this.loginHint(),
       )
     }
     const token = readToken(response, this.now())
@@ -222,12 +240,10 @@ function tokenKey(registry: string, scopes: readonly string[]): string {
   return `${registry} ${[...scopes].sort().join(' ')}`
 }
 
-function unauthorized(registry: string, why: string): EdgestarError {
+function unauthorized(registry: string, why: string, loginHint: string): EdgestarError {
   return new EdgestarError(
     'EDGESTAR_REGISTRY_UNAUTHORIZED',
     `registry ${registry} refused access: ${why}`,
-    {
-      hint: 'log in with `docker login` (edgestar reads ~/.docker/config.json) or check the repository name',
-    },
+    { hint: `${loginHint}, or check the repository name` },
   )
 }

@@ -28,7 +28,7 @@ export async function responseError(
       'EDGESTAR_REGISTRY_UNAUTHORIZED',
       `${where}: authentication refused${suffix}`,
       {
-        hint: 'log in with `docker login` (edgestar reads ~/.docker/config.json) or check the credentials',
+        hint: `${transport.auth.loginHint()}, or check the credentials`,
       },
     )
   }

@@ -59,6 +59,35 @@ describe('basic auth (htpasswd registry)', () => {
     }
   })
 
+  it('names the config.json it really reads in the login hint (DOCKER_CONFIG honoured)', async () => {
+    const saved = process.env.DOCKER_CONFIG
+    process.env.DOCKER_CONFIG = join(dir, 'docker-cfg')
+    const client = new RegistryClient()
+    try {
+      await assert.rejects(client.resolve(`${registry.host}/basic:1`), (err) => {
+        assert.ok(isEdgestarError(err, 'EDGESTAR_REGISTRY_UNAUTHORIZED'))
+        assert.match(err.hint ?? '', new RegExp(join(dir, 'docker-cfg', 'config.json')))
+        assert.doesNotMatch(err.hint ?? '', /~\/\.docker/)
+        return true
+      })
+    } finally {
+      await client.close()
+      if (saved === undefined) delete process.env.DOCKER_CONFIG
+      else process.env.DOCKER_CONFIG = saved
+    }
+
+    const off = new RegistryClient({ dockerConfigPath: null })
+    try {
+      await assert.rejects(off.resolve(`${registry.host}/basic:1`), (err) => {
+        assert.ok(isEdgestarError(err, 'EDGESTAR_REGISTRY_UNAUTHORIZED'))
+        assert.doesNotMatch(err.hint ?? '', /docker login/)
+        return true
+      })
+    } finally {
+      await off.close()
+    }
+  })
+
   it('takes credentials from config.json and picks up a change on disk', async () => {
     const path = join(dir, 'config.json')
     await writeFile(path, dockerConfig(registry.host, 'wrong-password'))
