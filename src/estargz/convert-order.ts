@@ -7,25 +7,35 @@
  */
 import { EdgestarError } from '../errors.js'
 import { CONVERT_ERRORS } from './convert-errors.js'
-import { cleanEntryName, type SourceEntry } from './tar-source.js'
+import { cleanEntryName, type SkippedEntry, type SourceEntry } from './tar-source.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK, TOC_TAR_NAME } from './types.js'
 
 const FORMAT_NAMES = new Set([PREFETCH_LANDMARK, NO_PREFETCH_LANDMARK, TOC_TAR_NAME])
 
+// The TOC's modtime is RFC 3339 with a four-digit year (0001-01-01 to 9999-12-31).
+const MIN_MTIME_SEC = -62_135_596_800
+const MAX_MTIME_SEC = 253_402_300_799
+
 /**
  * The input entries a layer can carry: names the format adds itself (landmarks, the
- * TOC) are dropped, as the reference converter drops them, with `warn`. Throws
- * HARDLINK_MISSING for a hardlink whose target is not in the input: a reader would
- * refuse the layer.
+ * TOC) are dropped, as the reference converter drops them, with `warn` and a row in
+ * `skipped`; an mtime outside years 1 to 9999 (a PAX mtime can say anything) is
+ * clamped into that range, with `warn`. Throws HARDLINK_MISSING for a hardlink whose
+ * target is not in the input: a reader would refuse the layer.
  */
 export function layerEntries(
   entries: SourceEntry[],
   warn: (message: string) => void,
+  skipped: SkippedEntry[] = [],
 ): SourceEntry[] {
-  const kept = entries.filter((entry) => {
-    const isFormatName = FORMAT_NAMES.has(cleanEntryName(entry.name))
-    if (isFormatName) warn(`dropped "${entry.name}": the converter writes that entry itself`)
-    return !isFormatName
+  const kept = entries.flatMap((entry) => {
+    if (FORMAT_NAMES.has(cleanEntryName(entry.name))) {
+      const reason = 'the converter writes that entry itself'
+      skipped.push({ path: entry.name, reason })
+      warn(`dropped "${entry.name}": ${reason}`)
+      return []
+    }
+    return [clampMtime(entry, warn)]
   })
   const names = new Set(kept.map((entry) => cleanEntryName(entry.name)))
   for (const entry of kept) {
@@ -37,6 +47,18 @@ export function layerEntries(
     )
   }
   return kept
+}
+
+function clampMtime(entry: SourceEntry, warn: (message: string) => void): SourceEntry {
+  const mtimeSec = Number.isFinite(entry.mtimeSec)
+    ? Math.min(Math.max(entry.mtimeSec, MIN_MTIME_SEC), MAX_MTIME_SEC)
+    : 0
+  if (mtimeSec === entry.mtimeSec) return entry
+  warn(
+    `"${entry.name}" has mtime ${entry.mtimeSec}, outside years 1 to 9999; ` +
+      `written as ${new Date(mtimeSec * 1000).toISOString()}`,
+  )
+  return { ...entry, mtimeSec }
 }
 
 const MAX_DEPTH = 4096

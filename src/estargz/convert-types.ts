@@ -3,6 +3,8 @@
  * input sources and the CLI.
  */
 
+import type { SkippedEntry } from './tar-source.js'
+
 /** The two layer formats edgestar writes (stargz-snapshotter dialect for zstd:chunked). */
 export type ConvertFormat = 'estargz' | 'zstd-chunked'
 
@@ -85,4 +87,6 @@ export interface ConvertResult extends LayerWriteResult {
   mediaType: string
   /** Prioritized paths not found in the input (only with allowMissingPrioritized). */
   missedPrioritized: string[]
+  /** Input entries left out of the layer (sockets, entries the format writes itself). */
+  skipped: SkippedEntry[]
 }

@@ -2,11 +2,11 @@
  * The converter's public API: turn a directory, a tar, or a gzip/zstd-compressed tar
  * into a gzip eStargz or zstd:chunked layer blob the reference implementation reads.
  */
-import { open, realpath, rename, rm } from 'node:fs/promises'
+import { open, realpath, rename, rm, stat } from 'node:fs/promises'
 import { availableParallelism } from 'node:os'
 import { basename, dirname, join, resolve, sep } from 'node:path'
 import { EdgestarError } from '../errors.js'
-import { CONVERT_ERRORS } from './convert-errors.js'
+import { CONVERT_ERRORS, outputError } from './convert-errors.js'
 import { type LayerOrder, layerEntries, orderEntries } from './convert-order.js'
 import { withReadAhead } from './convert-read-ahead.js'
 import {
@@ -24,9 +24,14 @@ import { openEntrySource } from './tar-source-open.js'
 import { NO_PREFETCH_LANDMARK, PREFETCH_LANDMARK } from './types.js'
 import { type BlobSink, LayerWriter, type LayerWriterOptions } from './writer.js'
 
-export { CONVERT_ERRORS, type ConvertErrorCode } from './convert-errors.js'
+export {
+  CONVERT_ERRORS,
+  type ConvertErrorCode,
+  inputError,
+  outputError,
+} from './convert-errors.js'
 export * from './convert-types.js'
-export type { EntrySource, SourceEntry, SourceEntryType } from './tar-source.js'
+export type { EntrySource, SkippedEntry, SourceEntry, SourceEntryType } from './tar-source.js'
 export { type InputKind, openEntrySource } from './tar-source-open.js'
 export { type BlobSink, LayerWriter, type LayerWriterOptions } from './writer.js'
 
@@ -51,19 +56,21 @@ export async function convertLayer(
 ): Promise<ConvertResult> {
   const settings = checkOptions(options)
   await checkOutsideInput(inputPath, outPath)
+  await checkNotDirectory(outPath)
   const source = await openEntrySource(inputPath, {
     xattrPrefixes: options.xattrPrefixes,
     onWarning: options.onWarning,
     tempDir: options.tempDir,
   })
   try {
-    const entries = layerEntries(source.entries, options.onWarning ?? (() => {}))
+    const skipped = [...(source.skipped ?? [])]
+    const entries = layerEntries(source.entries, options.onWarning ?? (() => {}), skipped)
     const order = orderEntries(entries, options.prioritizedPaths ?? [])
     if (order.missed.length > 0 && !options.allowMissingPrioritized) throw missing(order.missed)
 
     const tmpPath = `${outPath}.tmp-${process.pid}`
     const hasPriority = (options.prioritizedPaths ?? []).length > 0
-    const result = await writeToFile(tmpPath, (sink) =>
+    const result = await writeToFile(tmpPath, outPath, (sink) =>
       writeLayer(sink, order, hasPriority, {
         ...settings,
         // Threads only pay once there is more to compress than starting them costs.
@@ -73,7 +80,8 @@ export async function convertLayer(
         onProgress: options.onProgress,
       }),
     )
-    await rename(tmpPath, outPath).catch((cause: unknown) => {
+    await rename(tmpPath, outPath).catch(async (cause: unknown) => {
+      await rm(tmpPath, { force: true })
       throw outputError(outPath, cause)
     })
     return {
@@ -81,6 +89,7 @@ export async function convertLayer(
       format: settings.format,
       mediaType: MEDIA_TYPES[settings.format],
       missedPrioritized: order.missed,
+      skipped,
     }
   } finally {
     await source.close()
@@ -150,21 +159,39 @@ async function checkOutsideInput(inputPath: string, outPath: string): Promise<vo
     throw badOption(`output ${outPath} (inside the input)`, 'write the blob outside the input tree')
 }
 
-// Writes through a sink into `path`; removes the partial file on any failure.
-async function writeToFile<T>(path: string, body: (sink: BlobSink) => Promise<T>): Promise<T> {
+// A directory as OUT would only fail at the final rename, after all the work.
+async function checkNotDirectory(outPath: string): Promise<void> {
+  const stats = await stat(outPath).catch(() => undefined)
+  if (stats?.isDirectory()) {
+    const cause = Object.assign(new Error(`EISDIR: illegal operation on a directory`), {
+      code: 'EISDIR',
+    })
+    throw outputError(outPath, cause)
+  }
+}
+
+// Writes through a sink into `path` (errors name `shownPath`, the output the user gave);
+// removes the partial file on any failure.
+async function writeToFile<T>(
+  path: string,
+  shownPath: string,
+  body: (sink: BlobSink) => Promise<T>,
+): Promise<T> {
   const handle = await open(path, 'w').catch((cause: unknown) => {
-    throw outputError(path, cause)
+    throw outputError(shownPath, cause)
   })
   try {
     const sink: BlobSink = {
       write: async (data) => {
         await handle.write(data).catch((cause: unknown) => {
-          throw outputError(path, cause)
+          throw outputError(shownPath, cause)
         })
       },
     }
     const result = await body(sink)
-    await handle.close()
+    await handle.close().catch((cause: unknown) => {
+      throw outputError(shownPath, cause)
+    })
     return result
   } catch (err) {
     await handle.close().catch(() => {})
@@ -187,11 +214,4 @@ function missing(paths: string[]): EdgestarError {
       hint: 'fix the paths (as inside the layer), or skip missing ones (--allow-missing-prioritized)',
     },
   )
-}
-
-function outputError(path: string, cause: unknown): EdgestarError {
-  return new EdgestarError(CONVERT_ERRORS.OUTPUT_FAILED, `cannot write output ${path}`, {
-    hint: 'check that the output directory exists, is writable and has space',
-    cause,
-  })
 }

@@ -10,11 +10,12 @@ import type { Stats } from 'node:fs'
 import { lstat, open, readdir, readlink, realpath } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EdgestarError } from '../errors.js'
-import { CONVERT_ERRORS } from './convert-errors.js'
+import { CONVERT_ERRORS, inputError } from './convert-errors.js'
 import {
   type EntrySource,
   NO_XATTRS,
   noContent,
+  type SkippedEntry,
   type SourceEntry,
   type SourceEntryType,
 } from './tar-source.js'
@@ -35,7 +36,8 @@ const utf8 = new TextDecoder('utf-8', { fatal: true })
 /**
  * Lists the tree under `root` as SourceEntries (metadata now, content on demand).
  * User and group names stay empty: the host's names say nothing about the image's.
- * Throws INPUT_UNREADABLE, or ENTRY_UNSUPPORTED for a name that is not UTF-8.
+ * Sockets are left out (listed in `skipped`). Throws INPUT_UNREADABLE,
+ * INPUT_PERMISSION_DENIED, or ENTRY_UNSUPPORTED for a name that is not UTF-8.
  */
 export async function walkDirectory(
   root: string,
@@ -48,11 +50,12 @@ export async function walkDirectory(
   await walker.visit(absRoot, '')
   const entries = walker.entries
   const totalBytes = entries.reduce((sum, e) => sum + e.sizeBytes, 0)
-  return { entries, totalBytes, close: async () => {} }
+  return { entries, totalBytes, skipped: walker.skipped, close: async () => {} }
 }
 
 class DirectoryWalker {
   readonly entries: SourceEntry[] = []
+  readonly skipped: SkippedEntry[] = []
   private readonly firstNameByInode = new Map<string, string>()
 
   constructor(
@@ -65,7 +68,9 @@ class DirectoryWalker {
   async visit(path: string, rel: string, known?: Stats): Promise<void> {
     const stats = known ?? (await lstatOrThrow(path))
     if (stats.isSocket()) {
-      this.warn(`skipped socket ${rel} (a layer cannot carry sockets)`)
+      const reason = 'socket (a layer cannot carry sockets)'
+      this.skipped.push({ path: rel, reason })
+      this.warn(`skipped ${rel}: ${reason}`)
       return
     }
     const name = rel === '' ? './' : stats.isDirectory() ? `${rel}/` : rel
@@ -84,7 +89,12 @@ class DirectoryWalker {
 
   private async toEntry(path: string, name: string, stats: Stats): Promise<SourceEntry> {
     let type = entryType(stats, name)
-    let linkName = type === 'symlink' ? await readlink(path) : ''
+    let linkName =
+      type === 'symlink'
+        ? await readlink(path).catch((cause: unknown) => {
+            throw inputError(path, 'read the link', cause)
+          })
+        : ''
     let sizeBytes = type === 'reg' ? stats.size : 0
 
     if (type === 'reg' && stats.nlink > 1) {
@@ -162,7 +172,9 @@ function fileReader(path: string, sizeBytes: number, name: string) {
     pieceBytes: number,
     alloc?: (sizeBytes: number) => Buffer,
   ): AsyncIterable<Buffer> {
-    const handle = await open(path, 'r')
+    const handle = await open(path, 'r').catch((cause: unknown) => {
+      throw inputError(path, 'open', cause)
+    })
     try {
       for (let done = 0; done < sizeBytes; ) {
         const want = Math.min(pieceBytes, sizeBytes - done)
@@ -192,10 +204,7 @@ async function lstatOrThrow(path: string): Promise<Stats> {
   try {
     return await lstat(path)
   } catch (cause) {
-    throw new EdgestarError(CONVERT_ERRORS.INPUT_UNREADABLE, `cannot stat ${path}`, {
-      hint: 'check that the path exists and is readable',
-      cause,
-    })
+    throw inputError(path, 'stat', cause)
   }
 }
 
@@ -203,7 +212,9 @@ async function lstatOrThrow(path: string): Promise<Stats> {
 // TODO(convert): a file name that is not UTF-8 is refused from a directory (Node's
 // string paths would mangle it); only a tar input carries such names through.
 async function listSorted(path: string): Promise<string[]> {
-  const raw = await readdir(path, { encoding: 'buffer' })
+  const raw = await readdir(path, { encoding: 'buffer' }).catch((cause: unknown) => {
+    throw inputError(path, 'list the directory', cause)
+  })
   raw.sort(Buffer.compare)
   return raw.map((bytes) => {
     try {

@@ -12,7 +12,7 @@ import { pipeline } from 'node:stream/promises'
 import { createGunzip } from 'node:zlib'
 import { DecompressStream } from 'zstd-napi'
 import { EdgestarError } from '../errors.js'
-import { CONVERT_ERRORS } from './convert-errors.js'
+import { CONVERT_ERRORS, inputError } from './convert-errors.js'
 import type { EntrySource } from './tar-source.js'
 import { type WalkDirectoryOptions, walkDirectory } from './tar-source-dir.js'
 import { indexTarFile } from './tar-source-tar.js'
@@ -35,16 +35,20 @@ export async function openEntrySource(
   options: OpenSourceOptions = {},
 ): Promise<EntrySource & { kind: InputKind }> {
   const stats = await stat(inputPath).catch((cause: unknown) => {
-    throw new EdgestarError(CONVERT_ERRORS.INPUT_UNREADABLE, `cannot read input ${inputPath}`, {
-      hint: 'give an existing directory, tar, tar.gz or tar.zst file',
-      cause,
-    })
+    if ((cause as NodeJS.ErrnoException).code === 'ENOENT')
+      throw new EdgestarError(
+        CONVERT_ERRORS.INPUT_UNREADABLE,
+        `no such file or directory: ${inputPath}`,
+        { hint: 'give an existing directory, tar, tar.gz or tar.zst file', cause },
+      )
+    throw inputError(inputPath, 'read input', cause)
   })
   if (stats.isDirectory())
     return { ...(await walkDirectory(inputPath, options)), kind: 'directory' }
 
   const kind = await sniffFile(inputPath)
-  if (kind === 'tar') return { ...(await indexTarFile(await open(inputPath), inputPath)), kind }
+  if (kind === 'tar')
+    return { ...(await indexTarFile(await openInput(inputPath), inputPath)), kind }
   return { ...(await openDecompressed(inputPath, kind, options.tempDir)), kind }
 }
 
@@ -81,7 +85,7 @@ async function openDecompressed(
 // least a header block whose checksum adds up.
 async function sniffFile(inputPath: string): Promise<'tar' | 'tar+gzip' | 'tar+zstd'> {
   const head = Buffer.alloc(512)
-  const handle = await open(inputPath)
+  const handle = await openInput(inputPath)
   const { bytesRead } = await handle.read(head, 0, 512, 0).finally(() => handle.close())
   if (bytesRead >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'tar+gzip'
   if (bytesRead >= 4 && head.readUInt32LE(0) === 0xfd2fb528) return 'tar+zstd'
@@ -91,6 +95,12 @@ async function sniffFile(inputPath: string): Promise<'tar' | 'tar+gzip' | 'tar+z
     `input ${inputPath} is neither a directory nor a tar (plain, gzip or zstd)`,
     { hint: 'give a directory, or a layer tar as .tar, .tar.gz or .tar.zst' },
   )
+}
+
+function openInput(inputPath: string): ReturnType<typeof open> {
+  return open(inputPath).catch((cause: unknown) => {
+    throw inputError(inputPath, 'open', cause)
+  })
 }
 
 function looksLikeTar(block: Buffer): boolean {

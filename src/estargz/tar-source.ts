@@ -36,9 +36,18 @@ export interface SourceEntry {
   readContent(pieceBytes: number, alloc?: (sizeBytes: number) => Buffer): AsyncIterable<Buffer>
 }
 
+/** An input entry the layer leaves out, and why (a socket, say). */
+export interface SkippedEntry {
+  /** Path as in the input (relative to a directory input's root). */
+  path: string
+  reason: string
+}
+
 /** An indexed input: its entries in input order and what releases it. */
 export interface EntrySource {
   entries: SourceEntry[]
+  /** Entries left out of the layer (also reported through `onWarning`). */
+  skipped?: SkippedEntry[]
   /** Total content bytes (sum of `sizeBytes`). */
   totalBytes: number
   /** Releases open files and temporary copies. */

@@ -69,7 +69,10 @@ export interface ConvertImageOptions {
   platform?: Platform | string
   /** Converter options (format, chunk size, prioritized paths...). */
   convert?: ConvertOptions
-  /** Directory to keep converted blobs in (`<digest-hex>.blob`); default a temporary one, removed. */
+  /**
+   * Directory to keep converted blobs in (`layer-<index>.blob`), made if missing; default a
+   * temporary one, removed.
+   */
   outDir?: string
   /** Called after each layer is converted. */
   onLayer?: (event: { index: number; count: number; source: string; result: ConvertResult }) => void
@@ -100,9 +103,9 @@ export async function convertImage(
     src,
     options.platform === undefined ? {} : { platform: options.platform },
   )
+  if (options.outDir !== undefined) await mkdir(options.outDir, { recursive: true })
   const work = await mkdtemp(join(options.outDir ?? tmpdir(), '.edgestar-convert-'))
   const outDir = options.outDir ?? work
-  await mkdir(outDir, { recursive: true })
   try {
     const { layers, blobPaths } = await convertLayers(client, source, work, outDir, options)
     const result: ConvertImageResult = {

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -112,5 +112,40 @@ describe('edgestar convert --push', () => {
         `layer ${i === 0 ? 'a' : 'b'}`,
       )
     }
+  })
+
+  it('keeps the converted blobs of a registry INPUT in OUT, a directory made if missing', async () => {
+    const a = await makeTarLayer({ 'bin/a': 'layer a\n' })
+    await pushTestImage(client, `${registry.host}/tree:v1`, [a], {
+      platform: { os: 'linux', architecture: 'arm64' },
+    })
+    const out = join(dir, 'out.blob')
+    const result = (await edgestar([
+      'convert',
+      `${registry.host}/tree:v1`,
+      out,
+      '--platform',
+      'linux/arm64',
+    ])) as { layers: { digest: string }[] }
+    assert.equal(result.layers.length, 1)
+    assert.ok((await stat(join(out, 'layer-0.blob'))).isFile())
+    assert.deepEqual(await readdir(out), ['layer-0.blob'])
+
+    // An existing file as OUT is refused with a code, before anything is fetched.
+    const file = join(dir, 'a-file')
+    await writeFile(file, 'x')
+    await assert.rejects(
+      execFileAsync(CLI, ['convert', `${registry.host}/tree:v1`, file], {
+        env: { ...process.env, EDGESTAR_LOG_LEVEL: 'error', DOCKER_CONFIG: '/nonexistent' },
+      }),
+      (err: { stderr: string }) => {
+        assert.match(err.stderr, /EDGESTAR_CONVERT_OUTPUT_NOT_DIRECTORY/)
+        assert.match(err.stderr, /hint: .*directory/)
+        return true
+      },
+    )
+
+    const help = await execFileAsync(CLI, ['convert', '--help'])
+    assert.match(help.stdout, /OUT-DIR keeps the converted blobs/)
   })
 })

@@ -1,10 +1,15 @@
 import { existsSync } from 'node:fs'
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
 import { EdgestarError } from '../../errors.js'
-import { CONVERT_ERRORS, type ConvertOptions, type ConvertResult } from '../../estargz/index.js'
+import {
+  CONVERT_ERRORS,
+  type ConvertOptions,
+  type ConvertResult,
+  outputError,
+} from '../../estargz/index.js'
 import {
   type ConvertImageResult,
   convertImage,
@@ -60,13 +65,36 @@ export function addPushOptions(command: Command): Command {
     )
 }
 
-/** True when the command must talk to a registry: `--push`, or INPUT is an image reference. */
+/**
+ * True when the command must talk to a registry: `--push`, or INPUT is an image reference.
+ * Throws INPUT_UNREADABLE, before any network, for a missing INPUT that names no
+ * registry host: it is far more likely a mistyped path than a Docker Hub image.
+ */
 export function usesRegistry(input: string, opts: ConvertPushCliOptions): boolean {
+  if (!existsSync(input) && !hasRegistryHost(input)) throw noSuchInput(input)
   return opts.push !== undefined || isRegistryInput(input)
 }
 
 function isRegistryInput(input: string): boolean {
-  return !existsSync(input) && looksLikeReference(input)
+  return !existsSync(input) && hasRegistryHost(input) && looksLikeReference(input)
+}
+
+// As Docker reads a reference: the first component is a registry host when it has a
+// dot or a colon, or is "localhost".
+function hasRegistryHost(input: string): boolean {
+  const slash = input.indexOf('/')
+  if (slash < 0) return false
+  const first = input.slice(0, slash)
+  return first.includes('.') || first.includes(':') || first === 'localhost'
+}
+
+function noSuchInput(input: string): EdgestarError {
+  const asImage = looksLikeReference(input)
+    ? `; to convert an image, name it with its registry, e.g. docker.io/${input.includes('/') ? '' : 'library/'}${input}`
+    : ''
+  return new EdgestarError(CONVERT_ERRORS.INPUT_UNREADABLE, `no such file or directory: ${input}`, {
+    hint: `give an existing directory, tar, tar.gz or tar.zst file${asImage}`,
+  })
 }
 
 /**
@@ -101,6 +129,7 @@ export async function runConvertPush(
           hint: 'give --push DST-REF to publish the converted image, or OUT (a directory) to keep its layers',
         })
       }
+      if (out !== undefined) await prepareOutDir(out)
       const done = await convertImage(client, input, {
         ...(opts.push ? { pushTo: opts.push } : {}),
         ...(platform ? { platform } : {}),
@@ -115,6 +144,22 @@ export async function runConvertPush(
   } finally {
     await client.close()
   }
+}
+
+// OUT of a registry INPUT is a directory for the converted blobs: made if missing.
+async function prepareOutDir(out: string): Promise<void> {
+  const stats = await stat(out).catch(() => undefined)
+  if (stats !== undefined && !stats.isDirectory())
+    throw new EdgestarError(
+      CONVERT_ERRORS.OUTPUT_NOT_DIRECTORY,
+      `OUT ${out} is not a directory; a registry INPUT converts to one blob per layer`,
+      {
+        hint: `give a directory (created if missing) for layer-0.blob, layer-1.blob..., or --push DST-REF`,
+      },
+    )
+  await mkdir(out, { recursive: true }).catch((cause: unknown) => {
+    throw outputError(out, cause)
+  })
 }
 
 async function convertLocal(

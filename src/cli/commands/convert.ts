@@ -36,6 +36,24 @@ type CliOptions = ConvertCliOptions & ConvertPushCliOptions
 /** What `edgestar convert --json` prints (the layer descriptor a manifest needs, and more). */
 export type ConvertOutput = ConvertResult
 
+const USAGE_LINES = [
+  'edgestar convert INPUT OUT',
+  'edgestar convert INPUT [OUT] --push REF',
+  'edgestar convert SRC-REF OUT-DIR|--push DST-REF',
+]
+
+const USAGE_FORMS = `
+Forms:
+  ${USAGE_LINES[0]}                 a directory or layer tar into the blob file OUT
+  ${USAGE_LINES[1]}    also publish it as a single-layer image REF
+  ${USAGE_LINES[2]}
+      every layer of a registry image (SRC-REF names its registry, e.g.
+      docker.io/library/alpine:3); OUT-DIR keeps the converted blobs as
+      layer-0.blob, layer-1.blob... (created if missing; an existing non-directory
+      is refused), --push DST-REF publishes the converted image.
+An INPUT without a registry host (no "." or ":" in its first component, not
+localhost) is always a local path.`
+
 // Below this much content a progress bar only flickers.
 const PROGRESS_MIN_BYTES = 32 << 20
 
@@ -49,7 +67,12 @@ export function register(program: Command): void {
     .command('convert')
     .description('convert a directory or a layer tar into an eStargz or zstd:chunked layer blob')
     .argument('<input>', 'a directory, a tar, or a gzip/zstd-compressed tar (a plain layer)')
-    .argument('[out]', 'where to write the layer blob (optional with --push or a registry INPUT)')
+    .argument(
+      '[out]',
+      'where to write the layer blob (optional with --push); for a registry INPUT, a ' +
+        'directory for the converted blobs (layer-N.blob), created if missing',
+    )
+    .addHelpText('after', USAGE_FORMS)
   const withPush = addPushOptions(addConvertOptions(command))
   withPush.action(async (input: string, out: string | undefined, opts: CliOptions) => {
     // A registry INPUT (SRC-REF) or --push REF: the registry module does the rest.
@@ -60,7 +83,12 @@ export function register(program: Command): void {
       printResult(opts, done, () => convertPushText(done))
       return
     }
-    if (out === undefined) throw optionError('<out>', '', 'where to write the layer blob')
+    if (out === undefined)
+      throw new EdgestarError(
+        CONVERT_ERRORS.MISSING_ARGUMENT,
+        'missing OUT: where to write the layer blob',
+        { hint: `usage: ${USAGE_LINES.join('; or ')}` },
+      )
     const result = await runConvert(input, out, opts)
     printResult(opts, result, () => humanText(out, result))
   })
@@ -201,6 +229,7 @@ function humanText(out: string, result: ConvertOutput): string {
     `diff id:    ${result.diffID}`,
     `entries:    ${result.tocEntries} TOC entries`,
   ]
+  for (const entry of result.skipped) lines.push(`skipped ${entry.path}: ${entry.reason}`)
   if (result.missedPrioritized.length > 0)
     lines.push(`skipped prioritized paths not in the input: ${result.missedPrioritized.join(', ')}`)
   return lines.join('\n')
