@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Command, Option } from 'commander'
 import { type EdgestarConfig, loadConfig, parseDuration } from '../config.js'
@@ -25,11 +26,10 @@ export interface FetchOptions {
 }
 
 /**
- * Adds the options every command takes: `--json`, `--state-dir DIR`, `--config FILE`,
- * `--insecure-registry HOST[:PORT]` (repeatable), `--platform OS/ARCH[/VARIANT]`,
- * `--allow-unverified`. Read them back with `settingsFrom`.
+ * Adds the options of a command that only reads or tends the store: `--json`,
+ * `--state-dir DIR`, `--config FILE`. Read them back with `settingsFrom`.
  */
-export function addCommonOptions(command: Command): Command {
+export function addStoreOptions(command: Command): Command {
   return command
     .option('--json', 'print one JSON result for scripts')
     .option(
@@ -37,6 +37,15 @@ export function addCommonOptions(command: Command): Command {
       'state directory (database and chunk cache); default /var/lib/edgestar',
     )
     .option('--config <file>', 'config file; default /etc/edgestar/config.json')
+}
+
+/**
+ * Adds the options every command that talks to a registry takes: those of
+ * `addStoreOptions`, `--insecure-registry HOST[:PORT]` (repeatable),
+ * `--platform OS/ARCH[/VARIANT]`, `--allow-unverified`. Read them back with `settingsFrom`.
+ */
+export function addCommonOptions(command: Command): Command {
+  return addStoreOptions(command)
     .option(
       '--insecure-registry <host[:port]>',
       'talk plain HTTP to this registry (repeatable)',
@@ -73,6 +82,14 @@ export function settingsFrom(options: CommonOptions & FetchOptions): EdgestarCon
     config.offlineWaitMs = parseDuration(options.offlineWait, '--offline-wait')
   if (options.background === false) config.backgroundFetch = false
   return config
+}
+
+/**
+ * True when `stateDir` holds a store (its database exists). Read-only commands check
+ * this first, so that looking never creates a state directory.
+ */
+export function hasStore(stateDir: string): boolean {
+  return existsSync(join(stateDir, 'edgestar.db'))
 }
 
 /** Everything a command needs to work with images; close it when done. */

@@ -1,8 +1,9 @@
 import type { Command } from 'commander'
 import { formatBytes, parseByteSize } from '../../fetch/index.js'
-import { Store } from '../../store/index.js'
-import { addCommonOptions, type CommonOptions, settingsFrom } from '../options.js'
+import { type CacheStatus, type GcReport, Store } from '../../store/index.js'
+import { addStoreOptions, type CommonOptions, hasStore, settingsFrom } from '../options.js'
 import { printResult } from '../output.js'
+import { nothingStored } from './images.js'
 
 interface GcOptions extends CommonOptions {
   target?: string
@@ -12,10 +13,22 @@ interface GcOptions extends CommonOptions {
 export function register(program: Command): void {
   const cache = program.command('cache').description('chunk cache: status and garbage collection')
 
-  addCommonOptions(
+  addStoreOptions(
     cache.command('status').description('show cache usage, pinned bytes and the limit'),
   ).action((options: CommonOptions) => {
     const config = settingsFrom(options)
+    if (!hasStore(config.stateDir)) {
+      const empty: CacheStatus = {
+        presentChunks: 0,
+        presentBytes: 0,
+        pinnedBytes: 0,
+        limitBytes: config.cacheLimitBytes,
+      }
+      printResult(options, { ok: true, stateDir: config.stateDir, ...empty }, () =>
+        nothingStored(config.stateDir),
+      )
+      return
+    }
     const store = Store.open(config.stateDir, { cacheLimitBytes: config.cacheLimitBytes })
     try {
       const status = store.cacheStatus()
@@ -39,8 +52,18 @@ export function register(program: Command): void {
       '--target <size>',
       'evict down to this size instead of the configured limit, e.g. 500MiB or 0',
     )
-  addCommonOptions(gc).action((options: GcOptions) => {
+  addStoreOptions(gc).action((options: GcOptions) => {
     const config = settingsFrom(options)
+    if (!hasStore(config.stateDir)) {
+      const none: GcReport = {
+        evictedChunks: 0,
+        evictedBytes: 0,
+        presentBytes: 0,
+        limitBytes: config.cacheLimitBytes,
+      }
+      printResult(options, { ok: true, ...none }, () => nothingStored(config.stateDir))
+      return
+    }
     const store = Store.open(config.stateDir, { cacheLimitBytes: config.cacheLimitBytes })
     try {
       const target =

@@ -1,7 +1,7 @@
 import type { Command } from 'commander'
 import { formatBytes } from '../../fetch/index.js'
 import { DEFAULT_STATE_DIR, Store } from '../../store/index.js'
-import { addCommonOptions, type CommonOptions, settingsFrom } from '../options.js'
+import { addStoreOptions, type CommonOptions, hasStore, settingsFrom } from '../options.js'
 import { printResult } from '../output.js'
 
 /** `edgestar images`: what the store holds and how much of each image is local. */
@@ -9,9 +9,14 @@ export function register(program: Command): void {
   const command = program
     .command('images')
     .description('list stored images and how much of each is local')
-  addCommonOptions(command).action((options: CommonOptions) => {
+  addStoreOptions(command).action((options: CommonOptions) => {
     const config = settingsFrom(options)
-    const store = Store.open(config.stateDir ?? DEFAULT_STATE_DIR)
+    const stateDir = config.stateDir ?? DEFAULT_STATE_DIR
+    if (!hasStore(stateDir)) {
+      printResult(options, { ok: true, stateDir, images: [] }, () => nothingStored(stateDir))
+      return
+    }
+    const store = Store.open(stateDir)
     try {
       const rows = store.images.list().map((image) => {
         let presentBytes = 0
@@ -50,4 +55,9 @@ export function register(program: Command): void {
       store.close()
     }
   })
+}
+
+/** What a read-only command says about a state directory that holds no store yet. */
+export function nothingStored(stateDir: string): string {
+  return `nothing stored yet in ${stateDir} (pull, cat or mount an image first)`
 }
