@@ -22,6 +22,18 @@ export {
 } from './layer-stream.js'
 export { type OpenLayerOptions, openLayer } from './open-layer.js'
 export { type FileRange, readFileRange } from './read-file-range.js'
+export {
+  isTarMetaType,
+  parsePaxRecords,
+  parseTarHeader,
+  readTarNumber,
+  TAR_ENTRY_TYPES,
+  type TarCorrupt,
+  type TarHeader,
+  type TarMeta,
+  tarChecksumMatches,
+  tarCString,
+} from './tar-walk.js'
 export { DEFAULT_MAX_TOC_BYTES } from './toc-reader.js'
 export { resolveHardlink } from './toc-validate.js'
 export * from './types.js'

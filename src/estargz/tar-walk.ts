@@ -34,7 +34,8 @@ export interface LayerTarEntry {
   xattrs: Record<string, Buffer>
 }
 
-const TYPES: Record<string, TarEntryType> = {
+/** Tar typeflag → entry type, in the TOC's words (`7`, contiguous, is a regular file). */
+export const TAR_ENTRY_TYPES: Readonly<Record<string, TarEntryType>> = {
   '0': 'reg',
   '\0': 'reg',
   '7': 'reg',
@@ -44,6 +45,187 @@ const TYPES: Record<string, TarEntryType> = {
   '4': 'block',
   '5': 'dir',
   '6': 'fifo',
+}
+
+/**
+ * True for the typeflags of entries that describe the next one: PAX (`x`), global PAX
+ * (`g`, read and dropped: layer writers do not use it), GNU long name (`L`) and long link
+ * target (`K`). Their content is the metadata; parse it with `parsePaxRecords` or
+ * `tarCString`.
+ */
+export function isTarMetaType(typeflag: string): boolean {
+  return typeflag === 'x' || typeflag === 'g' || typeflag === 'L' || typeflag === 'K'
+}
+
+/** Metadata the entries before a header gathered for it (PAX records, GNU long names). */
+export interface TarMeta {
+  /** PAX records, values as raw bytes (xattrs can be binary). */
+  pax: ReadonlyMap<string, Buffer>
+  longName?: string
+  longLink?: string
+}
+
+/** Builds a parser error; each caller turns it into its own error code. */
+export type TarCorrupt = (what: string) => Error
+
+/**
+ * One tar header with its PAX records and GNU long names applied, binary-safe: names as
+ * spelled (not cleaned), xattr values as raw bytes. Numbers come from PAX when present.
+ */
+export interface TarHeader {
+  typeflag: string
+  /** Undefined for a typeflag a layer cannot carry (sparse, volume header...). */
+  type: TarEntryType | undefined
+  /** PAX `path`, GNU long name, or ustar prefix + name. */
+  rawName: string
+  /** PAX `linkpath`, GNU long link, or the header's link name. */
+  rawLinkName: string
+  /** The header's size field: the bytes of content that follow in the stream. */
+  blockSize: number
+  /** PAX `size` when given, else `blockSize`. */
+  size: number
+  /** The mode field as written (callers mask what they keep). */
+  mode: number
+  uid: number
+  gid: number
+  /** Whole seconds; PAX times may be negative and fractional (floored). */
+  mtimeSec: number
+  userName: string
+  groupName: string
+  devMajor: number
+  devMinor: number
+  /** `SCHILY.xattr.*` records, name → raw value. */
+  xattrs: Map<string, Buffer>
+}
+
+const XATTR_PREFIX = 'SCHILY.xattr.'
+
+/**
+ * Parses one 512-byte header block (checksum not checked: see `tarChecksumMatches`) and
+ * applies `meta`. Throws what `corrupt` builds for a malformed numeric field or PAX number.
+ */
+export function parseTarHeader(block: Buffer, meta: TarMeta, corrupt: TarCorrupt): TarHeader {
+  const typeflag = String.fromCharCode(block[156]!)
+  const type = TAR_ENTRY_TYPES[typeflag]
+  const { pax } = meta
+  const field = (from: number, to: number, what: string): number =>
+    readTarNumber(block.subarray(from, to), what, corrupt)
+  const paxNumber = (key: string): number | undefined => readPaxNumber(pax, key, corrupt)
+
+  const blockSize = field(124, 136, 'size')
+  const isDevice = type === 'char' || type === 'block'
+  const xattrs = new Map<string, Buffer>()
+  for (const [key, value] of pax)
+    if (key.startsWith(XATTR_PREFIX)) xattrs.set(key.slice(XATTR_PREFIX.length), value)
+  return {
+    typeflag,
+    type,
+    rawName: paxText(pax, 'path') ?? meta.longName ?? headerName(block),
+    rawLinkName: paxText(pax, 'linkpath') ?? meta.longLink ?? tarCString(block.subarray(157, 257)),
+    blockSize,
+    size: paxNumber('size') ?? blockSize,
+    mode: field(100, 108, 'mode'),
+    uid: paxNumber('uid') ?? field(108, 116, 'uid'),
+    gid: paxNumber('gid') ?? field(116, 124, 'gid'),
+    mtimeSec: readPaxNumber(pax, 'mtime', corrupt, true) ?? field(136, 148, 'mtime'),
+    userName: paxText(pax, 'uname') ?? tarCString(block.subarray(265, 297)),
+    groupName: paxText(pax, 'gname') ?? tarCString(block.subarray(297, 329)),
+    devMajor: isDevice ? field(329, 337, 'devmajor') : 0,
+    devMinor: isDevice ? field(337, 345, 'devminor') : 0,
+    xattrs,
+  }
+}
+
+// USTAR joins prefix and name; GNU tars use the prefix field for times, so only "ustar\0".
+function headerName(block: Buffer): string {
+  const name = tarCString(block.subarray(0, 100))
+  const isUstar = block.toString('latin1', 257, 263) === 'ustar\0'
+  const prefix = isUstar ? tarCString(block.subarray(345, 500)) : ''
+  return prefix === '' ? name : `${prefix}/${name}`
+}
+
+/** True when a header's checksum adds up (unsigned, or signed as some old tars wrote it). */
+export function tarChecksumMatches(block: Buffer, corrupt: TarCorrupt): boolean {
+  const stored = readTarNumber(block.subarray(148, 156), 'checksum', corrupt)
+  let unsigned = 0
+  let signed = 0
+  for (let i = 0; i < BLOCK_BYTES; i++) {
+    const byte = i >= 148 && i < 156 ? 0x20 : block[i]!
+    unsigned += byte
+    signed += byte > 127 ? byte - 256 : byte
+  }
+  return stored === unsigned || stored === signed
+}
+
+/**
+ * A numeric header field: octal text, or GNU base-256 when the first byte's top bit is
+ * set. Throws what `corrupt` builds for text that is not octal, a negative value or one
+ * past 2^53.
+ */
+export function readTarNumber(field: Buffer, what: string, corrupt: TarCorrupt): number {
+  if (field[0]! & 0x80) {
+    if (field[0]! & 0x40) throw corrupt(`tar header ${what} is negative`)
+    let value = field[0]! & 0x3f
+    for (const byte of field.subarray(1)) value = value * 256 + byte
+    if (!Number.isSafeInteger(value)) throw corrupt(`tar header ${what} is too large`)
+    return value
+  }
+  const text = field.toString('latin1').replace(/\0.*$/s, '').trim()
+  if (text === '') return 0
+  if (!/^[0-7]+$/.test(text)) throw corrupt(`tar header ${what} is not octal`)
+  const value = Number.parseInt(text, 8)
+  if (!Number.isSafeInteger(value)) throw corrupt(`tar header ${what} is too large`)
+  return value
+}
+
+/**
+ * PAX records (`"%d %s=%s\n"`) of an extended header body, values as raw bytes. Throws
+ * what `corrupt` builds for a record with a bad length, no `=` or no newline.
+ */
+export function parsePaxRecords(body: Buffer, corrupt: TarCorrupt): Map<string, Buffer> {
+  const records = new Map<string, Buffer>()
+  let at = 0
+  while (at < body.length) {
+    // Writers pad the body with NULs to the block; nothing follows them.
+    if (body[at] === 0) break
+    const space = body.indexOf(0x20, at)
+    const length = space < 0 ? Number.NaN : Number(body.toString('latin1', at, space))
+    if (!Number.isSafeInteger(length) || length <= space - at || at + length > body.length)
+      throw corrupt('tar PAX record has a bad length')
+    const record = body.subarray(space + 1, at + length - 1)
+    const eq = record.indexOf(0x3d)
+    if (eq < 0 || body[at + length - 1] !== 0x0a) throw corrupt('tar PAX record is malformed')
+    records.set(record.toString('utf8', 0, eq), Buffer.from(record.subarray(eq + 1)))
+    at += length
+  }
+  return records
+}
+
+// TODO(estargz): a name that is not UTF-8 decodes with U+FFFD, so extract writes an
+// altered name; the TOC (JSON) cannot carry the raw bytes either.
+/** A NUL-terminated header field (or a GNU long name body) as UTF-8 text. */
+export function tarCString(field: Buffer): string {
+  const end = field.indexOf(0)
+  return field.toString('utf8', 0, end < 0 ? field.length : end)
+}
+
+function paxText(pax: ReadonlyMap<string, Buffer>, key: string): string | undefined {
+  return pax.get(key)?.toString('utf8')
+}
+
+// PAX times may be negative (before 1970) and fractional; ids and sizes may not.
+function readPaxNumber(
+  pax: ReadonlyMap<string, Buffer>,
+  key: string,
+  corrupt: TarCorrupt,
+  allowNegative = false,
+): number | undefined {
+  const text = paxText(pax, key)
+  if (text === undefined) return undefined
+  const value = Math.floor(Number(text))
+  if (!Number.isSafeInteger(value) || (value < 0 && !allowNegative))
+    throw corrupt(`tar PAX ${key} is not a number`)
+  return value
 }
 
 /**
@@ -58,9 +240,9 @@ export async function walkTar(
   onEntry: (entry: LayerTarEntry, content: AsyncIterable<Buffer>) => Promise<void>,
 ): Promise<void> {
   const source = new ByteSource(input)
-  let pax: Map<string, Buffer> = new Map()
-  let longName: string | undefined
-  let longLink: string | undefined
+  let meta: { pax: Map<string, Buffer>; longName?: string; longLink?: string } = {
+    pax: new Map(),
+  }
 
   for (;;) {
     const have = await source.fill(BLOCK_BYTES)
@@ -68,26 +250,23 @@ export async function walkTar(
     if (have < BLOCK_BYTES) throw corrupt('tar stream ends inside a header')
     const block = source.take(BLOCK_BYTES)
     if (block.every((b) => b === 0)) break
-    checkChecksum(block)
+    if (!tarChecksumMatches(block, corrupt)) throw corrupt('tar header checksum does not match')
 
     const typeflag = String.fromCharCode(block[156]!)
-    const size = parseNumber(block.subarray(124, 136), 'size')
+    const size = readTarNumber(block.subarray(124, 136), 'size', corrupt)
     const padded = Math.ceil(size / BLOCK_BYTES) * BLOCK_BYTES
 
     // Metadata entries describe the entry after them.
-    // NOTE: a global PAX header ('g') is read and dropped; layer writers do not use it.
-    if ('xgLK'.includes(typeflag)) {
+    if (isTarMetaType(typeflag)) {
       const body = await readMeta(source, size, padded)
-      if (typeflag === 'x') pax = parsePax(body)
-      else if (typeflag === 'L') longName = cString(body)
-      else if (typeflag === 'K') longLink = cString(body)
+      if (typeflag === 'x') meta.pax = parsePaxRecords(body, corrupt)
+      else if (typeflag === 'L') meta.longName = tarCString(body)
+      else if (typeflag === 'K') meta.longLink = tarCString(body)
       continue
     }
 
-    const entry = toEntry(block, typeflag, size, pax, longName, longLink)
-    pax = new Map()
-    longName = undefined
-    longLink = undefined
+    const entry = toEntry(parseTarHeader(block, meta, corrupt))
+    meta = { pax: new Map() }
 
     const contentBytes = entry.type === 'reg' ? entry.size : size
     let consumed = 0
@@ -114,122 +293,34 @@ async function readMeta(source: ByteSource, size: number, padded: number): Promi
   return Buffer.from(source.take(padded).subarray(0, size))
 }
 
-function toEntry(
-  block: Buffer,
-  typeflag: string,
-  size: number,
-  pax: Map<string, Buffer>,
-  longName: string | undefined,
-  longLink: string | undefined,
-): LayerTarEntry {
-  const type = TYPES[typeflag]
-  if (!type) throw corrupt(`tar entry type ${JSON.stringify(typeflag)} is not supported`)
-
-  const isUstar = block.toString('latin1', 257, 263) === 'ustar\0'
-  const prefix = isUstar ? cString(block.subarray(345, 500)) : ''
-  const headerName = cString(block.subarray(0, 100))
-  const rawName =
-    paxText(pax, 'path') ?? longName ?? (prefix ? `${prefix}/${headerName}` : headerName)
-  const rawLink = paxText(pax, 'linkpath') ?? longLink ?? cString(block.subarray(157, 257))
+function toEntry(header: TarHeader): LayerTarEntry {
+  const { type, rawName, rawLinkName } = header
+  if (!type) throw corrupt(`tar entry type ${JSON.stringify(header.typeflag)} is not supported`)
 
   const entry: LayerTarEntry = {
     name: cleanEntryName(rawName),
     rawName,
     type,
-    size: type === 'reg' ? (paxNumber(pax, 'size') ?? size) : 0,
-    mode: parseNumber(block.subarray(100, 108), 'mode'),
-    uid: ownerId(paxNumber(pax, 'uid') ?? parseNumber(block.subarray(108, 116), 'uid'), 'uid'),
-    gid: ownerId(paxNumber(pax, 'gid') ?? parseNumber(block.subarray(116, 124), 'gid'), 'gid'),
-    mtimeSec: paxNumber(pax, 'mtime', true) ?? parseNumber(block.subarray(136, 148), 'mtime'),
-    devMajor:
-      type === 'char' || type === 'block' ? parseNumber(block.subarray(329, 337), 'devmajor') : 0,
-    devMinor:
-      type === 'char' || type === 'block' ? parseNumber(block.subarray(337, 345), 'devminor') : 0,
-    xattrs: {},
+    size: type === 'reg' ? header.size : 0,
+    mode: header.mode,
+    uid: ownerId(header.uid, 'uid'),
+    gid: ownerId(header.gid, 'gid'),
+    mtimeSec: header.mtimeSec,
+    devMajor: header.devMajor,
+    devMinor: header.devMinor,
+    xattrs: Object.fromEntries(header.xattrs),
   }
-  const userName = paxText(pax, 'uname') ?? cString(block.subarray(265, 297))
-  const groupName = paxText(pax, 'gname') ?? cString(block.subarray(297, 329))
-  if (userName) entry.userName = userName
-  if (groupName) entry.groupName = groupName
-  if (type === 'symlink') entry.linkName = rawLink
-  if (type === 'hardlink') entry.linkName = cleanEntryName(rawLink, 'hardlink target')
-  for (const [key, value] of pax) {
-    if (key.startsWith('SCHILY.xattr.')) entry.xattrs[key.slice('SCHILY.xattr.'.length)] = value
-  }
+  if (header.userName) entry.userName = header.userName
+  if (header.groupName) entry.groupName = header.groupName
+  if (type === 'symlink') entry.linkName = rawLinkName
+  if (type === 'hardlink') entry.linkName = cleanEntryName(rawLinkName, 'hardlink target')
   return entry
-}
-
-function checkChecksum(block: Buffer): void {
-  const stored = parseNumber(block.subarray(148, 156), 'checksum')
-  let sum = 0
-  for (let i = 0; i < BLOCK_BYTES; i++) sum += i >= 148 && i < 156 ? 0x20 : block[i]!
-  if (sum !== stored) throw corrupt('tar header checksum does not match')
-}
-
-function parseNumber(field: Buffer, what: string): number {
-  // GNU base-256: high bit set, big-endian binary in the remaining bits.
-  if (field[0]! & 0x80) {
-    if (field[0]! & 0x40) throw corrupt(`tar header ${what} is negative`)
-    let value = field[0]! & 0x3f
-    for (const byte of field.subarray(1)) value = value * 256 + byte
-    if (!Number.isSafeInteger(value)) throw corrupt(`tar header ${what} is too large`)
-    return value
-  }
-  const text = field.toString('latin1').replace(/\0.*$/s, '').trim()
-  if (text === '') return 0
-  if (!/^[0-7]+$/.test(text)) throw corrupt(`tar header ${what} is not octal`)
-  const value = Number.parseInt(text, 8)
-  if (!Number.isSafeInteger(value)) throw corrupt(`tar header ${what} is too large`)
-  return value
-}
-
-function parsePax(body: Buffer): Map<string, Buffer> {
-  const records = new Map<string, Buffer>()
-  let at = 0
-  while (at < body.length) {
-    const space = body.indexOf(0x20, at)
-    if (space < 0) break
-    const length = Number.parseInt(body.toString('latin1', at, space), 10)
-    if (!Number.isSafeInteger(length) || length <= space - at || at + length > body.length)
-      throw corrupt('tar PAX record has a bad length')
-    const record = body.subarray(space + 1, at + length - 1)
-    const eq = record.indexOf(0x3d)
-    if (eq < 0) throw corrupt('tar PAX record has no "="')
-    records.set(record.toString('utf8', 0, eq), Buffer.from(record.subarray(eq + 1)))
-    at += length
-  }
-  return records
-}
-
-function paxText(pax: Map<string, Buffer>, key: string): string | undefined {
-  return pax.get(key)?.toString('utf8')
-}
-
-// PAX times may be negative (before 1970) and fractional; ids and sizes may not.
-function paxNumber(
-  pax: Map<string, Buffer>,
-  key: string,
-  allowNegative = false,
-): number | undefined {
-  const text = paxText(pax, key)
-  if (text === undefined) return undefined
-  const value = Math.floor(Number(text))
-  if (!Number.isSafeInteger(value) || (value < 0 && !allowNegative))
-    throw corrupt(`tar PAX ${key} is not a number`)
-  return value
 }
 
 // Linux owner ids are 32 bits; a larger one cannot be set on any file.
 function ownerId(value: number, what: string): number {
   if (value > 0xffffffff) throw corrupt(`tar ${what} ${value} is beyond 32 bits`)
   return value
-}
-
-// TODO(estargz): a name that is not UTF-8 decodes with U+FFFD, so extract writes an
-// altered name; the TOC (JSON) cannot carry the raw bytes either.
-function cString(field: Buffer): string {
-  const end = field.indexOf(0)
-  return field.toString('utf8', 0, end < 0 ? field.length : end)
 }
 
 function corrupt(message: string): EdgestarError {

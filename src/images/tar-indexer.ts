@@ -1,4 +1,12 @@
 import { EdgestarError } from '../errors.js'
+import {
+  isTarMetaType,
+  parsePaxRecords,
+  parseTarHeader,
+  readTarNumber,
+  type TarMeta,
+  tarCString,
+} from '../estargz/index.js'
 import type { ChunkExtentInput, TocEntryInput } from '../store/index.js'
 
 const BLOCK = 512
@@ -7,8 +15,9 @@ const BLOCK = 512
  * Indexes a plain tar stream as it passes (pushed in pieces): every entry as a TOC-like
  * row, and for each regular file where its content starts in the stream. Understands
  * ustar, GNU long names (`L`, `K`) and PAX headers (`path`, `linkpath`, `size`,
- * `SCHILY.xattr.*`); global PAX headers are skipped. Names are cleaned as TOC names are;
- * one that climbs out of the root throws EDGESTAR_IMAGES_BAD_NAME.
+ * `SCHILY.xattr.*`, times, owners) with estargz's header parser; global PAX headers are
+ * skipped. Names are cleaned as TOC names are; one that climbs out of the root throws
+ * EDGESTAR_IMAGES_BAD_NAME, a malformed header EDGESTAR_IMAGES_BAD_TAR.
  */
 export class TarIndexer {
   readonly entries: TocEntryInput[] = []
@@ -17,9 +26,7 @@ export class TarIndexer {
   private pending = Buffer.alloc(0)
   private skipBytes = 0
   private collect: { kind: string; size: number; parts: Buffer[]; got: number } | undefined
-  private pax: Record<string, string> = {}
-  private longName: string | undefined
-  private longLink: string | undefined
+  private meta: TarMeta = { pax: new Map() }
   private isDone = false
 
   /** Feeds the next piece of the decompressed stream. */
@@ -61,9 +68,9 @@ export class TarIndexer {
     this.collect = undefined
     if (done === undefined) return
     const body = Buffer.concat(done.parts)
-    if (done.kind === 'L') this.longName = cString(body)
-    else if (done.kind === 'K') this.longLink = cString(body)
-    else if (done.kind === 'x') this.pax = parsePax(body)
+    if (done.kind === 'L') this.meta = { ...this.meta, longName: tarCString(body) }
+    else if (done.kind === 'K') this.meta = { ...this.meta, longLink: tarCString(body) }
+    else if (done.kind === 'x') this.meta = { ...this.meta, pax: parsePaxRecords(body, badTar) }
   }
 
   private onHeader(header: Buffer, dataOffset: number): void {
@@ -74,45 +81,42 @@ export class TarIndexer {
     }
     this.sawZeroBlock = false
     const kind = String.fromCharCode(header[156]!)
-    const size = Number(this.pax.size ?? readNumber(header, 124, 12))
-    const padded = Math.ceil(size / BLOCK) * BLOCK
-
-    if (kind === 'L' || kind === 'K' || kind === 'x' || kind === 'g') {
+    if (isTarMetaType(kind)) {
+      const size = readTarNumber(header.subarray(124, 136), 'size', badTar)
+      const padded = Math.ceil(size / BLOCK) * BLOCK
       this.collect = { kind, size, parts: [], got: 0 }
       this.skipBytes = padded
       if (padded === 0) this.finishCollect()
       return
     }
 
-    const rawName = this.pax.path ?? this.longName ?? ustarName(header)
-    const linkName = this.pax.linkpath ?? this.longLink ?? cString(header.subarray(157, 257))
+    const fields = parseTarHeader(header, this.meta, badTar)
+    this.meta = { pax: new Map() }
+    // A typeflag a layer does not know is kept as a regular file, as extractors do.
+    const type = fields.type ?? 'reg'
+    const size = fields.size
+    const padded = Math.ceil(size / BLOCK) * BLOCK
+    const name = cleanName(fields.rawName)
+    const linkName = fields.rawLinkName
     const xattrs: Record<string, string> = {}
-    for (const [key, value] of Object.entries(this.pax))
-      if (key.startsWith('SCHILY.xattr.'))
-        xattrs[key.slice(13)] = Buffer.from(value, 'latin1').toString('base64')
-    this.pax = {}
-    this.longName = undefined
-    this.longLink = undefined
-
-    const type = TYPES[kind] ?? 'reg'
-    const name = cleanName(rawName)
+    for (const [key, value] of fields.xattrs) xattrs[key] = value.toString('base64')
     this.entries.push({
       name,
       type,
       size: type === 'reg' ? size : 0,
-      modtime: new Date(readNumber(header, 136, 12) * 1000).toISOString(),
+      modtime: formatModtime(fields.mtimeSec),
       ...(type === 'symlink'
         ? { linkName }
         : type === 'hardlink'
           ? { linkName: cleanName(linkName) }
           : {}),
-      mode: readNumber(header, 100, 8) & 0o7777,
-      uid: readNumber(header, 108, 8),
-      gid: readNumber(header, 116, 8),
-      userName: cString(header.subarray(265, 297)),
-      groupName: cString(header.subarray(297, 329)),
-      devMajor: readNumber(header, 329, 8),
-      devMinor: readNumber(header, 337, 8),
+      mode: fields.mode & 0o7777,
+      uid: fields.uid,
+      gid: fields.gid,
+      userName: fields.userName,
+      groupName: fields.groupName,
+      devMajor: fields.devMajor,
+      devMinor: fields.devMinor,
       ...(Object.keys(xattrs).length > 0 ? { xattrs } : {}),
     })
     if (type === 'reg' && size > 0)
@@ -129,61 +133,19 @@ export class TarIndexer {
   private sawZeroBlock = false
 }
 
-const TYPES: Record<string, string> = {
-  '0': 'reg',
-  '\0': 'reg',
-  '7': 'reg',
-  '1': 'hardlink',
-  '2': 'symlink',
-  '3': 'char',
-  '4': 'block',
-  '5': 'dir',
-  '6': 'fifo',
+// RFC 3339 years 1 to 9999: a PAX mtime can say anything, a TOC row cannot.
+const MIN_MTIME_SEC = -62_135_596_800
+const MAX_MTIME_SEC = 253_402_300_799
+
+function formatModtime(mtimeSec: number): string {
+  const clamped = Math.min(Math.max(mtimeSec, MIN_MTIME_SEC), MAX_MTIME_SEC)
+  return new Date(clamped * 1000).toISOString()
 }
 
-function ustarName(header: Buffer): string {
-  const name = cString(header.subarray(0, 100))
-  const isUstar = header.subarray(257, 262).toString('latin1') === 'ustar'
-  const prefix = isUstar ? cString(header.subarray(345, 500)) : ''
-  return prefix === '' ? name : `${prefix}/${name}`
-}
-
-function cString(bytes: Buffer): string {
-  const end = bytes.indexOf(0)
-  return bytes.subarray(0, end < 0 ? bytes.length : end).toString('utf8')
-}
-
-// Octal, or GNU base-256 when the high bit of the first byte is set.
-function readNumber(header: Buffer, at: number, length: number): number {
-  const field = header.subarray(at, at + length)
-  if (field[0]! & 0x80) {
-    let value = field[0]! & 0x7f
-    for (let i = 1; i < field.length; i++) value = value * 256 + field[i]!
-    return value
-  }
-  const text = cString(field).trim()
-  return text === '' ? 0 : Number.parseInt(text, 8)
-}
-
-function parsePax(body: Buffer): Record<string, string> {
-  const out: Record<string, string> = {}
-  let at = 0
-  while (at < body.length) {
-    const space = body.indexOf(0x20, at)
-    if (space < 0) break
-    const length = Number.parseInt(body.subarray(at, space).toString('latin1'), 10)
-    if (!Number.isSafeInteger(length) || length <= 0) break
-    const record = body.subarray(space + 1, at + length - 1)
-    const eq = record.indexOf(0x3d)
-    if (eq > 0) {
-      const key = record.subarray(0, eq).toString('utf8')
-      out[key] = record
-        .subarray(eq + 1)
-        .toString(key.startsWith('SCHILY.xattr.') ? 'latin1' : 'utf8')
-    }
-    at += length
-  }
-  return out
+function badTar(what: string): EdgestarError {
+  return new EdgestarError('EDGESTAR_IMAGES_BAD_TAR', `plain layer is not a valid tar: ${what}`, {
+    hint: 'the layer in the registry is malformed; rebuild and push the image again',
+  })
 }
 
 function cleanName(raw: string): string {
