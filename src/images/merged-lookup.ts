@@ -127,9 +127,12 @@ function noSuchFile(
         'to browse the image, use edgestar mount'
       : `nothing near ${JSON.stringify(missing.slice(slash + 1))} in ${shown}; ` +
         'to browse the image, use edgestar mount'
+  // Name the missing component when symlinks or a shorter prefix make it differ from PATH.
+  const where =
+    missing === normalizePath(path) ? '' : ` (${JSON.stringify(`/${missing}`)} does not exist)`
   return new EdgestarError(
     'EDGESTAR_IMAGES_NO_SUCH_FILE',
-    `no file ${JSON.stringify(path)} in the image (${JSON.stringify(`/${missing}`)} does not exist)`,
+    `no file ${JSON.stringify(path)} in the image${where}`,
     { hint },
   )
 }
