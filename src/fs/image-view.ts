@@ -57,6 +57,11 @@ export interface LayerSource {
    * bytes cannot be had (offline past the wait, failed verification): the FS answers EIO.
    */
   read(entry: LayerEntry, offset: number, length: number): Promise<Buffer>
+  /**
+   * `read` into `target` (at least `length` bytes) without allocating; resolves with the
+   * bytes written. Optional: the merged view falls back to `read` and a copy.
+   */
+  readInto?(entry: LayerEntry, offset: number, length: number, target: Buffer): Promise<number>
   /** Uncompressed size of the layer's content in bytes (for statfs). */
   readonly contentBytes: number
   /** Number of entries in the layer (for statfs). */
@@ -107,6 +112,11 @@ export interface ImageView {
    * Buffer (shorter at end of file). Rejects when the bytes cannot be had.
    */
   read(path: string, offset: number, length: number): Promise<Buffer>
+  /**
+   * `read` into `target` (the kernel's reply buffer; at least `length` bytes); resolves
+   * with the bytes written. Optional: the FUSE handler falls back to `read` and a copy.
+   */
+  readInto?(path: string, offset: number, length: number, target: Buffer): Promise<number>
   statfs(): Promise<ViewStats>
   /** Releases what the view holds (database handles, readers). */
   close(): Promise<void>

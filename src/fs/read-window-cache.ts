@@ -3,11 +3,22 @@
  * view. The kernel reads a file 128 KiB at a time; serving the rest of a chunk from here
  * turns eight cache-file reads and index queries per MiB into one. Concurrent reads of
  * one window share a single load. Bounded by bytes.
+ *
+ * Window buffers are recycled: an evicted one is reused for a later load of the same size,
+ * so a sequential read allocates nothing (fresh 1 MiB buffers made V8 collect garbage
+ * every few milliseconds). Callers therefore never keep a window: `get` hands it out to
+ * be copied before the caller's next await, and an evicted buffer is reused only after
+ * the current turn of the event loop has finished.
  */
 export class ReadWindowCache {
   readonly #maxBytes: number
   readonly #windows = new Map<string, Buffer>()
   readonly #loading = new Map<string, Promise<Buffer>>()
+  readonly #free = new Map<number, Buffer[]>()
+  // Only buffers this cache allocated are ever recycled (a load may answer with its own).
+  readonly #owned = new WeakSet<ArrayBufferLike>()
+  #cooling: Buffer[] = []
+  #freeBytes = 0
   #bytes = 0
 
   constructor(maxBytes: number) {
@@ -19,8 +30,12 @@ export class ReadWindowCache {
     return this.#maxBytes > 0
   }
 
-  /** The window under `key`, loading it with `load` when absent. */
-  async get(key: string, load: () => Promise<Buffer>): Promise<Buffer> {
+  /**
+   * The window under `key` (`size` bytes), loading it with `load` into a buffer of that
+   * size when absent; `load` resolves with the filled part. Copy what you need from the
+   * result before awaiting anything else.
+   */
+  async get(key: string, size: number, load: (into: Buffer) => Promise<Buffer>): Promise<Buffer> {
     const hit = this.#windows.get(key)
     if (hit) {
       this.#windows.delete(key)
@@ -30,11 +45,32 @@ export class ReadWindowCache {
 
     const pending = this.#loading.get(key)
     if (pending) return pending
-    const loading = load().finally(() => this.#loading.delete(key))
+    const buffer = this.#take(size)
+    const loading = load(buffer).finally(() => this.#loading.delete(key))
     this.#loading.set(key, loading)
-    const window = await loading
+    let window: Buffer
+    try {
+      window = await loading
+    } catch (err) {
+      this.#recycle(buffer)
+      throw err
+    }
+    if (window.buffer !== buffer.buffer) this.#recycle(buffer)
     this.#remember(key, window)
     return window
+  }
+
+  // A recycled buffer of exactly `size` bytes, else a new one outside Node's small pool.
+  #take(size: number): Buffer {
+    const list = this.#free.get(size)
+    const reused = list?.pop()
+    if (reused !== undefined) {
+      this.#freeBytes -= size
+      return reused
+    }
+    const fresh = Buffer.allocUnsafeSlow(size)
+    this.#owned.add(fresh.buffer)
+    return fresh
   }
 
   #remember(key: string, window: Buffer): void {
@@ -45,6 +81,27 @@ export class ReadWindowCache {
       if (this.#bytes <= this.#maxBytes) break
       this.#windows.delete(oldest)
       this.#bytes -= dropped.length
+      this.#recycle(dropped)
     }
+  }
+
+  // Reusable once this turn of the event loop is over: a reader handed the window in this
+  // turn has copied from it by then.
+  #recycle(window: Buffer): void {
+    if (!this.#owned.has(window.buffer)) return
+    // A short load answers with part of its buffer: recycle the whole allocation.
+    const whole = Buffer.from(window.buffer, 0, window.buffer.byteLength)
+    if (this.#freeBytes + whole.length > this.#maxBytes / 2) return
+    this.#cooling.push(whole)
+    if (this.#cooling.length > 1) return
+    setImmediate(() => {
+      for (const buffer of this.#cooling) {
+        const list = this.#free.get(buffer.length) ?? []
+        list.push(buffer)
+        this.#free.set(buffer.length, list)
+        this.#freeBytes += buffer.length
+      }
+      this.#cooling = []
+    })
   }
 }

@@ -6,13 +6,15 @@ import type { ChunkSpan, LayerSummary, WorkerTocRow } from './toc-query-worker.j
 
 /**
  * Reads `length` bytes of file `name` of layer `layerDigest` from `offset`, from the chunk
- * cache or by awaiting the fetch scheduler (the image service's lazy read).
+ * cache or by awaiting the fetch scheduler (the image service's lazy read). With `into`
+ * (at least `length` bytes) the bytes are written there and a view of it is returned.
  */
 export type LayerReadFn = (
   layerDigest: string,
   name: string,
   offset: number,
   length: number,
+  into?: Buffer,
 ) => Promise<Buffer>
 
 /** Chunks up to this size are read whole into the window cache. */
@@ -100,32 +102,59 @@ export class StoreLayer implements LayerSource {
     return entries
   }
 
-  /**
-   * Reads through the window cache: the whole chunk that holds `offset` is read once (it
-   * is the unit the scheduler fetches anyway) and later reads inside it come from memory.
-   * When the next chunk of the file is already cached it is read ahead, so a sequential
-   * reader keeps two cache-file reads in flight; a missing one is never fetched ahead.
-   */
+  /** `readInto` into a new buffer. */
   async read(entry: LayerEntry, offset: number, length: number): Promise<Buffer> {
-    if (entry.sizeBytes === 0 || length === 0) return Buffer.alloc(0)
-    if (!this.#windows.isEnabled) return this.#read(this.#digest, entry.name, offset, length)
+    const wanted = Math.max(0, Math.min(length, entry.sizeBytes - offset))
+    const target = Buffer.allocUnsafe(wanted)
+    const n = await this.readInto(entry, offset, wanted, target)
+    return n === wanted ? target : target.subarray(0, n)
+  }
+
+  /**
+   * Reads into `target` through the window cache: the whole chunk that holds `offset` is
+   * read once (it is the unit the scheduler fetches anyway) and later reads inside it are
+   * copied from memory. When the next chunks of the file are already cached they are read
+   * ahead, so a sequential reader keeps several cache-file reads in flight; a missing one
+   * is never fetched ahead. Other reads go straight into `target`.
+   */
+  async readInto(
+    entry: LayerEntry,
+    offset: number,
+    length: number,
+    target: Buffer,
+  ): Promise<number> {
+    if (entry.sizeBytes === 0 || length === 0 || offset >= entry.sizeBytes) return 0
+    const direct = async (): Promise<number> => {
+      const data = await this.#read(this.#digest, entry.name, offset, length, target)
+      // A read function may ignore `target` and answer with its own buffer.
+      if (data.buffer !== target.buffer || data.byteOffset !== target.byteOffset) data.copy(target)
+      return data.length
+    }
+    if (!this.#windows.isEnabled) return direct()
 
     const span = await this.#spanAt(entry.name, offset)
     const end = span ? span.chunkOffset + span.chunkSize : 0
-    if (!span || offset + length > end || span.chunkSize > MAX_WINDOW_BYTES) {
-      return this.#read(this.#digest, entry.name, offset, length)
-    }
+    if (!span || offset + length > end || span.chunkSize > MAX_WINDOW_BYTES) return direct()
 
     const window = await this.#window(entry.name, span)
-    // Keep READ_AHEAD_CHUNKS chunks in flight beyond the one being read.
-    const aheadUntil = Math.max(end, this.#aheadUntil.get(entry.name) ?? 0)
-    const wanted = end + READ_AHEAD_CHUNKS * span.chunkSize
-    if (aheadUntil < Math.min(wanted, entry.sizeBytes)) {
-      const chunks = Math.ceil((wanted - aheadUntil) / span.chunkSize)
-      remember(this.#aheadUntil, entry.name, Math.min(wanted, entry.sizeBytes))
-      void this.#readAhead(entry, aheadUntil, chunks)
-    }
-    return window.subarray(offset - span.chunkOffset, offset - span.chunkOffset + length)
+    // Copy before anything else is awaited: the window cache recycles evicted buffers.
+    const from = offset - span.chunkOffset
+    const copied = window.copy(target, 0, from, Math.min(window.length, from + length))
+    this.#keepReadingAhead(entry, end, span.chunkSize)
+    return copied
+  }
+
+  // Keeps READ_AHEAD_CHUNKS chunks in flight beyond the one being read. A reader that
+  // starts over or jumps starts a new read-ahead from where it is (a mark left past the
+  // window by an earlier pass would otherwise stop read-ahead for good).
+  #keepReadingAhead(entry: LayerEntry, end: number, chunkSize: number): void {
+    const window = READ_AHEAD_CHUNKS * chunkSize
+    const mark = this.#aheadUntil.get(entry.name) ?? end
+    const aheadUntil = mark < end || mark > end + window ? end : mark
+    const wanted = Math.min(end + window, entry.sizeBytes)
+    if (aheadUntil >= wanted) return
+    remember(this.#aheadUntil, entry.name, wanted)
+    void this.#readAhead(entry, aheadUntil, Math.ceil((wanted - aheadUntil) / chunkSize))
   }
 
   async #spanAt(name: string, offset: number): Promise<ChunkSpan | undefined> {
@@ -140,8 +169,8 @@ export class StoreLayer implements LayerSource {
 
   #window(name: string, span: ChunkSpan): Promise<Buffer> {
     const key = `${this.#digest}\0${name}\0${span.chunkOffset}`
-    return this.#windows.get(key, () =>
-      this.#read(this.#digest, name, span.chunkOffset, span.chunkSize),
+    return this.#windows.get(key, span.chunkSize, (into) =>
+      this.#read(this.#digest, name, span.chunkOffset, span.chunkSize, into),
     )
   }
 

@@ -155,7 +155,9 @@ export class ImageService {
     name: string,
     offset: number,
     length: number,
-  ): Promise<Buffer> => this.scheduler.readEntryRange(layerDigest, name, offset, length, 'demand')
+    into?: Buffer,
+  ): Promise<Buffer> =>
+    this.scheduler.readEntryRange(layerDigest, name, offset, length, 'demand', into)
 
   /**
    * Fetches every unit of every layer and checks each layer against its diffID.

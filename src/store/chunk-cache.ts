@@ -4,9 +4,15 @@ import { join } from 'node:path'
 import type { Database } from 'better-sqlite3'
 import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
+import { ChunkHandles } from './chunk-handles.js'
 import { isChunkKey } from './names.js'
 
 const log = moduleLogger('store')
+
+/** Chunk files kept open for reading. */
+const MAX_OPEN_FILES = 64
+/** Uses are recorded in memory and written to SQLite at most this often (and at close). */
+const USE_FLUSH_INTERVAL_MS = 5000
 
 /** Result of `reconcile`: what start-up found and fixed. */
 export interface ReconcileReport {
@@ -52,6 +58,9 @@ export class ChunkCache {
   readonly dir: string
   private readonly tmpDir: string
   private tmpCounter = 0
+  private readonly handles = new ChunkHandles(MAX_OPEN_FILES)
+  private readonly pendingUses = new Map<string, number>()
+  private useFlushTimer: NodeJS.Timeout | undefined
   limitBytes: number
 
   constructor(
@@ -101,8 +110,9 @@ export class ChunkCache {
     const placed = await Promise.all(items.map((item) => this.writeTemporary(item)))
 
     const dirs = new Set<string>()
-    for (const { tmp, path } of placed) {
+    for (const [i, { tmp, path }] of placed.entries()) {
       await rename(tmp, path)
+      this.handles.drop(items[i]!.key)
       dirs.add(join(path, '..'))
     }
     await Promise.all([...dirs].map((dir) => syncDir(dir)))
@@ -157,6 +167,7 @@ export class ChunkCache {
     const path = this.pathOf(key)
     await mkdir(join(path, '..'), { recursive: true })
     await rename(tmpPath, path)
+    this.handles.drop(key)
     await syncDir(join(path, '..'))
     this.durably(() => {
       this.db
@@ -174,22 +185,31 @@ export class ChunkCache {
    * Throws EDGESTAR_STORE_CHUNK_MISSING when the file vanished (the row is then reset).
    */
   async read(key: string, offset: number, length: number): Promise<Buffer> {
+    const buffer = Buffer.allocUnsafe(length)
+    const bytesRead = await this.readInto(key, offset, buffer, 0, length)
+    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
+  }
+
+  /**
+   * `read` into `target` at `targetOffset` (no allocation); resolves with the bytes read.
+   * Files stay open in a small LRU, so a warm read is a single pread off the event loop.
+   */
+  async readInto(
+    key: string,
+    offset: number,
+    target: Buffer,
+    targetOffset: number,
+    length: number,
+  ): Promise<number> {
     const path = this.pathOf(key)
-    let handle: Awaited<ReturnType<typeof open>>
     try {
-      handle = await open(path, 'r')
+      return await this.handles.readInto(key, path, offset, target, targetOffset, length)
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
       this.markMissing(key)
       throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is not in the cache`, {
         cause: err,
       })
-    }
-    try {
-      const buffer = Buffer.allocUnsafe(length)
-      const { bytesRead } = await handle.read(buffer, 0, length, offset)
-      return bytesRead === length ? buffer : buffer.subarray(0, bytesRead)
-    } finally {
-      await handle.close()
     }
   }
 
@@ -198,9 +218,37 @@ export class ChunkCache {
     return readFile(this.pathOf(key))
   }
 
-  /** Records a use for LRU eviction. Cheap: one row update, not durable. */
+  /**
+   * Records a use for LRU eviction. Kept in memory and written in one transaction at most
+   * every few seconds (a read must not write to SQLite); `gc` and `close` flush first.
+   */
   touch(key: string): void {
-    this.db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?').run(Date.now(), key)
+    this.pendingUses.set(key, Date.now())
+    if (this.useFlushTimer !== undefined) return
+    this.useFlushTimer = setTimeout(() => {
+      this.useFlushTimer = undefined
+      this.flushUses()
+    }, USE_FLUSH_INTERVAL_MS)
+    this.useFlushTimer.unref()
+  }
+
+  /** Writes recorded uses to SQLite now (not durable: losing them only blurs LRU order). */
+  flushUses(): void {
+    clearTimeout(this.useFlushTimer)
+    this.useFlushTimer = undefined
+    if (this.pendingUses.size === 0 || !this.db.open) return
+    const uses = [...this.pendingUses]
+    this.pendingUses.clear()
+    const update = this.db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?')
+    this.db.transaction(() => {
+      for (const [key, at] of uses) update.run(at, key)
+    })()
+  }
+
+  /** Flushes recorded uses and closes open chunk files; call before closing the database. */
+  close(): void {
+    this.flushUses()
+    this.handles.dropAll()
   }
 
   /** Forgets a chunk object (row missing, file removed). */
@@ -208,6 +256,8 @@ export class ChunkCache {
     this.durably(() =>
       this.db.prepare("UPDATE chunks SET state = 'missing' WHERE key = ?").run(key),
     )
+    this.pendingUses.delete(key)
+    this.handles.drop(key)
     rmSync(this.pathOf(key), { force: true })
   }
 
@@ -237,6 +287,7 @@ export class ChunkCache {
    */
   gc(pinnedKeysSql: string, targetBytes?: number): GcReport {
     const target = targetBytes ?? (this.limitBytes > 0 ? this.limitBytes : Number.POSITIVE_INFINITY)
+    this.flushUses()
     const status = this.status(pinnedKeysSql)
     let present = status.presentBytes
     let evictedChunks = 0
@@ -264,7 +315,10 @@ export class ChunkCache {
       const mark = this.db.prepare("UPDATE chunks SET state = 'missing' WHERE key = ?")
       for (const key of victims) mark.run(key)
     })
-    for (const key of victims) rmSync(this.pathOf(key), { force: true })
+    for (const key of victims) {
+      this.handles.drop(key)
+      rmSync(this.pathOf(key), { force: true })
+    }
     log.info({ evictedChunks, evictedBytes }, 'cache evicted')
     return { evictedChunks, evictedBytes, presentBytes: present, limitBytes: this.limitBytes }
   }

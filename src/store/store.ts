@@ -124,8 +124,9 @@ export class Store {
     return this.chunks.gc(this.pins.pinnedKeysSql(), targetBytes)
   }
 
-  /** Closes the database. */
+  /** Writes pending chunk uses, closes open chunk files, then closes the database. */
   close(): void {
+    this.chunks.close()
     if (this.db.open) this.db.close()
   }
 
