@@ -19,4 +19,4 @@ export EDGESTAR_LOG_LEVEL=${EDGESTAR_LOG_LEVEL:-warn}
 
 mapfile -t files < <(find dist/test -name '*.test.js' | sort | grep -E -- "${1:-.}")
 echo "test: running ${#files[@]} test files" >&2
-node --enable-source-maps --test --test-concurrency=1 --test-timeout=600000 "${files[@]}"
+node --enable-source-maps --test --test-concurrency=1 --test-timeout=900000 "${files[@]}"

@@ -8,7 +8,7 @@
  * with /app/app.py (scripts/demo.sh does both). Everything it starts is torn down at the end,
  * on an error and on Ctrl-C.
  */
-import { mkdir, mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { buildDemoImages, type DemoImages } from './images.js'
@@ -42,6 +42,7 @@ async function main(): Promise<void> {
   if (!rootfs) throw new Error('demo: EDGESTAR_TEST_ROOTFS is not set; run scripts/demo.sh')
 
   const cleanup = new Cleanup()
+  await takeDemoLock(cleanup)
   const onSignal = () => {
     say('interrupted: cleaning up')
     void cleanup.runAll().then(() => process.exit(130))
@@ -117,6 +118,32 @@ async function removeWorkDir(workDir: string): Promise<void> {
     .sort((a, b) => b.length - a.length)
   for (const mountpoint of mounts) await run('umount', ['-l', mountpoint]).catch(() => undefined)
   await rm(workDir, { recursive: true, force: true })
+}
+
+/**
+ * One demo at a time per machine: two would tear down each other's network namespace and
+ * fight over the link's addresses and ports.
+ */
+async function takeDemoLock(cleanup: Cleanup): Promise<void> {
+  const lockPath = '/run/edgestar-demo.pid'
+  const holder = Number((await readFile(lockPath, 'utf8').catch(() => '')).trim())
+  if (holder > 0 && holder !== process.pid && isAlive(holder)) {
+    throw new Error(
+      `another edgestar demo (pid ${holder}) is running on this machine; wait for it to ` +
+        `finish or stop it with kill -INT ${holder}`,
+    )
+  }
+  await writeFile(lockPath, `${process.pid}\n`)
+  cleanup.add('demo lock', () => rm(lockPath, { force: true }))
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function say(line: string): void {

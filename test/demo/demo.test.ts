@@ -27,8 +27,8 @@ const DEMO = join(process.cwd(), 'dist/scripts/demo/main.js')
 test('demo: deploy over a shaped link three ways, the optimized one fetching least', {
   skip: process.env.EDGESTAR_TEST_ROOTFS ? false : 'EDGESTAR_TEST_ROOTFS is not set',
   timeout: 15 * 60_000,
-}, async () => {
-  const output = await runDemo(['--profile', 'ci', '--json'])
+}, async (t) => {
+  const output = await runDemo(['--profile', 'ci', '--json'], t.signal)
   const [optimized, lazy, full] = output.results.rows
   assert.ok(optimized && lazy && full, 'three rows: optimized, lazy, full pull')
 
@@ -42,11 +42,21 @@ test('demo: deploy over a shaped link three ways, the optimized one fetching lea
   assert.ok(output.boundMs > 0)
 })
 
-function runDemo(args: string[]): Promise<DemoOutput> {
+/**
+ * Runs the demo in a child process. On a timeout or a cancelled run the demo gets SIGINT,
+ * its own Ctrl-C path, so it tears down the link, servers and mounts it made.
+ */
+function runDemo(args: string[], signal: AbortSignal): Promise<DemoOutput> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--enable-source-maps', DEMO, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'],
     })
+    const interrupt = (): void => {
+      child.kill('SIGINT')
+    }
+    signal.addEventListener('abort', interrupt, { once: true })
+    process.once('SIGTERM', interrupt)
+    process.once('exit', interrupt)
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (text: Buffer) => {
