@@ -28,11 +28,14 @@ export function register(program: Command): void {
     const env = 'env' in option ? ` (env ${option.env})` : ''
     command.addOption(new Option(option.flag, `${option.doc}${env}`))
   }
+  // The fleet documents (issue texts, docs/telemetry.md) name the device `--device-id`.
+  command.option('--device-id <id>', 'same as --mqtt-device-id')
 
   command.action(async (raw: Record<string, unknown>) => {
     const flags: Record<string, unknown> = { config: raw.config }
     for (const option of [...SHARED_OPTIONS, ...AGENT_OPTIONS])
       flags[option.key] = raw[flagAttribute(option.flag)]
+    flags.mqttDeviceId ??= raw.deviceId
     const config = loadAgentConfig(flags)
 
     const agent = await Agent.start({
