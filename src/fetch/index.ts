@@ -8,6 +8,7 @@ export { formatBytes, parseByteSize } from './bandwidth.js'
 export { installBandwidthControl } from './bandwidth-control.js'
 export { computeDiffID } from './layer-verifier.js'
 export { type LinkChange, LinkMonitor, type LinkState } from './link-state.js'
+export { type PacedReadOptions, readPaced, type Sleep, takeTokens } from './paced-read.js'
 export {
   type BlobReaderSource,
   type FetchPriority,

@@ -7,6 +7,7 @@ import type { BlobReader } from '../registry/index.js'
 import type { LayerRow, Store, UnitRow } from '../store/index.js'
 import { computeDiffID } from './layer-verifier.js'
 import { type LinkChange, LinkMonitor, type LinkState } from './link-state.js'
+import { readPaced } from './paced-read.js'
 import { type Clock, TokenBucket } from './token-bucket.js'
 import { decodeUnit } from './unit-decoder.js'
 
@@ -49,8 +50,11 @@ export interface FetchSchedulerOptions {
 
 /** Counters of a scheduler since it was made. */
 export interface FetchStats {
+  /** Blob bytes received for reads a process waits on, counted as they arrive. */
   demandBytes: number
+  /** Blob bytes received for the prefetch set, counted as they arrive. */
   prefetchBytes: number
+  /** Blob bytes received by the background fetch, counted as they arrive (per piece). */
   backgroundBytes: number
   units: number
   batches: number
@@ -196,6 +200,7 @@ export class FetchScheduler extends EventEmitter {
     priority: FetchPriority,
     needTail = false,
   ): Promise<void> {
+    if (this.isClosed) return Promise.reject(closedError())
     const unit = this.store.layers.unit(layerDigest, offset)
     if (unit === undefined)
       return Promise.reject(new Error(`no unit at ${offset} in layer ${layerDigest}`))
@@ -226,6 +231,7 @@ export class FetchScheduler extends EventEmitter {
     priority: FetchPriority = 'demand',
     into?: Buffer,
   ): Promise<Buffer> {
+    if (this.isClosed) throw closedError()
     // A layer with nothing to check chunks against is served only as a whole verified
     // layer; after an eviction it is fetched and checked whole again.
     const layer = this.layer(layerDigest)
@@ -239,10 +245,12 @@ export class FetchScheduler extends EventEmitter {
     for (let attempt = 0; ; attempt++) {
       const refs = this.store.toc.chunks(layerDigest, name, offset, length)
       const missing = refs.filter((ref) => !ref.isPresent)
-      if (missing.length > 0)
+      if (missing.length > 0) {
         await Promise.all(
           missing.map((ref) => this.ensureUnit(layerDigest, ref.unitOffset, priority)),
         )
+        if (this.isClosed) throw closedError()
+      }
       try {
         return await this.assemble(refs, entry.size, offset, length, into)
       } catch (err) {
@@ -258,6 +266,7 @@ export class FetchScheduler extends EventEmitter {
    * the layer can be checked against its diffID (a full pull).
    */
   startBackground(layers: readonly string[], options: { forDiffID?: boolean } = {}): void {
+    if (this.isClosed) return
     for (const digest of layers) {
       if (this.backgroundLayers.some((entry) => entry.digest === digest)) continue
       this.backgroundLayers.push({ digest, forDiffID: options.forDiffID ?? false })
@@ -266,11 +275,10 @@ export class FetchScheduler extends EventEmitter {
   }
 
   /** Queues the prefetch set (units before the prefetch landmark) of a layer. */
-  prefetch(layerDigest: string): Promise<void> {
+  async prefetch(layerDigest: string): Promise<void> {
+    if (this.isClosed) throw closedError()
     const units = this.store.layers.units(layerDigest).filter((u) => u.rank === 0 && !u.isPresent)
-    return Promise.all(units.map((u) => this.ensureUnit(layerDigest, u.offset, 'prefetch'))).then(
-      () => undefined,
-    )
+    await Promise.all(units.map((u) => this.ensureUnit(layerDigest, u.offset, 'prefetch')))
   }
 
   /**
@@ -294,12 +302,17 @@ export class FetchScheduler extends EventEmitter {
     }
   }
 
-  /** Stops timers and fails every waiter with EDGESTAR_FETCH_CLOSED. */
+  /**
+   * Stops timers and fails every waiter with EDGESTAR_FETCH_CLOSED. Safe to follow at once
+   * with `store.close()`: batches still in flight drop their answers and errors quietly,
+   * and every later call rejects with EDGESTAR_FETCH_CLOSED without touching the store.
+   */
   close(): void {
+    if (this.isClosed) return
     this.isClosed = true
     clearTimeout(this.bucketTimer)
     clearTimeout(this.probeTimer)
-    const err = new EdgestarError('EDGESTAR_FETCH_CLOSED', 'the fetch scheduler was closed')
+    const err = closedError()
     for (const job of this.jobs.values()) this.settle(job, err)
     this.jobs.clear()
     this.backgroundLayers = []
@@ -500,10 +513,9 @@ export class FetchScheduler extends EventEmitter {
       const layer = this.layer(layerDigest)
       const reader = this.readerFor(layer)
       this.trace(units)
-      const buffers =
-        batch[0]!.priority === 'background'
-          ? await this.readPaced(reader, units)
-          : await reader.readRanges(units.map((u) => ({ offset: u.offset, length: u.sizeBytes })))
+      const buffers = await this.fetchUnits(reader, units, batch[0]!.priority)
+      // A late answer after close is dropped: the store may already be closed.
+      if (this.isClosed) return
       this.counters.batches++
       this.link.succeeded()
       await this.storeUnits(batch, layer, units, buffers)
@@ -511,43 +523,41 @@ export class FetchScheduler extends EventEmitter {
       this.onBatchError(batch, err)
     } finally {
       this.running--
-      setImmediate(() => this.dispatch())
+      if (!this.isClosed) setImmediate(() => this.dispatch())
     }
   }
 
-  /**
-   * Background reads under a cap go out in pieces of at most the bucket's burst, each
-   * paid for before it is asked, so the rate holds over short windows too: one 4 MiB
-   * chunk fetched at once would be eight seconds of a 512 KiB/s budget in one gulp.
-   * The first piece was paid for when the batch was picked.
-   */
-  private async readPaced(reader: BlobReader, units: UnitRow[]): Promise<Buffer[]> {
-    const piece = this.pieceBytes()
+  // One request for the batch, except a capped background unit larger than a piece, which
+  // goes out in paid pieces (see readPaced). Bytes are counted as they arrive.
+  private async fetchUnits(
+    reader: BlobReader,
+    units: UnitRow[],
+    priority: FetchPriority,
+  ): Promise<Buffer[]> {
+    const counter = `${priority}Bytes` as const
     const unit = units[0]!
-    if (this.bucket.rateBytesPerSec <= 0 || units.length > 1 || unit.sizeBytes <= piece)
-      return reader.readRanges(units.map((u) => ({ offset: u.offset, length: u.sizeBytes })))
-
-    const parts: Buffer[] = []
-    for (let done = 0; done < unit.sizeBytes; ) {
-      const length = Math.min(this.pieceBytes(), unit.sizeBytes - done)
-      if (done > 0) await this.takeTokens(length)
-      const [part] = await reader.readRanges([{ offset: unit.offset + done, length }])
-      parts.push(part!)
-      done += length
+    const isPaced =
+      priority === 'background' &&
+      this.bucket.rateBytesPerSec > 0 &&
+      units.length === 1 &&
+      unit.sizeBytes > this.pieceBytes()
+    if (isPaced) {
+      const data = await readPaced(reader, unit.offset, unit.sizeBytes, {
+        bucket: this.bucket,
+        pieceBytes: () => this.pieceBytes(),
+        sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+        isClosed: () => this.isClosed,
+        onBytes: (bytes) => {
+          this.counters[counter] += bytes
+        },
+      })
+      return [data]
     }
-    return [Buffer.concat(parts)]
-  }
-
-  // Waits until the bucket grants `bytes`; re-checks at least every second, so a
-  // bandwidth change at run time takes effect on a unit already being fetched.
-  private async takeTokens(bytes: number): Promise<void> {
-    for (;;) {
-      if (this.isClosed)
-        throw new EdgestarError('EDGESTAR_FETCH_CLOSED', 'the fetch scheduler was closed')
-      const waitMs = this.bucket.tryTake(bytes)
-      if (waitMs === 0) return
-      await new Promise((resolve) => setTimeout(resolve, Math.min(waitMs, 1000)))
-    }
+    const buffers = await reader.readRanges(
+      units.map((u) => ({ offset: u.offset, length: u.sizeBytes })),
+    )
+    for (const buffer of buffers) this.counters[counter] += buffer.length
+    return buffers
   }
 
   private pieceBytes(): number {
@@ -582,6 +592,7 @@ export class FetchScheduler extends EventEmitter {
           }),
       })),
     )
+    if (this.isClosed) return
     for (const { job, unit } of verified) this.finishUnit(job, layer, unit)
   }
 
@@ -606,7 +617,6 @@ export class FetchScheduler extends EventEmitter {
   private finishUnit(job: Job, layer: LayerRow, unit: UnitRow): void {
     this.counters.units++
     this.maybeEvict()
-    this.counters[`${job.priority}Bytes`] += unit.sizeBytes
     this.jobs.delete(job.id)
     this.settle(job)
     this.emit('unit', {
@@ -618,6 +628,7 @@ export class FetchScheduler extends EventEmitter {
   }
 
   private onIntegrityError(job: Job, unit: UnitRow, err: unknown): void {
+    if (this.isClosed) return
     const fields = {
       layer: job.layerDigest,
       offset: unit.offset,
@@ -732,6 +743,7 @@ export class FetchScheduler extends EventEmitter {
   // A layer the background fetched whole is checked against its diffID; a mismatch drops
   // the unverifiable parts and queues the layer once more.
   private async verifyInBackground(layerDigest: string): Promise<void> {
+    if (this.isClosed) return
     try {
       if (await this.verifyLayer(layerDigest)) {
         this.emit('layer-verified', layerDigest)
@@ -744,6 +756,7 @@ export class FetchScheduler extends EventEmitter {
       this.backgroundRetried.add(layerDigest)
       this.startBackground([layerDigest], { forDiffID: true })
     } catch (err) {
+      if (this.isClosed) return
       log.warn({ layer: layerDigest, err: String(err) }, 'layer check failed')
       this.emit('layer-failed', layerDigest)
     }
@@ -841,12 +854,14 @@ export class FetchScheduler extends EventEmitter {
   async completeLayer(layerDigest: string, priority: FetchPriority = 'prefetch'): Promise<void> {
     for (let attempt = 0; ; attempt++) {
       for (;;) {
+        if (this.isClosed) throw closedError()
         const missing = this.store.layers.missingUnits(layerDigest, 256, true)
         if (missing.length === 0) break
         await Promise.all(
           missing.map((unit) => this.ensureUnit(layerDigest, unit.offset, priority, true)),
         )
       }
+      if (this.isClosed) throw closedError()
       if (await this.verifyLayer(layerDigest)) return
       if (attempt > 0)
         throw new EdgestarError(
@@ -883,6 +898,10 @@ export class FetchScheduler extends EventEmitter {
     this.layerRows.delete(layerDigest)
     return false
   }
+}
+
+function closedError(): EdgestarError {
+  return new EdgestarError('EDGESTAR_FETCH_CLOSED', 'the fetch scheduler was closed')
 }
 
 // Integrity and "not there" answers are the registry's verdict; anything else is the link.

@@ -206,7 +206,7 @@ export class ChunkCache {
       return await this.handles.readInto(key, path, offset, target, targetOffset, length)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      this.markMissing(key)
+      if (this.db.open) this.markMissing(key)
       throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is not in the cache`, {
         cause: err,
       })

@@ -27,18 +27,20 @@ class FakeRegistry implements BlobReaderSource {
   isOffline = false
   corruptOffsets = new Map<number, number>()
   private gate: Promise<void> | undefined
-  private openGate: (() => void) | undefined
+  private openGate: ((err?: Error) => void) | undefined
 
   constructor(private readonly blob: Buffer) {}
 
+  /** Holds every request until `release`. */
   hold(): void {
-    this.gate = new Promise((resolve) => {
-      this.openGate = resolve
+    this.gate = new Promise((resolve, reject) => {
+      this.openGate = (err) => (err ? reject(err) : resolve())
     })
   }
 
-  release(): void {
-    this.openGate?.()
+  /** Lets held requests go on, or fail with `err`. */
+  release(err?: Error): void {
+    this.openGate?.(err)
     this.gate = undefined
   }
 
@@ -160,6 +162,69 @@ describe('fetch scheduler', () => {
       assert.equal(registry.requests.flat().length, 1)
     } finally {
       cleanup()
+    }
+  })
+
+  it('drops answers and errors that arrive after close, with the store already closed', async () => {
+    const unhandled: unknown[] = []
+    const onUnhandled = (err: unknown): void => {
+      unhandled.push(err)
+    }
+    process.on('unhandledRejection', onUnhandled)
+    process.on('uncaughtException', onUnhandled)
+    try {
+      for (const late of ['answer', 'error', 'background'] as const) {
+        const { dir, store, registry, scheduler, files, cleanup } = await setup({
+          rateBytesPerSec: 64 * 1024,
+          burstBytes: 4096,
+        })
+        const units: unknown[] = []
+        scheduler.on('unit', (unit) => units.push(unit))
+        registry.hold()
+        const file = files.find((f) => f.type === 'reg' && f.size > 0)!
+        const read = scheduler.readEntryRange(LAYER, file.name, 0, 100)
+        const pull = scheduler.completeLayer(
+          LAYER,
+          late === 'background' ? 'background' : 'prefetch',
+        )
+        scheduler.startBackground([LAYER], { forDiffID: true })
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        assert.ok(scheduler.stats().running > 0)
+
+        scheduler.close()
+        store.close()
+        registry.release(
+          late === 'error'
+            ? new EdgestarError('EDGESTAR_REGISTRY_UNREACHABLE', 'gone (test)')
+            : undefined,
+        )
+        await assert.rejects(read, (err) => isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED'))
+        await assert.rejects(pull, (err) => isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED'))
+        // Every entry point answers EDGESTAR_FETCH_CLOSED without touching the store.
+        const closed = (err: unknown): boolean => isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED')
+        await assert.rejects(scheduler.ensureUnit(LAYER, 0, 'demand'), closed)
+        await assert.rejects(scheduler.prefetch(LAYER), closed)
+        await assert.rejects(scheduler.readEntryRange(LAYER, file.name, 0, 10), closed)
+        await assert.rejects(scheduler.completeLayer(LAYER), closed)
+        scheduler.startBackground([LAYER])
+        scheduler.setBackgroundEnabled(true)
+        await scheduler.whenIdle()
+        for (let i = 0; i < 20 && scheduler.stats().running > 0; i++)
+          await new Promise((resolve) => setTimeout(resolve, 10))
+        assert.equal(scheduler.stats().running, 0)
+        assert.deepEqual(units, [])
+        cleanup()
+
+        // Nothing half-done was recorded: the reopened store has no present chunk.
+        const reopened = Store.open(dir)
+        assert.equal(reopened.cacheStatus().presentChunks, 0)
+        reopened.close()
+      }
+      await new Promise((resolve) => setImmediate(resolve))
+      assert.deepEqual(unhandled, [])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+      process.off('uncaughtException', onUnhandled)
     }
   })
 
