@@ -21,8 +21,10 @@ export type LayerReadFn = (
 const MAX_WINDOW_BYTES = 4 << 20
 /** Cached chunks read ahead of a sequential reader (each one cache-file read in flight). */
 const READ_AHEAD_CHUNKS = 3
-/** Files whose last present chunk span is remembered (skips an index query per read). */
+/** Files whose present chunk spans are remembered (skips an index query per read). */
 const RECENT_SPANS = 64
+/** Chunk spans asked for at once: the one being read and those a sequential reader wants next. */
+const SPANS_PER_QUERY = 16
 
 /** Entry ids per layer: 2^24, so 255 layers fit the 32-bit inode numbers fuse-native passes. */
 export const IDS_PER_LAYER = 1 << 24
@@ -39,7 +41,8 @@ export class StoreLayer implements LayerSource {
   readonly #queries: TocQueryClient
   readonly #read: LayerReadFn
   readonly #windows: ReadWindowCache
-  readonly #recentSpans = new Map<string, ChunkSpan>()
+  readonly #spans = new Map<string, ChunkSpan[]>()
+  readonly #spanQueries = new Map<string, Promise<ChunkSpan[]>>()
   readonly #aheadUntil = new Map<string, number>()
   readonly #idBase: number
   readonly #hardlinks: Map<string, number>
@@ -157,14 +160,30 @@ export class StoreLayer implements LayerSource {
     void this.#readAhead(entry, aheadUntil, Math.ceil((wanted - aheadUntil) / chunkSize))
   }
 
+  // The chunk holding `offset`, from the spans remembered for the file (a sequential
+  // reader finds them there) or one query for it and the next SPANS_PER_QUERY - 1. A
+  // query already under way for the file is awaited first: the reads at a chunk boundary
+  // arrive together and would otherwise each ask.
   async #spanAt(name: string, offset: number): Promise<ChunkSpan | undefined> {
-    const recent = this.#recentSpans.get(name)
-    if (recent && offset >= recent.chunkOffset && offset < recent.chunkOffset + recent.chunkSize) {
-      return recent
+    const known = findSpan(this.#spans.get(name), offset)
+    if (known) return known
+    const pending = this.#spanQueries.get(name)
+    if (pending) {
+      await pending.catch(() => undefined)
+      const found = findSpan(this.#spans.get(name), offset)
+      if (found) return found
     }
-    const span = await this.#queries.chunkSpan(this.#digest, name, offset)
-    if (span?.isPresent) remember(this.#recentSpans, name, span)
-    return span
+
+    const query = this.#queries.chunkSpans(this.#digest, name, offset, SPANS_PER_QUERY)
+    this.#spanQueries.set(name, query)
+    try {
+      const spans = await query
+      const present = spans.filter((span) => span.isPresent)
+      if (present.length > 0) remember(this.#spans, name, present)
+      return spans[0]
+    } finally {
+      if (this.#spanQueries.get(name) === query) this.#spanQueries.delete(name)
+    }
   }
 
   #window(name: string, span: ChunkSpan): Promise<Buffer> {
@@ -178,7 +197,7 @@ export class StoreLayer implements LayerSource {
     try {
       const spans: ChunkSpan[] = []
       for (let at = offset; spans.length < chunks && at < entry.sizeBytes; ) {
-        const span = await this.#queries.chunkSpan(this.#digest, entry.name, at)
+        const span = await this.#spanAt(entry.name, at)
         if (!span?.isPresent || span.chunkOffset !== at || span.chunkSize > MAX_WINDOW_BYTES) break
         spans.push(span)
         at += span.chunkSize
@@ -206,6 +225,16 @@ export class StoreLayer implements LayerSource {
       nlink: 1 + (this.#hardlinks.get(row.name) ?? 0),
     }
   }
+}
+
+/** The span in `spans` (ordered by offset) that holds `offset`. */
+function findSpan(spans: ChunkSpan[] | undefined, offset: number): ChunkSpan | undefined {
+  if (spans === undefined) return undefined
+  for (const span of spans) {
+    if (offset < span.chunkOffset) return undefined
+    if (offset < span.chunkOffset + span.chunkSize) return span
+  }
+  return undefined
 }
 
 /** Sets `key` in a small most-recently-used map of at most RECENT_SPANS files. */

@@ -46,6 +46,19 @@ export class TocQueryClient {
     return this.#call('chunkSpan', [layerDigest, name, offset]) as Promise<ChunkSpan | undefined>
   }
 
+  /**
+   * Up to `limit` chunks of file `name` in file order, from the one that holds byte
+   * `offset` (empty when none does): one round trip for a sequential reader's next chunks.
+   */
+  chunkSpans(
+    layerDigest: string,
+    name: string,
+    offset: number,
+    limit: number,
+  ): Promise<ChunkSpan[]> {
+    return this.#call('chunkSpans', [layerDigest, name, offset, limit]) as Promise<ChunkSpan[]>
+  }
+
   /** Counts, hardlink targets and implied directories of a layer (one pass). */
   summary(layerDigest: string): Promise<LayerSummary> {
     return this.#call('summary', [layerDigest]) as Promise<LayerSummary>

@@ -83,7 +83,26 @@ const chunkAt = db.prepare(
    ORDER BY lc.chunk_offset DESC LIMIT 1`,
 )
 
+const chunksAfter = db.prepare(
+  `SELECT lc.chunk_offset AS chunkOffset, lc.chunk_size AS chunkSize,
+     coalesce(c.state = 'present', 0) AS isPresent
+   FROM layer_chunks lc
+   JOIN layer_units u ON u.layer_digest = lc.layer_digest AND u.offset = lc.unit_offset
+   LEFT JOIN chunks c ON c.key = u.chunk_key
+   WHERE lc.layer_digest = ? AND lc.entry_name = ? AND lc.chunk_offset > ?
+   ORDER BY lc.chunk_offset LIMIT ?`,
+)
+
+type RawSpan = Omit<ChunkSpan, 'isPresent'> & { isPresent: number }
+const toSpan = (span: RawSpan): ChunkSpan => ({ ...span, isPresent: span.isPresent === 1 })
+
 const ops: Record<string, (...args: never[]) => unknown> = {
+  chunkSpans: (layer: string, name: string, offset: number, limit: number) => {
+    const first = chunkAt.get(layer, name, offset) as RawSpan | undefined
+    if (first === undefined) return []
+    const rest = chunksAfter.all(layer, name, first.chunkOffset, limit - 1) as RawSpan[]
+    return [first, ...rest].map(toSpan)
+  },
   chunkSpan: (layer: string, name: string, offset: number) => {
     const span = chunkAt.get(layer, name, offset) as
       | (Omit<ChunkSpan, 'isPresent'> & { isPresent: number })
