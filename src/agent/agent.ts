@@ -15,6 +15,7 @@ import { ApiServer } from './api-server.js'
 import type { AgentConfig } from './config.js'
 import { DeploymentManager } from './deployment-manager.js'
 import type { ApiMessage, ApiMethod } from './protocol.js'
+import { lockStateDir } from './state-lock.js'
 import type { AgentStatus, DeploymentStateEvent, ImageBackend } from './types.js'
 import { checkName } from './validate.js'
 
@@ -51,6 +52,7 @@ export class Agent {
   private readonly server: ApiServer
   private readonly log = moduleLogger('agent')
   private readonly closers: Array<() => Promise<void>> = []
+  private releaseStateDir: () => void = () => {}
   private closing: Promise<void> | undefined
 
   private constructor(parts: {
@@ -93,6 +95,7 @@ export class Agent {
       )
     }
     await mkdir(config.stateDir, { recursive: true, mode: 0o700 })
+    const releaseStateDir = lockStateDir(config.stateDir)
     const socketGid = await groupId(config.socketGroup)
     const store = Store.open(
       config.stateDir,
@@ -121,6 +124,7 @@ export class Agent {
         version: options.version ?? '0.1.0',
         socketGid,
       })
+      agent.releaseStateDir = releaseStateDir
       await agent.server.listen()
       agent.log.info(
         { socket: config.socket, runtime: runtime.kind, stateDir: config.stateDir },
@@ -131,6 +135,7 @@ export class Agent {
       return agent
     } catch (err) {
       store.close()
+      releaseStateDir()
       throw err
     }
   }
@@ -186,6 +191,7 @@ export class Agent {
     await this.backend.close()
     await this.deployments.shutdown()
     this.store.close()
+    this.releaseStateDir()
     this.log.info('agent stopped')
   }
 
