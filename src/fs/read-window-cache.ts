@@ -25,6 +25,11 @@ export class ReadWindowCache {
     this.#maxBytes = maxBytes
   }
 
+  /** Most bytes of windows kept. */
+  get maxBytes(): number {
+    return this.#maxBytes
+  }
+
   /** False when built with no room: callers then read directly. */
   get isEnabled(): boolean {
     return this.#maxBytes > 0

@@ -19,12 +19,18 @@ export type LayerReadFn = (
 
 /** Chunks up to this size are read whole into the window cache. */
 const MAX_WINDOW_BYTES = 4 << 20
-/** Cached chunks read ahead of a sequential reader (each one cache-file read in flight). */
-const READ_AHEAD_CHUNKS = 3
+/**
+ * Bytes of cached chunks read ahead of a sequential reader (one cache-file read in flight
+ * per chunk; at least one chunk). Six 1 MiB chunks left almost no read waiting on disk
+ * where three left a hundred waits per 256 MiB.
+ */
+const READ_AHEAD_BYTES = 6 << 20
 /** Files whose present chunk spans are remembered (skips an index query per read). */
 const RECENT_SPANS = 64
 /** Chunk spans asked for at once: the one being read and those a sequential reader wants next. */
 const SPANS_PER_QUERY = 16
+/** Spans remembered per file. */
+const MAX_SPANS_PER_FILE = 64
 
 /** Entry ids per layer: 2^24, so 255 layers fit the 32-bit inode numbers fuse-native passes. */
 export const IDS_PER_LAYER = 1 << 24
@@ -147,11 +153,13 @@ export class StoreLayer implements LayerSource {
     return copied
   }
 
-  // Keeps READ_AHEAD_CHUNKS chunks in flight beyond the one being read. A reader that
+  // Keeps READ_AHEAD_BYTES of chunks in flight beyond the one being read (at most half
+  // the window cache, so read-ahead never evicts what it read). A reader that
   // starts over or jumps starts a new read-ahead from where it is (a mark left past the
   // window by an earlier pass would otherwise stop read-ahead for good).
   #keepReadingAhead(entry: LayerEntry, end: number, chunkSize: number): void {
-    const window = READ_AHEAD_CHUNKS * chunkSize
+    const aheadBytes = Math.min(READ_AHEAD_BYTES, this.#windows.maxBytes / 2)
+    const window = Math.max(1, Math.floor(aheadBytes / chunkSize)) * chunkSize
     const mark = this.#aheadUntil.get(entry.name) ?? end
     const aheadUntil = mark < end || mark > end + window ? end : mark
     const wanted = Math.min(end + window, entry.sizeBytes)
@@ -179,7 +187,8 @@ export class StoreLayer implements LayerSource {
     try {
       const spans = await query
       const present = spans.filter((span) => span.isPresent)
-      if (present.length > 0) remember(this.#spans, name, present)
+      if (present.length > 0)
+        remember(this.#spans, name, mergeSpans(this.#spans.get(name), present))
       return spans[0]
     } finally {
       if (this.#spanQueries.get(name) === query) this.#spanQueries.delete(name)
@@ -225,6 +234,24 @@ export class StoreLayer implements LayerSource {
       nlink: 1 + (this.#hardlinks.get(row.name) ?? 0),
     }
   }
+}
+
+/**
+ * `known` and `fresh` in file order without duplicates, keeping the MAX_SPANS_PER_FILE
+ * nearest the fresh ones: read-ahead asks ahead of the reader, and replacing the list
+ * would drop the chunks the reader is still in.
+ */
+function mergeSpans(known: ChunkSpan[] | undefined, fresh: ChunkSpan[]): ChunkSpan[] {
+  const byOffset = new Map<number, ChunkSpan>()
+  for (const span of [...(known ?? []), ...fresh]) byOffset.set(span.chunkOffset, span)
+  let spans = [...byOffset.values()]
+  if (spans.length > MAX_SPANS_PER_FILE) {
+    const at = fresh[0]!.chunkOffset
+    spans = spans
+      .sort((a, b) => Math.abs(a.chunkOffset - at) - Math.abs(b.chunkOffset - at))
+      .slice(0, MAX_SPANS_PER_FILE)
+  }
+  return spans.sort((a, b) => a.chunkOffset - b.chunkOffset)
 }
 
 /** The span in `spans` (ordered by offset) that holds `offset`. */
