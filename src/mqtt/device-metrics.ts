@@ -1,6 +1,9 @@
+import { statfs } from 'node:fs/promises'
 import { loadavg } from 'node:os'
-import { resolve, sep } from 'node:path'
 import * as si from 'systeminformation'
+
+/** A probe slower than this is reported as missing rather than holding telemetry up. */
+const PROBE_TIMEOUT_MS = 5000
 
 /** The `system` part of a telemetry message (see schemas/telemetry.schema.json). */
 export interface DeviceMetrics {
@@ -16,22 +19,27 @@ export interface DeviceMetrics {
  * Samples the device through systeminformation: CPU load since the previous call,
  * memory, free space of the filesystem holding `diskPath` (the agent's state
  * directory), the main CPU temperature when the board has a sensor, and uptime.
- * A failing probe yields zeros rather than no telemetry at all.
+ * A failing or stuck probe yields zeros rather than no telemetry at all. The disk is
+ * read with statfs on `diskPath` alone: a listing of every mount (`df`) would hang on a
+ * FUSE mount whose server is stuck, and a gateway running lazy images has many.
  */
 export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetrics> {
-  const [load, memory, filesystems, temperature] = await Promise.all([
-    si.currentLoad().catch(() => undefined),
-    si.mem().catch(() => undefined),
-    si.fsSize().catch(() => []),
-    si.cpuTemperature().catch(() => undefined),
+  const [load, memory, disk, temperature] = await Promise.all([
+    bounded(si.currentLoad()),
+    bounded(si.mem()),
+    bounded(statfs(diskPath)),
+    bounded(si.cpuTemperature()),
   ])
 
-  const disk = filesystemOf(resolve(diskPath), filesystems)
   const metrics: DeviceMetrics = {
     cpuLoadPercent: roundTo(load?.currentLoad ?? 0, 2),
     loadAverage1m: roundTo(loadavg()[0] ?? 0, 2),
     memory: { totalBytes: memory?.total ?? 0, availableBytes: memory?.available ?? 0 },
-    disk: { path: diskPath, freeBytes: disk?.available ?? 0, sizeBytes: disk?.size ?? 0 },
+    disk: {
+      path: diskPath,
+      freeBytes: disk ? disk.bavail * disk.bsize : 0,
+      sizeBytes: disk ? disk.blocks * disk.bsize : 0,
+    },
     uptimeSec: si.time().uptime,
   }
   const celsius = temperature?.main
@@ -39,15 +47,14 @@ export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetri
   return metrics
 }
 
-// The mount point that is the longest prefix of `path`.
-function filesystemOf(path: string, filesystems: si.Systeminformation.FsSizeData[]) {
-  let best: si.Systeminformation.FsSizeData | undefined
-  for (const fs of filesystems) {
-    const mount = fs.mount.endsWith(sep) ? fs.mount : `${fs.mount}${sep}`
-    const isUnder = `${path}${sep}`.startsWith(mount)
-    if (isUnder && (best === undefined || fs.mount.length > best.mount.length)) best = fs
-  }
-  return best
+// Settles with undefined when the probe fails or takes longer than PROBE_TIMEOUT_MS.
+function bounded<T>(probe: Promise<T>): Promise<T | undefined> {
+  let timer: NodeJS.Timeout | undefined
+  const timeout = new Promise<undefined>((resolve) => {
+    timer = setTimeout(() => resolve(undefined), PROBE_TIMEOUT_MS)
+    timer.unref()
+  })
+  return Promise.race([probe.catch(() => undefined), timeout]).finally(() => clearTimeout(timer))
 }
 
 function roundTo(value: number, digits: number): number {
