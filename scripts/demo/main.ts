@@ -2,7 +2,7 @@
  * The README's first command: deploy a real Python application over a simulated slow link
  * three ways and print how long each took to print its ready line.
  *
- *   node dist/scripts/demo/main.js [--profile lte|ci|edge] [--json] [--keep]
+ *   node dist/scripts/demo/main.js [--profile lte|ci|edge|clean] [--json] [--keep]
  *
  * Expects `scripts/setup.sh` to have run and EDGESTAR_TEST_ROOTFS to name a root filesystem
  * with /app/app.py (scripts/demo.sh does both). Everything it starts is torn down at the end,
@@ -26,6 +26,7 @@ const LINKS: Record<string, LinkProfile> = {
   lte: { name: 'lte', rateBitsPerSec: 8e6, roundTripMs: 100, lossProbability: 0.005 },
   ci: { name: 'ci', rateBitsPerSec: 20e6, roundTripMs: 40, lossProbability: 0.002 },
   edge: { name: 'edge', rateBitsPerSec: 1e6, roundTripMs: 300, lossProbability: 0.01 },
+  clean: { name: 'clean', rateBitsPerSec: 1e9, roundTripMs: 0, lossProbability: 0 },
 }
 
 async function main(): Promise<void> {
@@ -99,6 +100,7 @@ async function runDemo(
         brokerUrl: `mqtt://${broker.address}`,
         imageBytes: images.sizes[variant.ref] ?? 0,
         backgroundCap: `${Math.round(link.rateBitsPerSec / 8 / 1024 / 4)}KiB`,
+        parentCleanup: cleanup,
         say,
       }),
     )

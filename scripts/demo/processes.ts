@@ -1,4 +1,5 @@
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { createWriteStream } from 'node:fs'
 import { promisify } from 'node:util'
 
 const execFileAsync = promisify(execFile)
@@ -58,21 +59,29 @@ export async function run(
   }
 }
 
-/** Starts a long-running process whose stderr goes to `logPath`-less inheritance or a pipe. */
+/** Starts a long-running process, stopped by `cleanup`; its output is read or kept in a log. */
 export function startBackground(
   file: string,
   args: string[],
   cleanup: Cleanup,
   label: string,
-  options: { env?: NodeJS.ProcessEnv; onStdoutLine?: (line: string) => void } = {},
+  options: {
+    env?: NodeJS.ProcessEnv
+    onStdoutLine?: (line: string) => void
+    /** Where the process's stderr (and stdout, unless read line by line) is kept. */
+    logPath?: string
+  } = {},
 ): ChildProcess {
   const child = spawn(file, args, {
     env: options.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
   })
+  const log = options.logPath ? createWriteStream(options.logPath) : undefined
   if (options.onStdoutLine) forEachLine(child.stdout, options.onStdoutLine)
+  else if (log) child.stdout?.pipe(log, { end: false })
   else child.stdout?.resume()
-  child.stderr?.resume()
+  if (log) child.stderr?.pipe(log)
+  else child.stderr?.resume()
 
   cleanup.add(label, () => stopChild(child))
   return child

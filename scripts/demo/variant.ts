@@ -1,4 +1,4 @@
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { AgentClient } from '../../src/agent/index.js'
 import { Cleanup, run, sleep, startBackground } from './processes.js'
 import type { VariantResult } from './report.js'
@@ -21,6 +21,8 @@ export interface VariantSpec {
   imageBytes: number
   /** The agent's background fetch cap, e.g. `256KiB`: demand reads are never held by it. */
   backgroundCap: string
+  /** The demo's own cleanup: Ctrl-C must stop this deployment's agent before the link goes. */
+  parentCleanup: Cleanup
   say: (line: string) => void
 }
 
@@ -39,6 +41,7 @@ interface DeploymentStatus {
  */
 export async function measureDeployment(spec: VariantSpec): Promise<VariantResult> {
   const cleanup = new Cleanup()
+  spec.parentCleanup.add(`deployment ${spec.label}`, () => cleanup.runAll())
   const edgestar = join(spec.projectDir, 'bin/edgestar')
   const socket = join(spec.stateDir, 'agent.sock')
   try {
@@ -62,9 +65,12 @@ export async function measureDeployment(spec: VariantSpec): Promise<VariantResul
       '--timeout',
       '900',
     ])
-    deployed.catch(() => undefined)
+    let deployError: Error | undefined
+    deployed.catch((err: Error) => {
+      deployError = err
+    })
 
-    const ready = await waitForReady(spec, agent, startedAt)
+    const ready = await waitForReady(spec, agent, startedAt, () => deployError)
     spec.say(`ready after ${(ready.readyMs / 1000).toFixed(1)} s: ${ready.line}`)
     await deployed
 
@@ -111,6 +117,7 @@ async function startAgent(
     ],
     cleanup,
     'agent',
+    { logPath: join(spec.stateDir, '..', `agent-${basename(spec.stateDir)}.log`) },
   )
   const agent = new AgentClient(socket)
   for (let attempt = 0; attempt < 120; attempt++) {
@@ -121,7 +128,10 @@ async function startAgent(
       await sleep(250)
     }
   }
-  throw new Error(`demo: the agent did not answer on ${socket} within 30 s`)
+  throw new Error(
+    `demo: the agent did not answer on ${socket} within 30 s; see ` +
+      join(spec.stateDir, '..', `agent-${basename(spec.stateDir)}.log`),
+  )
 }
 
 /** Prints the fleet's view (status and events of the device) as the operator sees it. */
@@ -139,6 +149,7 @@ async function waitForReady(
   spec: VariantSpec,
   agent: AgentClient,
   startedAt: number,
+  deployError: () => Error | undefined,
 ): Promise<{ readyMs: number; bytesFetched: number; line: string }> {
   let lastState = ''
   let lastReport = 0
@@ -160,6 +171,9 @@ async function waitForReady(
     if (line) {
       return { readyMs: Date.now() - startedAt, bytesFetched: status?.fetchedBytes ?? 0, line }
     }
+    const failedCommand = deployError()
+    if (failedCommand)
+      throw new Error(`demo: the fleet deploy command failed: ${failedCommand.message}`)
     if (status?.state === 'failed') {
       throw new Error(`demo: deployment failed (${spec.label}): ${status.reason ?? 'no reason'}`)
     }
@@ -182,7 +196,7 @@ async function waitForComplete(
       spec.say('background fetch complete: every chunk of the image is local')
       return Date.now() - startedAt
     }
-    if (Date.now() - lastReport > 2000 && total > 0) {
+    if (Date.now() - lastReport > (process.stderr.isTTY ? 2000 : 10_000) && total > 0) {
       lastReport = Date.now()
       spec.say(`background: ${progressBar(present / total)} ${mib(present)} of ${mib(total)}`)
     }
