@@ -15,7 +15,7 @@ import type { RegistryClient } from './client.js'
 import { parsePlatform } from './platform.js'
 import type { PushImageResult, PushLayer } from './push-image.js'
 import { parseReference } from './reference.js'
-import type { ImageReference, Platform, ResolvedImage } from './types.js'
+import type { ImageConfig, ImageReference, Platform, ResolvedImage } from './types.js'
 
 const log = moduleLogger('registry')
 
@@ -41,9 +41,62 @@ export function convertedPushLayer(blobPath: string, result: ConvertResult): Pus
 }
 
 /**
+ * The run settings of an image config that `convert --push` can set (`--cmd`, `--entrypoint`,
+ * `--env`, `--workdir`, `--user`). A field left out keeps what the base config has.
+ */
+export interface RunConfigOverrides {
+  cmd?: string[]
+  entrypoint?: string[]
+  /** `KEY=VALUE` entries; each replaces the base's entry of the same KEY, others are kept. */
+  env?: string[]
+  workingDir?: string
+  user?: string
+}
+
+/** The PATH a Debian image sets, given to a new image whose Env names none. */
+export const DEFAULT_PATH_ENV = 'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin'
+
+type RunConfig = NonNullable<ImageConfig['config']>
+
+/**
+ * The run config `base` becomes with `overrides` applied. With `defaultPath` (a new image,
+ * not a source image's config), an Env without PATH gets the Debian one, since a runtime
+ * would otherwise find no command.
+ */
+export function applyRunConfig(
+  base: RunConfig | undefined,
+  overrides: RunConfigOverrides,
+  options: { defaultPath?: boolean } = {},
+): RunConfig {
+  const config: RunConfig = { ...base }
+  if (overrides.cmd !== undefined) config.Cmd = overrides.cmd
+  if (overrides.entrypoint !== undefined) config.Entrypoint = overrides.entrypoint
+  if (overrides.workingDir !== undefined) config.WorkingDir = overrides.workingDir
+  if (overrides.user !== undefined) config.User = overrides.user
+
+  const env = mergeEnv(config.Env ?? [], overrides.env ?? [])
+  if (options.defaultPath && !env.some((entry) => entry.startsWith('PATH=')))
+    env.unshift(DEFAULT_PATH_ENV)
+  if (env.length > 0) config.Env = env
+  return config
+}
+
+// KEY=VALUE entries of `extra` replace those of `base` with the same KEY, in place.
+function mergeEnv(base: string[], extra: string[]): string[] {
+  const env = [...base]
+  const keyOf = (entry: string): string => entry.slice(0, Math.max(0, entry.indexOf('=')))
+  for (const entry of extra) {
+    const at = env.findIndex((old) => keyOf(old) === keyOf(entry))
+    if (at >= 0) env[at] = entry
+    else env.push(entry)
+  }
+  return env
+}
+
+/**
  * Publishes one converted layer (`edgestar convert INPUT OUT --push REF`) as a
- * single-layer image: a config with the layer's diffID and `platform` (default the
- * machine's), and an OCI manifest whose layer carries the TOC digest and
+ * single-layer image: a config with the layer's diffID, `platform` (default the
+ * machine's) and `runConfig` (PATH defaulted), and an OCI manifest whose layer carries the TOC digest and
  * uncompressed-size annotations. Throws the codes of `RegistryClient.pushImage`.
  */
 export async function pushConvertedLayer(
@@ -51,12 +104,18 @@ export async function pushConvertedLayer(
   ref: string | ImageReference,
   blobPath: string,
   result: ConvertResult,
-  options: { platform?: Platform | string } = {},
+  options: { platform?: Platform | string; runConfig?: RunConfigOverrides } = {},
 ): Promise<PushImageResult> {
   const platform =
     typeof options.platform === 'string' ? parsePlatform(options.platform) : options.platform
+  const config: Partial<ImageConfig> = {
+    created: new Date().toISOString(),
+    config: applyRunConfig({}, options.runConfig ?? {}, { defaultPath: true }),
+    history: [{ created_by: 'edgestar convert' }],
+  }
   return client.pushImage(ref, {
     layers: [convertedPushLayer(blobPath, result)],
+    config,
     ...(platform ? { platform } : {}),
   })
 }
@@ -74,6 +133,8 @@ export interface ConvertImageOptions {
    * temporary one, removed.
    */
   outDir?: string
+  /** Run settings that replace the source config's (command, env...) in the pushed image. */
+  runConfig?: RunConfigOverrides
   /** Called after each layer is converted. */
   onLayer?: (event: { index: number; count: number; source: string; result: ConvertResult }) => void
 }
@@ -120,7 +181,10 @@ export async function convertImage(
     if (options.pushTo !== undefined) {
       result.pushed = await client.pushImage(options.pushTo, {
         layers: layers.map((r, i) => convertedPushLayer(blobPaths[i] as string, r)),
-        config: source.config,
+        config: {
+          ...source.config,
+          config: applyRunConfig(source.config.config, options.runConfig ?? {}),
+        },
         platform: source.platform,
       })
     }

@@ -83,6 +83,74 @@ describe('edgestar convert --push', () => {
     assert.equal(image.platform.architecture, hostPlatform().architecture)
   })
 
+  it('sets the run config of a pushed local INPUT, PATH defaulted', async () => {
+    const input = await makeTarLayer({ 'app/main.sh': 'echo hi\n' })
+    const path = join(dir, 'app.tar.gz')
+    await writeFile(path, input.blob)
+    const ref = `${registry.host}/run:1`
+    await edgestar([
+      'convert',
+      path,
+      '--push',
+      ref,
+      '--cmd',
+      '["sh","/app/main.sh"]',
+      '--entrypoint',
+      '/usr/bin/env -i',
+      '--env',
+      'APP_MODE=edge',
+      '--workdir',
+      '/app',
+      '--user',
+      '1000:1000',
+    ])
+    const run = (await client.resolve(ref)).config.config
+    assert.deepEqual(run?.Cmd, ['sh', '/app/main.sh'])
+    assert.deepEqual(run?.Entrypoint, ['/usr/bin/env', '-i'])
+    assert.deepEqual(run?.Env, [
+      'PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin',
+      'APP_MODE=edge',
+    ])
+    assert.equal(run?.WorkingDir, '/app')
+    assert.equal(run?.User, '1000:1000')
+
+    // Without any run option the image still gets a PATH; a bad value is refused by code.
+    await edgestar(['convert', path, '--push', `${registry.host}/run:2`])
+    const plain = (await client.resolve(`${registry.host}/run:2`)).config.config
+    assert.ok(plain?.Env?.[0]?.startsWith('PATH=/usr/local/sbin'))
+    await assert.rejects(
+      execFileAsync(CLI, ['convert', path, '--push', `${registry.host}/run:3`, '--cmd', '[1]'], {
+        env: { ...process.env, EDGESTAR_LOG_LEVEL: 'error', DOCKER_CONFIG: '/nonexistent' },
+      }),
+      (err: { stdout: string; stderr: string }) =>
+        /EDGESTAR_CONVERT_BAD_OPTION/.test(err.stdout + err.stderr),
+    )
+  })
+
+  it('replaces the source config fields of a registry INPUT with the run options', async () => {
+    const a = await makeTarLayer({ 'bin/a': 'layer a\n' })
+    await pushTestImage(client, `${registry.host}/src-run:1`, [a], {
+      platform: { os: 'linux', architecture: 'arm64' },
+    })
+    const source = (await client.resolve(`${registry.host}/src-run:1`)).config.config ?? {}
+    await edgestar([
+      'convert',
+      `${registry.host}/src-run:1`,
+      '--push',
+      `${registry.host}/dst-run:1`,
+      '--platform',
+      'linux/arm64',
+      '--cmd',
+      'python3 -m app',
+      '--env',
+      'MODE=edge',
+    ])
+    const run = (await client.resolve(`${registry.host}/dst-run:1`)).config.config
+    assert.deepEqual(run?.Cmd, ['python3', '-m', 'app'])
+    assert.deepEqual(run?.Env, [...(source.Env ?? []), 'MODE=edge'])
+    assert.deepEqual(run?.Entrypoint, source.Entrypoint)
+  })
+
   it('converts every layer of an image in the registry and pushes the result', async () => {
     const a = await makeTarLayer({ 'bin/a': 'layer a\n' })
     const b = await makeTarLayer({ 'etc/b': 'layer b\n' })

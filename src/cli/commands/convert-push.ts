@@ -11,6 +11,7 @@ import {
   outputError,
 } from '../../estargz/index.js'
 import {
+  type ConvertImageOptions,
   type ConvertImageResult,
   convertImage,
   formatPlatform,
@@ -27,7 +28,14 @@ export interface ConvertPushCliOptions {
   platform?: string
   insecureRegistry?: string[]
   config?: string
+  cmd?: string
+  entrypoint?: string
+  env?: string[]
+  workdir?: string
+  user?: string
 }
+
+type RunConfigOverrides = NonNullable<ConvertImageOptions['runConfig']>
 
 /** What `edgestar convert ... --push` (or a registry INPUT) prints with --json. */
 export type ConvertPushOutput =
@@ -47,9 +55,20 @@ export interface PushedImage {
   platform: string
 }
 
-/** Adds `--push REF`, `--platform OS/ARCH[/VARIANT]`, `--insecure-registry HOST[:PORT]`. */
+const RUN_CONFIG_HELP = `
+Run settings of the pushed image (with --push): a local INPUT gets a new config with
+them (Env defaults to the Debian PATH); a registry INPUT keeps its source config and
+has these fields replaced (--env replaces same-named variables, keeps the others).
+  e.g. edgestar convert ./rootfs --push HOST/app:1 --cmd '["python3","/app/main.py"]' \\
+         --env APP_MODE=edge --workdir /app`
+
+/**
+ * Adds `--push REF`, `--platform OS/ARCH[/VARIANT]`, `--insecure-registry HOST[:PORT]` and
+ * the run settings of the pushed image (`--cmd`, `--entrypoint`, `--env`, `--workdir`, `--user`).
+ */
 export function addPushOptions(command: Command): Command {
   return command
+    .addHelpText('after', RUN_CONFIG_HELP)
     .option(
       '--push <ref>',
       'publish the result to a registry as REF (single-layer image, or the converted image)',
@@ -63,6 +82,77 @@ export function addPushOptions(command: Command): Command {
       'talk plain HTTP to this registry (repeatable)',
       (value: string, previous: string[] = []) => [...previous, value],
     )
+    .option(
+      '--cmd <json-or-words>',
+      'command (Cmd) of the pushed image: a JSON array, or words split on spaces',
+    )
+    .option('--entrypoint <json-or-words>', "entrypoint of the pushed image ('[]' clears it)")
+    .option(
+      '--env <key=value>',
+      'environment variable of the pushed image (repeatable)',
+      (value: string, previous: string[] = []) => [...previous, value],
+    )
+    .option('--workdir <dir>', 'working directory of the pushed image (absolute)')
+    .option('--user <user[:group]>', 'user the pushed image runs as')
+}
+
+const RUN_OPTIONS = ['cmd', 'entrypoint', 'env', 'workdir', 'user'] as const
+
+/**
+ * The run settings given on the command line, checked; undefined when none. Throws
+ * BAD_OPTION naming the option for a malformed value, or when there is no --push to apply
+ * them to.
+ */
+export function runConfigFrom(opts: ConvertPushCliOptions): RunConfigOverrides | undefined {
+  const given = RUN_OPTIONS.filter((name) => opts[name] !== undefined)
+  if (given.length === 0) return undefined
+  if (opts.push === undefined)
+    throw new EdgestarError(
+      CONVERT_ERRORS.BAD_OPTION,
+      `--${given[0]} sets the config of a pushed image, and there is no --push`,
+      { hint: 'add --push REF, or leave out --cmd/--entrypoint/--env/--workdir/--user' },
+    )
+  const overrides: RunConfigOverrides = {}
+  if (opts.cmd !== undefined) overrides.cmd = parseWords('--cmd', opts.cmd)
+  if (opts.entrypoint !== undefined)
+    overrides.entrypoint = parseWords('--entrypoint', opts.entrypoint)
+  if (opts.env !== undefined) overrides.env = opts.env.map(checkEnv)
+  if (opts.workdir !== undefined) {
+    if (!opts.workdir.startsWith('/'))
+      throw badRunOption('--workdir', opts.workdir, 'an absolute path')
+    overrides.workingDir = opts.workdir
+  }
+  if (opts.user !== undefined) {
+    if (opts.user.trim() === '') throw badRunOption('--user', opts.user, 'a user name or uid[:gid]')
+    overrides.user = opts.user
+  }
+  return overrides
+}
+
+// A JSON array of strings when it starts with "[", else words split on whitespace.
+function parseWords(option: string, text: string): string[] {
+  const expected = 'a JSON array of strings, e.g. \'["python3","app.py"]\', or plain words'
+  if (!text.trim().startsWith('[')) return text.split(/\s+/).filter((word) => word !== '')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch {
+    throw badRunOption(option, text, expected)
+  }
+  if (!Array.isArray(parsed) || !parsed.every((word) => typeof word === 'string'))
+    throw badRunOption(option, text, expected)
+  return parsed
+}
+
+function checkEnv(entry: string): string {
+  if (!/^[^=\s]+=/.test(entry)) throw badRunOption('--env', entry, 'KEY=VALUE')
+  return entry
+}
+
+function badRunOption(option: string, value: string, expected: string): EdgestarError {
+  return new EdgestarError(CONVERT_ERRORS.BAD_OPTION, `invalid ${option} "${value}"`, {
+    hint: `give ${expected}`,
+  })
 }
 
 /**
@@ -71,6 +161,7 @@ export function addPushOptions(command: Command): Command {
  * registry host: it is far more likely a mistyped path than a Docker Hub image.
  */
 export function usesRegistry(input: string, opts: ConvertPushCliOptions): boolean {
+  runConfigFrom(opts)
   if (!existsSync(input) && !hasRegistryHost(input)) throw noSuchInput(input)
   return opts.push !== undefined || isRegistryInput(input)
 }
@@ -122,6 +213,7 @@ export async function runConvertPush(
       : { dockerConfigPath: settings.dockerConfigPath }),
   })
   const platform = opts.platform
+  const runConfig = runConfigFrom(opts)
   try {
     if (isRegistryInput(input)) {
       if (opts.push === undefined && out === undefined) {
@@ -134,13 +226,14 @@ export async function runConvertPush(
         ...(opts.push ? { pushTo: opts.push } : {}),
         ...(platform ? { platform } : {}),
         ...(out ? { outDir: out } : {}),
+        ...(runConfig ? { runConfig } : {}),
         convert: convert.options,
       })
       const output: ConvertPushOutput = { kind: 'image', source: done.source, layers: done.layers }
       if (done.pushed) output.pushed = pushedImage(done.pushed)
       return output
     }
-    return await convertLocal(client, input, out, opts, convert.runLocal)
+    return await convertLocal(client, input, out, { ...opts, runConfig }, convert.runLocal)
   } finally {
     await client.close()
   }
@@ -166,7 +259,7 @@ async function convertLocal(
   client: RegistryClient,
   input: string,
   out: string | undefined,
-  opts: ConvertPushCliOptions,
+  opts: { push?: string; platform?: string; runConfig: RunConfigOverrides | undefined },
   runLocal: (input: string, out: string) => Promise<ConvertResult>,
 ): Promise<ConvertPushOutput> {
   const temp = out === undefined ? await mkdtemp(join(tmpdir(), 'edgestar-convert-')) : undefined
@@ -175,6 +268,7 @@ async function convertLocal(
     const layer = await runLocal(input, blobPath)
     const pushed = await pushConvertedLayer(client, opts.push as string, blobPath, layer, {
       ...(opts.platform ? { platform: opts.platform } : {}),
+      ...(opts.runConfig ? { runConfig: opts.runConfig } : {}),
     })
     return { kind: 'layer', layer, pushed: pushedImage(pushed) }
   } finally {
