@@ -19,6 +19,13 @@ APT_PACKAGES=(
   attr                      # getfattr: edgestar convert reads xattrs of a directory input
 )
 
+# Node.js is the one thing setup does not install (Debian 12 ships 18); say so plainly.
+node_version=$(node -p 'process.versions.node' 2>/dev/null || echo 0)
+if ! node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=18)?0:1)' 2>/dev/null; then
+  echo "setup: edgestar needs Node.js 20.18 or newer (found ${node_version}); install it from nodejs.org or NodeSource, then run this again" >&2
+  exit 1
+fi
+
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
