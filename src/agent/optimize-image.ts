@@ -12,6 +12,7 @@ import {
   detectRuntime,
   type ImageRunConfig,
   type NetworkMode,
+  readLogs,
 } from '../runtime/index.js'
 import type { Store } from '../store/index.js'
 import { AccessRecorder } from './access-recorder.js'
@@ -37,6 +38,8 @@ export interface OptimizeOptions {
   network: NetworkMode
   format?: ConvertFormat
   chunkSizeBytes?: number
+  /** Push even when the recording run exits non-zero (a run stopped by `runForMs` is fine). */
+  allowFailure?: boolean
   /** Progress lines for a human (`edgestar optimize` prints them on stderr). */
   onStep?: (message: string) => void
 }
@@ -47,6 +50,8 @@ export interface OptimizeResult {
   prioritized: string[]
   /** How the recording run ended: its exit code, or `stopped` when it ran out of time. */
   recordingEnd: number | 'stopped'
+  /** The last lines the workload printed (stdout and stderr, interleaved). */
+  outputTail: string[]
   pushed: PushImageResult | undefined
 }
 
@@ -55,7 +60,8 @@ export interface OptimizeResult {
  * container for at most `runForMs`, records the files it read and in what order, then
  * converts every layer with those files prioritized and pushes DESTINATION. Plain gzip or
  * zstd images are converted too. Throws the codes of the image service, the runtime, the
- * converter and the registry; EDGESTAR_OPTIMIZE_NOTHING_READ when the run read no file.
+ * converter and the registry; EDGESTAR_OPTIMIZE_WORKLOAD_FAILED when the run exited non-zero
+ * (unless `allowFailure`), EDGESTAR_OPTIMIZE_NOTHING_READ when it read no file.
  */
 export async function optimizeImage(
   services: OptimizeServices,
@@ -69,6 +75,9 @@ export async function optimizeImage(
   const workDir = await mkdtemp(join(services.stateDir, 'optimize-'))
   try {
     const recording = await recordWorkload(services, image.layers, config, workDir, options)
+    const end = recording.recordingEnd
+    if (end !== 'stopped' && end !== 0 && !options.allowFailure)
+      throw workloadFailed(options.source, end, recording.outputTail)
     if (recording.prioritized.length === 0) throw nothingRead(options.source)
     step(`the workload read ${recording.prioritized.length} files; converting with them first`)
 
@@ -122,8 +131,11 @@ async function recordWorkload(
     })
     step(`recording: running the workload for up to ${Math.round(options.runForMs / 1000)} s`)
     let recordingEnd: number | 'stopped'
+    let outputTail: string[]
     try {
       recordingEnd = await runBounded(container, options.runForMs)
+      // Read before removal: the logs live in the container directory.
+      outputTail = await lastLines(container.logDir, OUTPUT_TAIL_LINES)
     } finally {
       // Also after a failed start: its overlay must go before the mount and the work dir.
       await container
@@ -131,7 +143,7 @@ async function recordWorkload(
         .catch((err: unknown) => log.warn({ err }, 'container removal failed'))
     }
     log.info({ files: recorder.accessedPaths.length, recordingEnd }, 'workload recorded')
-    return { prioritized: recorder.accessedPaths, recordingEnd }
+    return { prioritized: recorder.accessedPaths, recordingEnd, outputTail }
   } finally {
     await mounted.unmount()
   }
@@ -155,6 +167,35 @@ async function runBounded(container: Container, runForMs: number): Promise<numbe
   clearTimeout(timer)
   if (end === 'stopped') await container.stop()
   return end
+}
+
+// Enough of a failing workload's output to show its error without flooding the terminal.
+const OUTPUT_TAIL_LINES = 10
+
+async function lastLines(logDir: string, count: number): Promise<string[]> {
+  const text = (await readLogs(logDir, 3).catch(() => Buffer.alloc(0))).toString('utf8')
+  return text
+    .trimEnd()
+    .split('\n')
+    .slice(-count)
+    .filter((line) => line !== '')
+}
+
+function workloadFailed(source: string, exitCode: number, tail: string[]): EdgestarError {
+  const output =
+    tail.length === 0
+      ? ' (it printed nothing)'
+      : `; its last ${tail.length} line(s) of output:\n${tail.map((l) => `  ${l}`).join('\n')}`
+  return new EdgestarError(
+    'EDGESTAR_OPTIMIZE_WORKLOAD_FAILED',
+    `the recorded workload of ${source} exited with code ${exitCode}, so the files it read ` +
+      `may not be those a working start needs${output}`,
+    {
+      hint:
+        'fix the command (`edgestar optimize SRC DST -- CMD ARGS...`), or pass ' +
+        '--allow-failure to push anyway',
+    },
+  )
 }
 
 function nothingRead(source: string): EdgestarError {

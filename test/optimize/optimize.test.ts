@@ -91,6 +91,40 @@ test('optimize records the workload reads and pushes them first, before the land
   assert.deepEqual(image.config.config?.Cmd, ['/bin/sh', '-c', 'exit 3'])
 })
 
+test('optimize refuses a workload that exits non-zero, showing its last output', {
+  skip: rootfs ? false : 'EDGESTAR_TEST_ROOTFS is not set (run through scripts/test.sh)',
+}, async () => {
+  const script = 'for i in $(seq 1 15); do echo "line $i"; done; echo "boom" >&2; exit 3'
+  await assert.rejects(
+    execFileAsync(EDGESTAR, [
+      'optimize',
+      `${registry.host}/app:src`,
+      `${registry.host}/app:failed`,
+      '--state-dir',
+      stateDir,
+      '--json',
+      '--',
+      '/bin/sh',
+      '-c',
+      script,
+    ]),
+    (err: { stdout: string }) => {
+      const body = JSON.parse(err.stdout) as {
+        error: { code: string; message: string; hint: string }
+      }
+      assert.equal(body.error.code, 'EDGESTAR_OPTIMIZE_WORKLOAD_FAILED')
+      assert.match(body.error.message, /exited with code 3/)
+      assert.match(body.error.message, /line 15/)
+      assert.match(body.error.message, /boom/)
+      assert.doesNotMatch(body.error.message, /line 5\b/, 'only the last lines are shown')
+      assert.match(body.error.hint, /--allow-failure/)
+      return true
+    },
+  )
+  // Nothing was pushed.
+  await assert.rejects(client.resolve(`${registry.host}/app:failed`))
+})
+
 test('optimize refuses a bad --network with a clear error', async () => {
   await assert.rejects(
     execFileAsync(EDGESTAR, ['optimize', 'a/b:1', 'a/b:2', '--network', 'bridge', '--json']),

@@ -11,15 +11,19 @@ interface OptimizeCommandOptions extends CommonOptions {
   network: string
   format?: string
   chunkSize?: string
+  allowFailure?: boolean
 }
 
 const HELP_AFTER = `
 How it works: SRC is mounted lazily (FUSE), its command (or CMD after --) runs in a
 container over that mount for at most --run-for, and every file the workload reads is
-recorded in the order of its first read. Each layer of SRC is then converted with those
-files first, followed by the prefetch landmark, and DST is pushed. A deployment of DST
-fetches exactly that set before anything else, so the application starts after the
-bytes it needs instead of after the whole image. SRC may be a plain gzip or zstd image.
+recorded in the order of its first read. A workload that exits non-zero is refused
+(EDGESTAR_OPTIMIZE_WORKLOAD_FAILED, with its last lines of output) unless
+--allow-failure; one stopped by --run-for is fine. Each layer of SRC is then converted
+with those files first, followed by the prefetch landmark, and DST is pushed. A
+deployment of DST fetches exactly that set before anything else, so the application
+starts after the bytes it needs instead of after the whole image. SRC may be a plain
+gzip or zstd image.
 
 Example:
   edgestar optimize 127.0.0.1:5000/app:1 127.0.0.1:5000/app:1-esgz
@@ -37,6 +41,10 @@ export function register(program: Command): void {
     .option('--network <mode>', 'network of the recording run: none or host', 'none')
     .option('--format <format>', 'estargz or zstd-chunked', 'estargz')
     .option('--chunk-size <bytes>', 'chunk size of the converted layers, e.g. 4MiB')
+    .option(
+      '--allow-failure',
+      'push even when the recorded workload exits non-zero (a run stopped by --run-for is fine)',
+    )
     .addHelpText('after', HELP_AFTER)
 
   addCommonOptions(command).action(
@@ -60,6 +68,7 @@ export function register(program: Command): void {
             runForMs: parseDuration(options.runFor, '--run-for'),
             network,
             format,
+            allowFailure: options.allowFailure === true,
             ...(options.chunkSize === undefined
               ? {}
               : { chunkSizeBytes: parseByteSize(options.chunkSize, '--chunk-size') }),
