@@ -25,15 +25,17 @@ interface DeployOptions {
 }
 
 const POLL_MS = 500
+// Without a terminal (a log, CI, ssh without -t) a line this often shows the wait is alive.
+const PROGRESS_LINE_MS = 5000
 
 /** `edgestar deploy REF --name NAME [...] [-- CMD ARGS...]`. */
 export function register(program: Command): void {
   program
     .command('deploy')
     .description(
-      'Deploy an image as a named container on this device; waits until it runs, then\n' +
-        'shows the image download until complete (unless --detach). A command after --\n' +
-        "replaces the image's entrypoint and command.",
+      'deploy an image as a named container on this device; waits until it runs, then ' +
+        'until the whole image is downloaded, showing progress (unless --detach). A command ' +
+        "after -- replaces the image's entrypoint and command.",
     )
     .argument('<ref>', 'image reference, e.g. 127.0.0.1:5000/app:1')
     .argument('[command...]', 'command and arguments to run instead of the image default')
@@ -50,7 +52,10 @@ export function register(program: Command): void {
     .option('--workdir <dir>', 'working directory inside the container')
     .option('--user <user>', 'user[:group] to run as (name or id)')
     .option('--update', 'deploy a new image to an existing name (rolls back when it fails)')
-    .option('--detach', 'return once the deployment is accepted')
+    .option(
+      '--detach',
+      'return once the deployment is accepted, instead of waiting for the full image download',
+    )
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print the result as JSON')
     .action(async (ref: string, command: string[], options: DeployOptions) => {
@@ -88,7 +93,10 @@ export function register(program: Command): void {
     })
 }
 
-/** Polls the deployment until its image is complete, with a progress bar on a terminal. */
+/**
+ * Polls the deployment until its image is complete, with a progress bar on a terminal, or
+ * else (without --json) a plain progress line on stderr at once and every 5 s.
+ */
 async function followDownload(
   options: DeployOptions,
   first: DeploymentInfo,
@@ -105,6 +113,16 @@ async function followDownload(
     name: first.name,
     fetched: formatFetched(first),
   })
+  const printsLines = !showsBar && !options.json
+  const line = (info: DeploymentInfo): void => {
+    if (printsLines) process.stderr.write(`${info.name}: image ${formatFetched(info)} local\n`)
+  }
+  if (printsLines)
+    process.stderr.write(
+      `${first.name}: waiting for the whole image to be local (--detach does not wait)\n`,
+    )
+  line(first)
+  let lineAt = Date.now()
   let info = first
   try {
     while (!info.isComplete && info.state !== 'failed' && info.state !== 'stopped') {
@@ -112,6 +130,10 @@ async function followDownload(
       info = await client.call<DeploymentInfo>('status', { name: first.name })
       bar?.setTotal(Math.max(1, info.totalBytes))
       bar?.update(info.fetchedBytes, { fetched: formatFetched(info) })
+      if (Date.now() - lineAt >= PROGRESS_LINE_MS) {
+        line(info)
+        lineAt = Date.now()
+      }
     }
   } finally {
     bar?.stop()
