@@ -1,5 +1,6 @@
 import type { Command } from 'commander'
 import { clientFor } from '../../agent/index.js'
+import { parseDuration } from '../../config.js'
 import { formatBytes, parseByteSize } from '../../fetch/index.js'
 import { printResult } from '../output.js'
 
@@ -8,12 +9,13 @@ export function register(program: Command): void {
   program
     .command('bandwidth')
     .description(
-      'Show or change the background fetch cap of the running agent (kept across restarts)',
+      'show or change the background fetch cap of the running agent (kept across restarts)',
     )
     .argument('[rate]', 'bytes per second, e.g. 256KiB, 2MB; 0 or "off" removes the cap')
     .option(
-      '--offline-wait <ms>',
-      'also set how long reads of missing chunks wait for the link (ms)',
+      '--offline-wait <duration>',
+      'also set how long reads of missing chunks wait for the link, e.g. 500ms, 10s, 2m ' +
+        '(a plain number is milliseconds)',
     )
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')
@@ -22,6 +24,11 @@ export function register(program: Command): void {
         rate: string | undefined,
         options: { offlineWait?: string; socket?: string; json?: boolean },
       ) => {
+        // Checked before anything changes: a bad value must not leave the cap half-set.
+        const waitMs =
+          options.offlineWait === undefined
+            ? undefined
+            : parseDuration(options.offlineWait, '--offline-wait')
         const client = clientFor(options)
         const params =
           rate === undefined
@@ -34,7 +41,7 @@ export function register(program: Command): void {
         const result = await client.call<{ capBytesPerSec: number | null }>('bandwidth', params)
         const wait = await client.call<{ offlineWaitMs: number }>(
           'offline-wait',
-          options.offlineWait === undefined ? {} : { waitMs: Number(options.offlineWait) },
+          waitMs === undefined ? {} : { waitMs },
         )
         printResult(options, { ...result, ...wait }, () =>
           [
