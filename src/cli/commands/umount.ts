@@ -12,8 +12,8 @@ export function register(program: Command): void {
   program
     .command('umount')
     .description(
-      'Unmount an image mounted with `edgestar mount`: the serving process unmounts cleanly;\n' +
-        'a mount whose process is gone or stuck is aborted (fusectl) and detached.',
+      'unmount an image mounted with `edgestar mount`: the serving process unmounts ' +
+        'cleanly; a mount whose process is gone or stuck is aborted (fusectl) and detached',
     )
     .argument('<dir>', 'mount point')
     .option('--timeout <seconds>', 'wait this long for a clean unmount before forcing it', '10')
