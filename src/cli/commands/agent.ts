@@ -14,8 +14,8 @@ export function register(program: Command): void {
   const command = program
     .command('agent')
     .description(
-      'Run the edgestar agent: deployments, the local API on a Unix socket, and (with\n' +
-        '--mqtt-url) the fleet link. Every option can also be set in the config file\n' +
+      'run the edgestar agent: deployments, the local API on a Unix socket, and (with ' +
+        '--mqtt-url) the fleet link. Every option can also be set in the config file ' +
         '(shared keys at the top level, agent keys in its "agent" section) or by env.',
     )
     .option(

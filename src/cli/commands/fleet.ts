@@ -42,7 +42,7 @@ export function register(program: Command): void {
   const fleet = program
     .command('fleet')
     .description(
-      'Operate devices over MQTT: send a (signed) command to one device or a group and\n' +
+      'operate devices over MQTT: send a (signed) command to one device or a group and ' +
         'wait for its result, watch status and events live, make the fleet signing key.',
     )
 

@@ -5,7 +5,7 @@ import { type ApiMessage, clientFor } from '../../agent/index.js'
 export function register(program: Command): void {
   program
     .command('logs')
-    .description("Print a deployment's container output (size-limited, rotated files)")
+    .description("print a deployment's container output (size-limited, rotated files)")
     .argument('<name>', 'deployment name')
     .option('-f, --follow', 'keep printing new output until interrupted')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')

@@ -66,7 +66,7 @@ export function register(program: Command): void {
   const command = program
     .command('mount')
     .description(
-      'Mount an image read-only at DIR (merged layers, whiteouts applied), fetching file ' +
+      'mount an image read-only at DIR (merged layers, whiteouts applied), fetching file ' +
         'chunks on first read. Stays in the foreground until Ctrl-C, SIGTERM or ' +
         '`edgestar umount DIR`; --detach runs it in the background.',
     )

@@ -6,7 +6,7 @@ import { printResult } from '../output.js'
 export function register(program: Command): void {
   program
     .command('ps')
-    .description('List deployments on this device')
+    .description('list deployments on this device')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')
     .action(async (options: { socket?: string; json?: boolean }) => {

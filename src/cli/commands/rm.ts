@@ -7,7 +7,7 @@ export function register(program: Command): void {
   program
     .command('rm')
     .description(
-      'Stop and remove a deployment: container, written files, logs; its image chunks become collectable',
+      'stop and remove a deployment: container, written files, logs; its image chunks become collectable',
     )
     .argument('<name>', 'deployment name')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')

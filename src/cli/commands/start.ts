@@ -6,7 +6,7 @@ import { printResult } from '../output.js'
 export function register(program: Command): void {
   program
     .command('start')
-    .description('Start a stopped deployment again')
+    .description('start a stopped deployment again')
     .argument('<name>', 'deployment name')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')

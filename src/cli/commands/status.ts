@@ -12,7 +12,7 @@ import { printResult } from '../output.js'
 export function register(program: Command): void {
   program
     .command('status')
-    .description('Show the agent (link, bandwidth, cache, deployments) or one deployment')
+    .description('show the agent (link, bandwidth, cache, deployments) or one deployment')
     .argument('[name]', 'deployment name')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')

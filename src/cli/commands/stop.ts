@@ -6,7 +6,7 @@ import { printResult } from '../output.js'
 export function register(program: Command): void {
   program
     .command('stop')
-    .description("Stop a deployment's container (it stays stopped across agent restarts)")
+    .description("stop a deployment's container (it stays stopped across agent restarts)")
     .argument('<name>', 'deployment name')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')
