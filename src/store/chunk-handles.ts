@@ -78,9 +78,10 @@ export class ChunkHandles {
         opened.isDropped = true
       })
       this.#handles.set(key, handle)
-      this.#evictIdle()
     }
+    // Counted before evicting, so the handle being acquired is never the one closed.
     handle.users++
+    this.#evictIdle()
     return handle
   }
 

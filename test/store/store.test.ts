@@ -192,6 +192,74 @@ describe('chunk cache', () => {
     store.close()
   })
 
+  it('reads through open files: never a stale file after eviction or rewrite, a vanished one is missing', async () => {
+    const store = Store.open(stateDir())
+    recordLayer(store)
+    await store.chunks.write(key('b'), Buffer.from('0123456789'))
+    const into = Buffer.alloc(4)
+    assert.equal(await store.chunks.readInto(key('b'), 2, into, 0, 4), 4)
+    assert.equal(into.toString(), '2345')
+
+    // Evicted (file removed) and written again with other bytes: the open file is dropped.
+    store.gc(0)
+    await assert.rejects(store.chunks.read(key('b'), 0, 10), (err) =>
+      isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING'),
+    )
+    await store.chunks.write(key('b'), Buffer.from('abcdefghij'))
+    assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), 'abcdefghij')
+    await store.chunks.write(key('b'), Buffer.from('ABCDEFGHIJ'))
+    assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), 'ABCDEFGHIJ')
+
+    // Removed behind the cache's back while open elsewhere: reported missing, row reset.
+    await store.chunks.write(key('c'), Buffer.from('0123456789'))
+    rmSync(store.chunks.pathOf(key('c')))
+    await assert.rejects(store.chunks.read(key('c'), 0, 10), (err) =>
+      isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING'),
+    )
+    assert.equal(store.chunks.has(key('c')), false)
+
+    // More files than the open-file limit, read concurrently and repeatedly.
+    const many = Array.from({ length: 150 }, (_, i) => `sha256-${i.toString(16).padStart(64, '0')}`)
+    for (const k of many) await store.chunks.write(k, Buffer.from(k))
+    for (let round = 0; round < 2; round++) {
+      const got = await Promise.all(many.map((k) => store.chunks.read(k, 0, k.length)))
+      assert.deepEqual(
+        got.map((b) => b.toString()),
+        many,
+      )
+    }
+    store.close()
+  })
+
+  it('keeps uses in memory and writes them before gc and at close', async () => {
+    const dir = stateDir()
+    let store = Store.open(dir)
+    recordLayer(store)
+    for (const c of ['b', 'c']) await store.chunks.write(key(c), Buffer.from('0123456789'))
+    store.db.prepare('UPDATE chunks SET last_used_at = 1').run()
+    store.chunks.touch(key('b'))
+    const lastUsed = (k: string): number =>
+      (
+        store.db.prepare('SELECT last_used_at AS t FROM chunks WHERE key = ?').get(k) as {
+          t: number
+        }
+      ).t
+    assert.equal(lastUsed(key('b')), 1, 'a use is not written on the read path')
+
+    // gc sees the use: the chunk not touched goes first.
+    store.gc(10)
+    assert.equal(store.chunks.has(key('b')), true)
+    assert.equal(store.chunks.has(key('c')), false)
+
+    store.db.prepare('UPDATE chunks SET last_used_at = 1').run()
+    store.chunks.touch(key('b'))
+    store.close()
+    rmSync(join(dir, 'owner.pid'))
+    store = Store.open(dir)
+    assert.ok(lastUsed(key('b')) > 1, 'the use was written at close')
+    store.close()
+  })
+
   it('ignores pins of a process that died', async () => {
     const store = Store.open(stateDir())
     const image = recordLayer(store, LAYER, ['b'])
