@@ -73,25 +73,18 @@ const orphanParents = db.prepare(
    AND NOT EXISTS (SELECT 1 FROM toc_entries d WHERE d.layer_digest = t.layer_digest AND d.name = t.parent)`,
 )
 
-const chunkAt = db.prepare(
-  `SELECT lc.chunk_offset AS chunkOffset, lc.chunk_size AS chunkSize,
+// A file's chunks with whether each is cached.
+const SPANS = `SELECT lc.chunk_offset AS chunkOffset, lc.chunk_size AS chunkSize,
      coalesce(c.state = 'present', 0) AS isPresent
    FROM layer_chunks lc
    JOIN layer_units u ON u.layer_digest = lc.layer_digest AND u.offset = lc.unit_offset
    LEFT JOIN chunks c ON c.key = u.chunk_key
-   WHERE lc.layer_digest = ? AND lc.entry_name = ? AND lc.chunk_offset <= ?
-   ORDER BY lc.chunk_offset DESC LIMIT 1`,
+   WHERE lc.layer_digest = ? AND lc.entry_name = ?`
+const chunkAt = db.prepare(
+  `${SPANS} AND lc.chunk_offset <= ? ORDER BY lc.chunk_offset DESC LIMIT 1`,
 )
 
-const chunksAfter = db.prepare(
-  `SELECT lc.chunk_offset AS chunkOffset, lc.chunk_size AS chunkSize,
-     coalesce(c.state = 'present', 0) AS isPresent
-   FROM layer_chunks lc
-   JOIN layer_units u ON u.layer_digest = lc.layer_digest AND u.offset = lc.unit_offset
-   LEFT JOIN chunks c ON c.key = u.chunk_key
-   WHERE lc.layer_digest = ? AND lc.entry_name = ? AND lc.chunk_offset > ?
-   ORDER BY lc.chunk_offset LIMIT ?`,
-)
+const chunksAfter = db.prepare(`${SPANS} AND lc.chunk_offset > ? ORDER BY lc.chunk_offset LIMIT ?`)
 
 type RawSpan = Omit<ChunkSpan, 'isPresent'> & { isPresent: number }
 const toSpan = (span: RawSpan): ChunkSpan => ({ ...span, isPresent: span.isPresent === 1 })
