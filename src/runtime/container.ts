@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events'
 import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
+import { setTimeout as delay } from 'node:timers/promises'
 import { moduleLogger } from '../log.js'
 import { RotatingLog } from './log-file.js'
 import {
@@ -204,7 +205,11 @@ export class Container extends EventEmitter {
       startedAt,
     })
 
+    const drained = outputDrained([running.stdout, running.stderr])
     void running.exited.then(async (exit) => {
+      // The exit can come before the last output: let the pipes drain into the log first,
+      // but not forever (a child that outlived the process may hold them open).
+      await Promise.race([drained, delay(OUTPUT_DRAIN_MS, undefined, { ref: false })])
       await logFile.close()
       this.onExit({ ...exit, startedAt, finishedAt: new Date().toISOString() })
     })
@@ -267,4 +272,20 @@ export class Container extends EventEmitter {
     if (this.process === undefined) return Promise.resolve()
     return new Promise((resolve) => this.exitWaiters.push(resolve))
   }
+}
+
+/** How long output may keep arriving after the exit (a child that kept the pipe open). */
+const OUTPUT_DRAIN_MS = 1000
+
+// Resolves once every stream has ended, closed or failed.
+function outputDrained(streams: NodeJS.ReadableStream[]): Promise<void> {
+  const ended = streams.map(
+    (stream) =>
+      new Promise<void>((resolve) => {
+        stream.once('end', resolve)
+        stream.once('close', resolve)
+        stream.once('error', resolve)
+      }),
+  )
+  return Promise.all(ended).then(() => undefined)
 }
