@@ -94,7 +94,9 @@ test('optimize records the workload reads and pushes them first, before the land
 test('optimize refuses a workload that exits non-zero, showing its last output', {
   skip: rootfs ? false : 'EDGESTAR_TEST_ROOTFS is not set (run through scripts/test.sh)',
 }, async () => {
-  const script = 'for i in $(seq 1 15); do echo "line $i"; done; echo "boom" >&2; exit 3'
+  // stdout and stderr are two pipes with no order between them; the pause makes "boom" the
+  // last line the log receives.
+  const script = 'for i in $(seq 1 15); do echo "line $i"; done; sleep 0.5; echo "boom" >&2; exit 3'
   await assert.rejects(
     execFileAsync(EDGESTAR, [
       'optimize',
