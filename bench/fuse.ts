@@ -20,7 +20,7 @@ import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import { convertLayer } from '../src/estargz/index.js'
-import { parseReference, RegistryClient } from '../src/registry/index.js'
+import { RegistryClient } from '../src/registry/index.js'
 import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
 import { type ImageMount, mountImageFromRegistry } from '../test/helpers/mount.js'
 import { startRegistry } from '../test/helpers/registry-server.js'
@@ -200,7 +200,9 @@ async function backgroundCap(registryHost: string): Promise<void> {
       const actual = (stack.scheduler.stats().backgroundBytes - before) / CAP_WINDOW_SEC
       const kib = (bytes: number): string => `${(bytes / 1024).toFixed(0)} KiB/s`
       console.log(
-        `  cap ${kib(rate).padStart(11)}  actual ${kib(actual).padStart(11)}  ratio ${(actual / rate).toFixed(3)}  (${lastsWindow ? 'Debian rootfs' : 'bench tree'} image)`,
+        `  cap ${kib(rate).padStart(11)}  actual ${kib(actual).padStart(11)}` +
+          `  ratio ${(actual / rate).toFixed(3)}` +
+          `  (${lastsWindow ? 'Debian rootfs' : 'bench tree'} image)`,
       )
     } finally {
       await stack.close()

@@ -24,9 +24,9 @@ const MAX_WAIT_MS = 1000
  * Reads `length` bytes at `offset` of a blob in pieces no larger than the bucket allows,
  * each paid for before it is asked, so a cap holds over short windows too: one 4 MiB
  * chunk fetched at once would be eight seconds of a 512 KiB/s budget in one gulp. The
- * caller has paid for the first piece; a short answer returns what came. Bytes are reported per piece as they arrive: a
- * counter bumped only when a whole unit is in shows a rate well under the cap while a
- * few large units are being paced side by side.
+ * caller has paid for the first piece; a short answer returns what came. Bytes are
+ * reported per piece as they arrive: a counter bumped only when a whole unit is in shows
+ * a rate well under the cap while a few large units are being paced side by side.
  */
 export async function readPaced(
   reader: Pick<BlobReader, 'readRanges'>,

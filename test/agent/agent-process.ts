@@ -53,7 +53,10 @@ export async function stopAgentProcess(
   await exited
 }
 
-/** Polls `probe` until it returns a value other than undefined (no time limit: the test timeout bounds it). */
+/**
+ * Polls `probe` until it returns a value other than undefined (no time limit: the test
+ * timeout bounds it).
+ */
 export async function eventually<T>(
   probe: () => Promise<T | undefined>,
   intervalMs = 100,

@@ -180,8 +180,9 @@ function hasRegistryHost(input: string): boolean {
 }
 
 function noSuchInput(input: string): EdgestarError {
+  const hubName = `docker.io/${input.includes('/') ? '' : 'library/'}${input}`
   const asImage = looksLikeReference(input)
-    ? `; to convert an image, name it with its registry, e.g. docker.io/${input.includes('/') ? '' : 'library/'}${input}`
+    ? `; to convert an image, name it with its registry, e.g. ${hubName}`
     : ''
   return new EdgestarError(CONVERT_ERRORS.INPUT_UNREADABLE, `no such file or directory: ${input}`, {
     hint: `give an existing directory, tar, tar.gz or tar.zst file${asImage}`,
