@@ -19,6 +19,7 @@ interface DeployOptions {
   workdir?: string
   user?: string
   update?: boolean
+  init?: boolean
   detach?: boolean
   socket?: string
   json?: boolean
@@ -51,6 +52,7 @@ export function register(program: Command): void {
     )
     .option('--workdir <dir>', 'working directory inside the container')
     .option('--user <user>', 'user[:group] to run as (name or id)')
+    .option('--init', 'run a small init as pid 1 that forwards signals and reaps zombies')
     .option('--update', 'deploy a new image to an existing name (rolls back when it fails)')
     .option(
       '--detach',
@@ -69,6 +71,7 @@ export function register(program: Command): void {
         ...(options.bind.length === 0 ? {} : { binds: options.bind.map(parseBind) }),
         ...(options.workdir === undefined ? {} : { workingDir: options.workdir }),
         ...(options.user === undefined ? {} : { user: options.user }),
+        ...(options.init ? { init: true } : {}),
         ...(options.update ? { update: true } : {}),
         ...(options.detach ? { detach: true } : {}),
       }
