@@ -11,6 +11,7 @@ APT_PACKAGES=(
   docker-registry           # the CNCF distribution server, used on loopback by tests and the demo
   mosquitto mosquitto-clients
   runc                      # crun fails on this kernel's hybrid cgroups (shared/NOTES.md)
+  tini                      # /usr/bin/tini-static: the init of `deploy --init`, bound into containers
   iproute2 iptables         # network namespaces, veth, tbf shaping for the simulated link
   gcc libc6-dev libnetfilter-queue-dev  # builds scripts/link/nfq-delay.c: the link's delay (no netem here)
   util-linux curl           # nsenter for the device namespace; curl for health checks
