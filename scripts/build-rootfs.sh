@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cache=${1:-${EDGESTAR_CACHE_DIR:-$PWD/.cache}}
 rootfs="$cache/rootfs-bookworm-py"
+# The marker of a finished build lives beside the tree, so images made from it never carry it.
+marker="$rootfs.complete"
 mirror=$(sed -n 's/^URIs: *\(http[^ ]*debian\)$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)
 mirror=${mirror:-http://deb.debian.org/debian}
 
@@ -17,7 +19,13 @@ write_app() {
   cat >"$tmp" <<'PY'
 # A small stand-in for a gateway application: loads a handful of standard modules, does a
 # little work, and prints the ready line the demo and the tests wait for.
-import argparse, base64, collections, datetime, email.message, hashlib, logging, sys
+import signal, sys
+
+# As pid 1 of its container the kernel ignores SIGTERM unless a handler is set, and over a
+# lazy image the imports below can take seconds: so the handler comes before them.
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+
+import argparse, base64, collections, datetime, email.message, hashlib, logging
 
 parser = argparse.ArgumentParser(description="edgestar demo app")
 parser.add_argument("--name", default="edge")
@@ -33,7 +41,10 @@ PY
   if cmp -s "$tmp" "$1/app/app.py"; then rm -f "$tmp"; else mv "$tmp" "$1/app/app.py"; fi
 }
 
-if [ -f "$rootfs/.edgestar-complete" ]; then write_app "$rootfs"; echo "$rootfs"; exit 0; fi
+# A tree finished by an older version of this script has its marker inside: move it out
+# (a fresh stamp, so caches keyed by it convert the tree without the marker again).
+if [ -f "$rootfs/.edgestar-complete" ]; then touch "$marker"; rm -f "$rootfs/.edgestar-complete"; fi
+if [ -f "$marker" ] && [ -d "$rootfs" ]; then write_app "$rootfs"; echo "$rootfs"; exit 0; fi
 
 command -v debootstrap >/dev/null || {
   apt-get update -qq >/dev/null
@@ -48,6 +59,8 @@ debootstrap --variant=minbase --include=python3-minimal bookworm "$rootfs.tmp" "
 rm -rf "$rootfs.tmp"/var/cache/apt/archives/*.deb "$rootfs.tmp"/var/lib/apt/lists/*
 
 write_app "$rootfs.tmp"
-touch "$rootfs.tmp/.edgestar-complete"
+# A tree without a marker is an interrupted build: replaced whole, never built into.
+rm -rf "$rootfs"
 mv "$rootfs.tmp" "$rootfs"
+touch "$marker"
 echo "$rootfs"

@@ -25,11 +25,13 @@ export function appScript(version: string): string {
 
 /**
  * The Debian rootfs as one eStargz layer, converted once and cached under
- * `$EDGESTAR_CACHE_DIR/agent-image/` keyed by the rootfs build (its marker file).
+ * `$EDGESTAR_CACHE_DIR/agent-image/` keyed by the rootfs build (the marker file that
+ * scripts/build-rootfs.sh keeps beside the tree) and by the /app/app.py it rewrites.
  */
 export async function baseLayer(rootfs: string, cacheDir: string): Promise<BuiltLayer> {
-  const marker = await stat(path.join(rootfs, '.edgestar-complete'))
-  const key = hash(`${rootfs}:${marker.mtimeMs}`)
+  const marker = await stat(`${rootfs}.complete`)
+  const app = await readFile(path.join(rootfs, 'app', 'app.py'), 'utf8')
+  const key = hash(`${rootfs}:${marker.mtimeMs}:${app}`)
   return cachedConvert(rootfs, path.join(cacheDir, 'agent-image', `base-${key}`))
 }
 
