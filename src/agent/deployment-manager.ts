@@ -482,6 +482,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       },
       network: spec.network ?? 'host',
       binds: spec.binds ?? [],
+      init: spec.init === true,
       restart: spec.restart ?? 'no',
       ...(this.options.logLimits === undefined ? {} : { log: this.options.logLimits }),
       ...(this.options.backoff === undefined ? {} : { backoff: this.options.backoff }),

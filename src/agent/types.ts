@@ -48,6 +48,11 @@ export interface DeployRequest {
   /** Host paths to bind into the container (absolute paths on both sides). */
   binds?: BindMount[]
   /**
+   * Runs a small init (tini) as the container's pid 1: it passes signals on and reaps
+   * orphans, so a process that sets no SIGTERM handler still stops at once.
+   */
+  init?: boolean
+  /**
    * Deploying to a name that exists is refused unless `update` is true; then the new
    * image is prefetched while the old one runs, and a failed start rolls back.
    */

@@ -51,6 +51,10 @@ export function checkDeployRequest(input: unknown): DeployRequest {
     out.network = req.network
   }
   if (req.binds !== undefined) out.binds = binds(req.binds)
+  if (req.init !== undefined) {
+    if (typeof req.init !== 'boolean') throw badRequest('init must be true or false')
+    out.init = req.init
+  }
   if (req.update !== undefined) out.update = req.update === true
   return out
 }

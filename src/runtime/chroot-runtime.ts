@@ -1,5 +1,6 @@
 import { readFile, rm, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { INIT_PATH_IN_CONTAINER, withInit } from './init-process.js'
 import type { LaunchRequest } from './oci-bundle.js'
 import type { ContainerRuntime, RunningProcess } from './runtime.js'
 import { spawnContainer } from './spawn-container.js'
@@ -33,7 +34,7 @@ export class ChrootRuntime implements ContainerRuntime {
       '-c',
       setupScript(req),
       'edgestar-setup',
-      ...req.process.args,
+      ...(req.init === undefined ? req.process.args : withInit(req.process.args)),
     ]
     const pidFile = path.join(req.containerDir, 'chroot.pid')
     const { child, exited } = await spawnContainer('unshare', args, {
@@ -97,7 +98,11 @@ function setupScript(req: LaunchRequest): string {
   }
   lines.push('fi')
 
-  for (const bind of req.binds) {
+  const init =
+    req.init === undefined
+      ? []
+      : [{ source: req.init, target: INIT_PATH_IN_CONTAINER, readOnly: true }]
+  for (const bind of [...init, ...req.binds]) {
     const target = quote(path.join(root, bind.target))
     const source = quote(bind.source)
     lines.push(

@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { setTimeout as delay } from 'node:timers/promises'
 import { moduleLogger } from '../log.js'
+import { findInitBinary } from './init-process.js'
 import { RotatingLog } from './log-file.js'
 import {
   mountOverlay,
@@ -52,6 +53,12 @@ export interface ContainerOptions {
   stopTimeoutMs?: number
   /** Where the log files go; default `<containerDir>/logs`. Kept by `remove` when outside. */
   logDir?: string
+  /**
+   * Runs a small init (tini) as pid 1 in front of the process: it passes signals on and
+   * reaps orphans. Without it, a pid 1 that sets no SIGTERM handler ignores SIGTERM
+   * (the kernel's rule for a namespace's init) and is killed only after the stop timeout.
+   */
+  init?: boolean
 }
 
 /** What a container reports while it runs. */
@@ -76,6 +83,7 @@ export class Container extends EventEmitter {
   private readonly log
   private process: RunningProcess | undefined
   private processSpec: ProcessSpec | undefined
+  private initBinary: string | undefined
   private restartTimer: NodeJS.Timeout | undefined
   private launching: Promise<void> | undefined
   private quickExits = 0
@@ -116,11 +124,13 @@ export class Container extends EventEmitter {
 
   /**
    * Mounts the overlay (unless mounted), resolves the process against the image and
-   * starts it. Throws the EdgestarError of the first failure (command missing, overlay
-   * or runtime failure) without retrying; later exits follow the restart policy.
+   * starts it. Throws the EdgestarError of the first failure (command missing, init
+   * missing, overlay or runtime failure) without retrying; later exits follow the
+   * restart policy.
    */
   async start(): Promise<void> {
     if (this.current === 'running' || this.current === 'waiting') return
+    if (this.options.init === true) this.initBinary = await findInitBinary()
     this.isStopping = false
     this.quickExits = 0
     this.restarts = 0
@@ -191,6 +201,7 @@ export class Container extends EventEmitter {
       process: spec,
       network: this.options.network ?? 'host',
       binds: this.options.binds ?? [],
+      ...(this.initBinary === undefined ? {} : { init: this.initBinary }),
     })
     const startedAt = new Date().toISOString()
     this.process = running

@@ -13,6 +13,12 @@ export {
 } from './container.js'
 export { detectRuntime, findBinary, RUNTIME_CHOICES, type RuntimeChoice } from './detect.js'
 export {
+  DEFAULT_INIT_BINARY,
+  findInitBinary,
+  INIT_PATH_IN_CONTAINER,
+  withInit,
+} from './init-process.js'
+export {
   currentLogSize,
   logFileNames,
   RotatingLog,

@@ -1,5 +1,6 @@
 import { mkdir, writeFile } from 'node:fs/promises'
 import path from 'node:path'
+import { INIT_PATH_IN_CONTAINER, withInit } from './init-process.js'
 import type { BindMount, NetworkMode, ProcessSpec } from './types.js'
 
 /** Everything a runtime needs to start one container over a prepared root filesystem. */
@@ -14,6 +15,8 @@ export interface LaunchRequest {
   network: NetworkMode
   binds: BindMount[]
   hostname?: string
+  /** Host path of an init binary to run as pid 1 in front of the process (`--init`). */
+  init?: string
 }
 
 const CAPABILITIES = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE']
@@ -21,7 +24,8 @@ const CAPABILITIES = ['CAP_AUDIT_WRITE', 'CAP_KILL', 'CAP_NET_BIND_SERVICE']
 /**
  * The OCI runtime-spec config for a request: runc's own `runc spec` defaults (mounts,
  * masked paths, a small capability set), no terminal, a writable root, the host
- * network namespace for `host`, and the binds appended after the default mounts.
+ * network namespace for `host`, and the binds appended after the default mounts. With
+ * `init`, that binary is bound read-only into the container and runs the process.
  */
 export function ociConfig(req: LaunchRequest): Record<string, unknown> {
   const namespaces = ['pid', 'ipc', 'uts', 'mount']
@@ -36,7 +40,7 @@ export function ociConfig(req: LaunchRequest): Record<string, unknown> {
         gid: req.process.gid,
         additionalGids: req.process.additionalGids,
       },
-      args: req.process.args,
+      args: req.init === undefined ? req.process.args : withInit(req.process.args),
       env: req.process.env,
       cwd: req.process.cwd,
       capabilities: Object.fromEntries(
@@ -47,7 +51,12 @@ export function ociConfig(req: LaunchRequest): Record<string, unknown> {
     },
     root: { path: req.rootDir, readonly: false },
     hostname: req.hostname ?? req.id,
-    mounts: [...DEFAULT_MOUNTS, ...hostNetworkMounts(req.network), ...req.binds.map(bindMount)],
+    mounts: [
+      ...DEFAULT_MOUNTS,
+      ...initMounts(req.init),
+      ...hostNetworkMounts(req.network),
+      ...req.binds.map(bindMount),
+    ],
     linux: {
       resources: { devices: [{ allow: false, access: 'rwm' }] },
       namespaces: namespaces.map((type) => ({ type })),
@@ -68,6 +77,12 @@ export async function writeBundle(req: LaunchRequest): Promise<string> {
 function bindMount(bind: BindMount): Record<string, unknown> {
   const options = ['rbind', 'rprivate', bind.readOnly ? 'ro' : 'rw']
   return { destination: bind.target, type: 'bind', source: bind.source, options }
+}
+
+// After the /dev tmpfs, which holds the mount point (see INIT_PATH_IN_CONTAINER).
+function initMounts(init: string | undefined): Record<string, unknown>[] {
+  if (init === undefined) return []
+  return [bindMount({ source: init, target: INIT_PATH_IN_CONTAINER, readOnly: true })]
 }
 
 // NOTE: with the host network the image's own resolv.conf would point at nothing

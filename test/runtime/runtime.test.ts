@@ -54,6 +54,46 @@ const APP = [
 ].join('\n')
 let appLayer = ''
 
+// Sets no handler: as pid 1 it ignores SIGTERM, as anyone else it dies of it.
+const PID1_SLEEPER = ['import time', 'print("up", flush=True)', 'time.sleep(3600)'].join('\n')
+
+// A grandchild that outlives its parent is handed to pid 1; `gone` means pid 1 reaped it.
+// The wait is bounded so a missing reaper shows as `orphan Z`, not as a hung test.
+const ORPHAN_MAKER = `
+import os, time
+r, w = os.pipe()
+child = os.fork()
+if child == 0:
+    grandchild = os.fork()
+    if grandchild == 0:
+        time.sleep(0.2)
+        os._exit(0)
+    os.write(w, str(grandchild).encode())
+    os._exit(0)
+os.close(w)
+os.waitpid(child, 0)
+orphan = int(os.read(r, 32))
+def state():
+    try:
+        with open(f"/proc/{orphan}/stat") as f:
+            return f.read().rsplit(") ", 1)[1][0]
+    except FileNotFoundError:
+        return "gone"
+for _ in range(400):
+    if state() == "gone":
+        break
+    time.sleep(0.05)
+print("orphan", state(), flush=True)
+`
+
+// Runs the image's own app, then waits to be stopped.
+const DEMO_APP_THEN_WAIT = [
+  'import runpy, time',
+  'runpy.run_path("/app/app.py", run_name="__main__")',
+  'print("up", flush=True)',
+  'time.sleep(3600)',
+].join('\n')
+
 before(async () => {
   work = await mkdtemp(path.join(tmpdir(), 'edgestar-runtime-'))
   appLayer = path.join(work, 'app-layer')
@@ -224,6 +264,63 @@ for (const runtime of runtimes) {
       const event = await exited
       assert.equal(event.type === 'exited' && event.restartInMs, undefined)
       assert.equal(container.phase, 'stopped')
+    })
+
+    async function waitForLog(container: Container, text: string): Promise<void> {
+      while (!(await readLogs(container.logDir, 3)).toString().includes(text))
+        await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+
+    async function stopOnceUp(container: Container): Promise<ContainerEvent> {
+      await container.start()
+      await waitForLog(container, 'up')
+      const exited = nextEvent(container, 'exited')
+      await container.stop()
+      return exited
+    }
+
+    it('kills a pid 1 that sets no SIGTERM handler only after the stop timeout', async () => {
+      const container = makeContainer({
+        stopTimeoutMs: 300,
+        overrides: { command: ['python3', '-c', PID1_SLEEPER] },
+      })
+      const event = await stopOnceUp(container)
+      assert.equal(event.type === 'exited' && event.exit.exitCode, 128 + 9)
+    })
+
+    it('with init, that pid 1 ends on SIGTERM, passed on by the init', async () => {
+      const container = makeContainer({
+        init: true,
+        stopTimeoutMs: 60_000,
+        overrides: { command: ['python3', '-c', PID1_SLEEPER] },
+      })
+      const event = await stopOnceUp(container)
+      assert.equal(event.type === 'exited' && event.exit.exitCode, 128 + 15)
+      assert.equal(container.phase, 'stopped')
+    })
+
+    it('with init, orphans are reaped and the init leaves no file in the upper dir', async () => {
+      const container = makeContainer({
+        init: true,
+        overrides: { command: ['python3', '-c', ORPHAN_MAKER] },
+      })
+      const event = await runToExit(container)
+      assert.equal(event.type === 'exited' && event.exit.exitCode, 0)
+      const logs = (await readLogs(container.logDir, 3)).toString()
+      assert.match(logs, /orphan gone/)
+      const initInUpper = path.join(container.paths.upperDir, 'dev', 'init')
+      assert.equal(await stat(initInUpper).catch(() => 'absent'), 'absent')
+    })
+
+    it("the image's demo app (/app/app.py) ends on SIGTERM as pid 1", async () => {
+      const container = makeContainer({
+        lowerDirs: [rootfs as string],
+        stopTimeoutMs: 60_000,
+        overrides: { command: ['python3', '-c', DEMO_APP_THEN_WAIT] },
+      })
+      const event = await stopOnceUp(container)
+      assert.equal(event.type === 'exited' && event.exit.exitCode, 0)
+      assert.match((await readLogs(container.logDir, 3)).toString(), /edgestar-demo ready/)
     })
 
     it('removes the upper dir and the overlay mount', async () => {
