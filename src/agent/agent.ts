@@ -8,7 +8,7 @@ import {
   currentLogSize,
   detectRuntime,
   readCurrentLogFrom,
-  readLogs,
+  readLogsForFollow,
 } from '../runtime/index.js'
 import { Store } from '../store/index.js'
 import { ApiServer } from './api-server.js'
@@ -185,9 +185,11 @@ export class Agent {
     for (const fn of this.closers)
       await fn().catch((err: unknown) => this.log.warn({ err }, 'shutdown step failed'))
     await this.server.close()
-    // Closing the scheduler first fails pending fetches (an update's prefetch, say), so
-    // no deployment operation holds the shutdown up; unmounting needs no scheduler.
-    this.deployments.beginShutdown()
+    // Containers stop while the scheduler still serves reads: a SIGTERM handler may read
+    // files of the image that were never fetched, and would get EIO from a closed one.
+    await this.deployments.stopContainers()
+    // Closing the scheduler before the rest fails pending fetches (an update's prefetch,
+    // say), so no deployment operation holds the shutdown up; unmounting needs no scheduler.
     await this.backend.close()
     await this.deployments.shutdown()
     this.store.close()
@@ -272,22 +274,24 @@ export class Agent {
     signal: AbortSignal,
   ): Promise<unknown> {
     const dir = this.deployments.logDir(name)
-    const past = await readLogs(dir, this.config.logMaxFiles)
-    if (past.length > 0) send({ type: 'log', data: past.toString('base64') })
+    let hasEnded = this.deployments.hasEnded(name)
+    const past = await readLogsForFollow(dir, this.config.logMaxFiles)
+    if (past.data.length > 0) send({ type: 'log', data: past.data.toString('base64') })
+    let offset = past.currentBytes
     if (!follow) return { name }
 
-    // Follow by polling the current file; a smaller size means it was rotated.
-    let offset = await currentLogSize(dir)
-    while (!signal.aborted) {
-      await new Promise((resolve) => setTimeout(resolve, LOG_POLL_MS))
+    // Follow by polling the current file; a smaller size means it was rotated. The end
+    // is checked before each read, so the read after it returns the last output.
+    for (;;) {
       const size = await currentLogSize(dir)
       if (size < offset) offset = 0
-      if (size === offset) continue
-      const data = await readCurrentLogFrom(dir, offset)
+      const data = size > offset ? await readCurrentLogFrom(dir, offset) : Buffer.alloc(0)
       offset += data.length
       if (data.length > 0) send({ type: 'log', data: data.toString('base64') })
+      if (hasEnded || signal.aborted) return { name, hasEnded }
+      await new Promise((resolve) => setTimeout(resolve, LOG_POLL_MS))
+      hasEnded = this.deployments.hasEnded(name)
     }
-    return { name }
   }
 
   private streamEvents(send: (message: ApiMessage) => void, signal: AbortSignal): Promise<unknown> {

@@ -187,6 +187,20 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     return [...this.live.keys()].sort().map((name) => this.info(name))
   }
 
+  /**
+   * True when the deployment's container is down and nothing starts it again without a
+   * request: stopped, or exited or failed with its restart policy letting it stay down,
+   * or the deployment is gone. Its log is complete then (an exit is announced only after
+   * the output has been written). A restore that failed and will be retried is not ended.
+   */
+  hasEnded(name: string): boolean {
+    const live = this.live.get(name)
+    if (live === undefined) return true
+    if (live.state === 'stopped') return true
+    const isDown = live.state === 'exited' || live.state === 'failed'
+    return isDown && live.spec.hasEnded === true
+  }
+
   /** Log directory of a deployment (for `logs`). */
   logDir(name: string): string {
     this.require(name)
@@ -226,21 +240,43 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
   }
 
   /**
+   * The first step of a shutdown: stops every container, up to SHUTDOWN_PARALLEL at once
+   * (so it takes about one stop timeout, not one per deployment), without waiting for
+   * operations in flight. Run it while images can still be read: a container's SIGTERM
+   * handler may need files of its image that were never fetched. Never throws.
+   */
+  async stopContainers(): Promise<void> {
+    this.beginShutdown()
+    await forEachLimited([...this.live], SHUTDOWN_PARALLEL, async ([name, live]) => {
+      clearTimeout(live.retryTimer)
+      live.isStopping = true
+      await live.container
+        ?.stop(this.options.stopTimeoutMs)
+        .catch((err: unknown) =>
+          this.log.warn({ deployment: name, err: errorFields(err) }, 'shutdown stop failed'),
+        )
+    })
+  }
+
+  /**
    * Stops every container and unmounts everything, keeping desired states (so the next
-   * start restores them) and never touching the cache.
+   * start restores them) and never touching the cache. Each deployment waits for its
+   * operations in flight; up to SHUTDOWN_PARALLEL deployments are handled at once.
    */
   async shutdown(): Promise<void> {
     this.beginShutdown()
-    for (const [name, live] of this.live) {
+    await forEachLimited([...this.live], SHUTDOWN_PARALLEL, ([name, live]) => {
       clearTimeout(live.retryTimer)
-      await this.serial(name, async () => {
+      return this.serial(name, async () => {
         live.isStopping = true
         await live.container?.unmount()
         await live.mounted?.unmount()
         live.mounted = undefined
         if (live.state !== 'stopped') this.transition(name, 'stopped', 'agent shut down')
-      }).catch(() => undefined)
-    }
+      }).catch((err: unknown) =>
+        this.log.warn({ deployment: name, err: errorFields(err) }, 'shutdown stop failed'),
+      )
+    })
   }
 
   /**
@@ -626,6 +662,25 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     })
     return result
   }
+}
+
+/**
+ * How many deployments a shutdown stops at once. Waiting containers cost only timers;
+ * the bound keeps a device with many deployments from forking every runc at once.
+ */
+const SHUTDOWN_PARALLEL = 8
+
+/** Runs `fn` over `items`, at most `limit` at a time; resolves when all have settled. */
+async function forEachLimited<T>(
+  items: T[],
+  limit: number,
+  fn: (item: T) => Promise<void>,
+): Promise<void> {
+  let next = 0
+  const worker = async (): Promise<void> => {
+    while (next < items.length) await fn(items[next++] as T)
+  }
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }
 
 function withoutUpdate(request: DeployRequest): Omit<DeployRequest, 'update'> {

@@ -14,15 +14,18 @@ import {
 import type { ImageRunConfig } from '../runtime/index.js'
 import type { ImageRow, Store } from '../store/index.js'
 import type { AgentConfig } from './config.js'
+import { RateWindow } from './rate-window.js'
 import type {
   ImageBackend,
   ImageProgress,
-  LinkState,
+  LinkStatus,
   MountedImage,
   ResolvedImage,
 } from './types.js'
 
 const RATE_SAMPLE_MS = 1000
+/** The fetch rate `status` shows is averaged over this window. */
+const RATE_WINDOW_MS = 10_000
 
 /**
  * The agent's real image backend: the registry client, one fetch scheduler, the image
@@ -39,8 +42,7 @@ export class LazyImageBackend implements ImageBackend {
   private waitMs: number
   private readonly platform: Platform | undefined
   private rateTimer: NodeJS.Timeout
-  private lastBytes = 0
-  private rateBytesPerSec = 0
+  private readonly rate = new RateWindow(RATE_WINDOW_MS)
 
   constructor(store: Store, config: AgentConfig) {
     this.store = store
@@ -60,6 +62,7 @@ export class LazyImageBackend implements ImageBackend {
       allowUnverified: config.allowUnverified,
       ...(config.platform === undefined ? {} : { platform: config.platform }),
     })
+    this.sampleRate()
     this.rateTimer = setInterval(() => this.sampleRate(), RATE_SAMPLE_MS)
     this.rateTimer.unref()
   }
@@ -148,8 +151,12 @@ export class LazyImageBackend implements ImageBackend {
     return this.waitMs
   }
 
-  link(): { state: LinkState; rateBytesPerSec: number } {
-    return { state: this.scheduler.linkState, rateBytesPerSec: this.rateBytesPerSec }
+  link(): LinkStatus {
+    return {
+      state: this.scheduler.linkState,
+      rateBytesPerSec: this.rate.rateBytesPerSec(),
+      rateWindowSec: this.rate.windowMs / 1000,
+    }
   }
 
   cacheUsage(): { usedBytes: number; limitBytes?: number } {
@@ -169,11 +176,7 @@ export class LazyImageBackend implements ImageBackend {
   private sampleRate(): void {
     const stats = this.scheduler.stats()
     const total = stats.demandBytes + stats.prefetchBytes + stats.backgroundBytes
-    this.rateBytesPerSec = Math.max(
-      0,
-      Math.round(((total - this.lastBytes) * 1000) / RATE_SAMPLE_MS),
-    )
-    this.lastBytes = total
+    this.rate.add(total, performance.now())
   }
 
   private toResolved(image: ImageRow): ResolvedImage {

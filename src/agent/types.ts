@@ -110,13 +110,22 @@ export interface DeploymentStateEvent {
 /** Link state as the fetch scheduler tracks it. */
 export type LinkState = 'online' | 'offline' | 'degraded'
 
+/** The registry link as `status` shows it. */
+export interface LinkStatus {
+  state: LinkState
+  /** Bytes per second fetched from registries (all priorities), averaged over the window. */
+  rateBytesPerSec: number
+  /** The averaging window of `rateBytesPerSec`, in seconds. */
+  rateWindowSec: number
+}
+
 /** Agent-wide figures for `status`. */
 export interface AgentStatus {
   version: string
   pid: number
   runtime: string
   stateDir: string
-  link: { state: LinkState; rateBytesPerSec: number }
+  link: LinkStatus
   bandwidth: { capBytesPerSec: number | null }
   offlineWaitMs: number
   cache: { usedBytes: number; limitBytes?: number }
@@ -171,7 +180,7 @@ export interface ImageBackend {
   bandwidth(): number | null
   setOfflineWaitMs(waitMs: number): void
   offlineWaitMs(): number
-  link(): { state: LinkState; rateBytesPerSec: number }
+  link(): LinkStatus
   cacheUsage(): { usedBytes: number; limitBytes?: number }
   /** Stops background fetching and closes the store; never deletes cached data. */
   close(): Promise<void>

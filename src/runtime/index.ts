@@ -24,6 +24,7 @@ export {
   RotatingLog,
   readCurrentLogFrom,
   readLogs,
+  readLogsForFollow,
 } from './log-file.js'
 export { type LaunchRequest, ociConfig } from './oci-bundle.js'
 export { OciRuntime } from './oci-runtime.js'

@@ -75,12 +75,25 @@ export function logFileNames(maxFiles: number): string[] {
 
 /** Everything kept in a container's log files, oldest first. */
 export async function readLogs(dir: string, maxFiles: number): Promise<Buffer> {
+  return (await readLogsForFollow(dir, maxFiles)).data
+}
+
+/**
+ * Like `readLogs`, with how many bytes of the current file it holds: the offset from
+ * which a follower reads on, so no output is lost or repeated in between.
+ */
+export async function readLogsForFollow(
+  dir: string,
+  maxFiles: number,
+): Promise<{ data: Buffer; currentBytes: number }> {
   const parts: Buffer[] = []
+  let currentBytes = 0
   for (const name of logFileNames(maxFiles).reverse()) {
     const data = await readFile(path.join(dir, name)).catch(() => undefined)
     if (data !== undefined) parts.push(data)
+    if (name === CURRENT) currentBytes = data?.length ?? 0
   }
-  return Buffer.concat(parts)
+  return { data: Buffer.concat(parts), currentBytes }
 }
 
 /** Size of the current log file (0 when missing), for `logs -f` to follow. */

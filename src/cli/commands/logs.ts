@@ -7,7 +7,10 @@ export function register(program: Command): void {
     .command('logs')
     .description("print a deployment's container output (size-limited, rotated files)")
     .argument('<name>', 'deployment name')
-    .option('-f, --follow', 'keep printing new output until interrupted')
+    .option(
+      '-f, --follow',
+      'keep printing new output, across restarts, until the container has exited for good',
+    )
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print one JSON line per piece of output ({"data": text})')
     .action(

@@ -33,11 +33,17 @@ function rate(bytesPerSec: number | null): string {
   return bytesPerSec === null ? 'uncapped' : `${formatBytes(bytesPerSec)}/s`
 }
 
+// Older agents report no window; their rate was a one-second sample.
+function fetchRate(link: AgentStatus['link'], note = ''): string {
+  const windowSec = link.rateWindowSec ?? 1
+  return `${rate(link.rateBytesPerSec)} (${windowSec} s average${note})`
+}
+
 function agentText(status: AgentStatus): string {
   return [
     `agent      pid ${status.pid}, edgestar ${status.version}, runtime ${status.runtime}`,
     `state dir  ${status.stateDir}`,
-    `link       ${status.link.state}, ${rate(status.link.rateBytesPerSec)} now`,
+    `link       ${status.link.state}, fetching ${fetchRate(status.link)}`,
     `bandwidth  ${rate(status.bandwidth.capBytesPerSec)} (background cap)`,
     `cache      ${cacheText(status.cache)}`,
     `deploys    ${status.deployments.map((d) => `${d.name} ${d.state}`).join(', ') || 'none'}`,
@@ -50,7 +56,7 @@ function deploymentText(info: DeploymentInfo, agent: AgentStatus): string {
     `state      ${info.state}${info.reason ? ` (${info.reason})` : ''}`,
     `image      ${info.image} ${info.manifestDigest}`,
     `fetched    ${formatFetched(info)}${info.isComplete ? ', complete' : ''}`,
-    `rate       ${rate(agent.link.rateBytesPerSec)}, link ${agent.link.state}`,
+    `rate       ${fetchRate(agent.link, ', all images')}, link ${agent.link.state}`,
     `restart    ${info.restart}, ${info.restartCount} restarts`,
   ]
   if (info.pid !== undefined) lines.push(`pid        ${info.pid}`)
