@@ -47,10 +47,13 @@ export class AgentDeviceController implements DeviceController {
     this.agent.deployments.off('state', this.onState)
   }
 
-  /** Creates the deployment, or updates it when the name exists (a fleet deploy is declarative). */
+  /**
+   * Creates the deployment, or updates it when the name exists; a command with
+   * `update: false` (what `edgestar fleet deploy` sends without --update) refuses a name
+   * that exists, as the local `edgestar deploy` does.
+   */
   async deploy(spec: DeploySpec): Promise<CommandData> {
-    const exists = this.agent.deployments.list().some((d) => d.name === spec.name)
-    const info = await this.agent.deployments.deploy({ ...spec, update: exists })
+    const info = await this.agent.deployments.deploy({ ...spec, update: spec.update !== false })
     return { deployment: summary(info) }
   }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { Command, CommanderError } from 'commander'
+import { EdgestarError } from '../errors.js'
 import { COMMANDS } from './commands/index.js'
 import { reportError } from './output.js'
 
@@ -44,10 +45,18 @@ async function main(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof CommanderError) {
       process.exitCode = err.exitCode
+      // Commander has printed the usage error; a script reading --json gets its body too.
+      if (wantsJson && err.exitCode !== 0) reportError(usageError(err), true)
       return
     }
     process.exitCode = reportError(err, wantsJson)
   }
+}
+
+function usageError(err: CommanderError): EdgestarError {
+  return new EdgestarError('EDGESTAR_CLI_USAGE', err.message.replace(/^error: /, ''), {
+    hint: 'run the command with --help for its arguments and options',
+  })
 }
 
 // `edgestar images | head` closes our stdout early; that is the reader's choice, not an error.

@@ -68,6 +68,20 @@ export function addFetchOptions(command: Command): Command {
     .option('--no-background', 'do not fetch the rest of the image in the background')
 }
 
+/**
+ * Adds `flag` (e.g. `--broker <url>`) as a hidden alias of a renamed option: the value
+ * is stored under `attribute`, the replacement's attribute, so scripts written for the
+ * old name keep working while `--help` shows one name per setting.
+ */
+export function addHiddenAlias(command: Command, flag: string, attribute: string): Command {
+  const alias = new Option(flag).hideHelp()
+  command.addOption(alias)
+  command.on(`option:${alias.name()}`, (value: unknown) => {
+    command.setOptionValueWithSource(attribute, value, 'cli')
+  })
+  return command
+}
+
 /** The settings a command runs with: config file and environment, then its options. */
 export function settingsFrom(options: CommonOptions & FetchOptions): EdgestarConfig {
   const config = loadConfig(options.config === undefined ? {} : { configPath: options.config })

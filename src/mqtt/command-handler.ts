@@ -4,11 +4,13 @@ import type { Logger } from '../log.js'
 import type { MessageSchemas } from './schemas.js'
 import { checkCommandSignature } from './signing.js'
 import type {
+  BindSpec,
   CommandData,
   CommandLog,
   CommandResult,
   DeploySpec,
   DeviceController,
+  NetworkMode,
   RestartPolicy,
 } from './types.js'
 
@@ -68,7 +70,19 @@ interface ValidCommand {
   command?: string[]
   env?: Record<string, string>
   restart?: RestartPolicy
+  network?: NetworkMode
+  binds?: BindSpec[]
+  workingDir?: string
+  user?: string
+  update?: boolean
   capBytesPerSec?: number | null
+}
+
+/** Why a command is refused before it runs; `hint` goes into its result. */
+interface Refused {
+  code: string
+  message: string
+  hint?: string
 }
 
 /** Commands are small; a larger payload is refused before it is parsed. */
@@ -115,27 +129,37 @@ export class CommandHandler {
 
     // Parse and validate; a readable id is echoed even when the rest is wrong.
     if (incoming.payload.length > MAX_COMMAND_BYTES) {
-      const message = `payload of ${incoming.payload.length} bytes exceeds ${MAX_COMMAND_BYTES}`
-      this.#refuse(incoming, route, null, 'EDGESTAR_MQTT_COMMAND_MALFORMED', message)
+      this.#refuse(incoming, route, null, {
+        code: 'EDGESTAR_MQTT_COMMAND_MALFORMED',
+        message: `payload of ${incoming.payload.length} bytes exceeds ${MAX_COMMAND_BYTES}`,
+        hint: 'a command is one small JSON object; pass large settings by reference',
+      })
       return
     }
     const body = parseJson(incoming.payload)
     if (body === undefined) {
-      this.#refuse(incoming, route, null, 'EDGESTAR_MQTT_COMMAND_MALFORMED', 'payload is not JSON')
+      this.#refuse(incoming, route, null, {
+        code: 'EDGESTAR_MQTT_COMMAND_MALFORMED',
+        message: 'payload is not JSON',
+        hint: `publish one JSON object as ${SCHEMA_HINT}`,
+      })
       return
     }
     const id = readableId(body)
     const validation = this.#options.schemas.validate('command', body)
     if (!validation.ok) {
-      const message = `command does not match schemas/command.schema.json: ${validation.message}`
-      this.#refuse(incoming, route, id, 'EDGESTAR_MQTT_COMMAND_INVALID', message)
+      this.#refuse(incoming, route, id, {
+        code: 'EDGESTAR_MQTT_COMMAND_INVALID',
+        message: `command does not match schemas/command.schema.json: ${validation.message}`,
+        hint: `fix the fields named, as ${SCHEMA_HINT}`,
+      })
       return
     }
     const command = body as ValidCommand
 
     const authError = this.#checkAuthenticity(command, incoming.topic)
     if (authError !== undefined) {
-      this.#refuse(incoming, route, command.id, authError.code, authError.message)
+      this.#refuse(incoming, route, command.id, authError)
       return
     }
 
@@ -149,13 +173,17 @@ export class CommandHandler {
     }
 
     if (this.#isExpired(command)) {
-      const result = this.#failure(command, 'EDGESTAR_MQTT_COMMAND_EXPIRED', 'command expired')
-      result.error!.message = `command ${command.id} expired at ${command.expiresAt}`
+      const result = this.#failure(command, {
+        code: 'EDGESTAR_MQTT_COMMAND_EXPIRED',
+        message: `command ${command.id} expired at ${command.expiresAt}`,
+        hint: 'send it again with a new id; a longer --expires-in lets offline devices catch up',
+      })
       this.#options.commandLog.record(command.id, result)
       this.#options.reportRefusal({
         commandId: command.id,
         topic: incoming.topic,
-        ...result.error!,
+        code: result.error!.code,
+        message: result.error!.message,
       })
       this.#options.publishResult(result, route)
       return
@@ -181,10 +209,7 @@ export class CommandHandler {
     })
   }
 
-  #checkAuthenticity(
-    command: ValidCommand,
-    topic: string,
-  ): { code: string; message: string } | undefined {
+  #checkAuthenticity(command: ValidCommand, topic: string): Refused | undefined {
     const key = this.#options.fleetPublicKey
     if (key === undefined) return this.#checkTarget(command, topic)
 
@@ -193,25 +218,25 @@ export class CommandHandler {
       return {
         code: 'EDGESTAR_MQTT_COMMAND_UNSIGNED',
         message: `command ${command.id} is not signed and this device requires fleet signatures`,
+        hint: 'sign it: edgestar fleet ... --mqtt-fleet-key-file FILE (the fleet private key)',
       }
     if (verdict === 'invalid')
       return {
         code: 'EDGESTAR_MQTT_SIGNATURE_INVALID',
         message: `signature of command ${command.id} does not verify with the fleet key`,
+        hint: "sign with the private key whose FILE.pub is the device's --mqtt-fleet-key-file",
       }
     if (command.target === undefined)
       return {
         code: 'EDGESTAR_MQTT_COMMAND_WRONG_TARGET',
         message: `signed command ${command.id} names no target, so it could be replayed elsewhere`,
+        hint: 'sign the command with target device/ID or group/GROUP (edgestar fleet does)',
       }
     return this.#checkTarget(command, topic)
   }
 
   // A command names where the operator sent it; it must be where it arrived.
-  #checkTarget(
-    command: ValidCommand,
-    topic: string,
-  ): { code: string; message: string } | undefined {
+  #checkTarget(command: ValidCommand, topic: string): Refused | undefined {
     if (command.target === undefined) return undefined
     const group = this.#options.groupByTopic.get(topic)
     const arrivedAt = group === undefined ? `device/${this.#options.deviceId}` : `group/${group}`
@@ -219,6 +244,7 @@ export class CommandHandler {
     return {
       code: 'EDGESTAR_MQTT_COMMAND_WRONG_TARGET',
       message: `command ${command.id} is for ${command.target} but arrived as ${arrivedAt}`,
+      hint: 'publish the command on the topic of the device or group its target names',
     }
   }
 
@@ -241,11 +267,11 @@ export class CommandHandler {
     const { commandLog, publishResult, log } = this.#options
     commandLog.record(
       startedKey(command.id),
-      this.#failure(
-        command,
-        'EDGESTAR_MQTT_COMMAND_INTERRUPTED',
-        `the device stopped while running command ${command.id}; its outcome is unknown`,
-      ),
+      this.#failure(command, {
+        code: 'EDGESTAR_MQTT_COMMAND_INTERRUPTED',
+        message: `the device stopped while running command ${command.id}; its outcome is unknown`,
+        hint: 'check the device with `edgestar fleet status`, then send a new command if needed',
+      }),
     )
 
     let result: CommandResult
@@ -253,10 +279,8 @@ export class CommandHandler {
       const data = await this.#execute(command)
       result = { ...data, ...this.#base(command), ok: true }
     } catch (err) {
-      const code = isEdgestarError(err) ? err.code : 'EDGESTAR_MQTT_COMMAND_FAILED'
-      const message = err instanceof Error ? err.message : String(err)
       if (!isEdgestarError(err)) log.error({ err, commandId: command.id }, 'command failed')
-      result = this.#failure(command, code, message)
+      result = this.#failure(command, refusedOf(err))
     }
 
     try {
@@ -291,13 +315,8 @@ export class CommandHandler {
     }
   }
 
-  #refuse(
-    incoming: IncomingCommand,
-    route: ResultRoute,
-    id: string | null,
-    code: string,
-    message: string,
-  ): void {
+  #refuse(incoming: IncomingCommand, route: ResultRoute, id: string | null, why: Refused): void {
+    const { code, message } = why
     this.#options.log.warn({ topic: incoming.topic, commandId: id, code }, 'command refused')
     this.#options.reportRefusal({ commandId: id, topic: incoming.topic, code, message })
     const result: CommandResult = {
@@ -305,7 +324,7 @@ export class CommandHandler {
       ok: false,
       device: this.#options.deviceId,
       time: new Date().toISOString(),
-      error: { code, message },
+      error: errorOf(why),
     }
     this.#options.publishResult(result, route)
   }
@@ -315,8 +334,8 @@ export class CommandHandler {
     return { id: command.id, ok: true, device: this.#options.deviceId, type: command.type, time }
   }
 
-  #failure(command: ValidCommand, code: string, message: string): CommandResult {
-    return { ...this.#base(command), ok: false, error: { code, message } }
+  #failure(command: ValidCommand, why: Refused): CommandResult {
+    return { ...this.#base(command), ok: false, error: errorOf(why) }
   }
 
   // An MQTT 5 response topic is honoured only under the prefix, so a command cannot
@@ -327,6 +346,22 @@ export class CommandHandler {
     if (!isAllowed) return { topic: this.#options.resultTopic }
     return { topic, correlationData: incoming.correlationData }
   }
+}
+
+const SCHEMA_HINT = 'schemas/command.schema.json and docs/telemetry.md describe'
+
+// The controller's EdgestarError keeps its code and hint; anything else is a bug there.
+function refusedOf(err: unknown): Refused {
+  if (isEdgestarError(err))
+    return { code: err.code, message: err.message, ...(err.hint ? { hint: err.hint } : {}) }
+  const message = err instanceof Error ? err.message : String(err)
+  return { code: 'EDGESTAR_MQTT_COMMAND_FAILED', message }
+}
+
+// A result's error has no `hint` key at all when there is none (not `undefined`).
+function errorOf(why: Refused): NonNullable<CommandResult['error']> {
+  const { code, message, hint } = why
+  return hint === undefined ? { code, message } : { code, message, hint }
 }
 
 // Command ids cannot hold '#', so the marker never collides with a real id. A separate
@@ -355,5 +390,10 @@ function deploySpec(command: ValidCommand): DeploySpec {
   if (command.command !== undefined) spec.command = command.command
   if (command.env !== undefined) spec.env = command.env
   if (command.restart !== undefined) spec.restart = command.restart
+  if (command.network !== undefined) spec.network = command.network
+  if (command.binds !== undefined) spec.binds = command.binds
+  if (command.workingDir !== undefined) spec.workingDir = command.workingDir
+  if (command.user !== undefined) spec.user = command.user
+  if (command.update !== undefined) spec.update = command.update
   return spec
 }

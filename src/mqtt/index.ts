@@ -31,6 +31,7 @@ export {
   groupCommandTopic,
 } from './topics.js'
 export type {
+  BindSpec,
   BridgeStore,
   CommandData,
   CommandLog,
@@ -44,6 +45,7 @@ export type {
   DeviceEvent,
   DeviceSnapshot,
   LinkState,
+  NetworkMode,
   OutboxItem,
   OutboxKind,
   OutboxStats,

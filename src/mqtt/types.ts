@@ -14,6 +14,29 @@ export interface DeploySpec {
   /** Extra environment variables, added to the image config's. */
   env?: Record<string, string>
   restart?: RestartPolicy
+  /** `host` (the device's network, the default) or `none` (loopback only). */
+  network?: NetworkMode
+  /** Host paths bound into the container; absolute paths on both sides. */
+  binds?: BindSpec[]
+  /** Absolute working directory inside the container, instead of the image's. */
+  workingDir?: string
+  /** `user[:group]`, by name or id, instead of the image's. */
+  user?: string
+  /**
+   * true: create, or replace an existing deployment of this name (rolled back when the
+   * new image fails to start). false: refuse a name that exists. Absent: as true.
+   */
+  update?: boolean
+}
+
+/** Network modes a deploy command may ask for. */
+export type NetworkMode = 'host' | 'none'
+
+/** One host path bound into a container. */
+export interface BindSpec {
+  source: string
+  target: string
+  readOnly?: boolean
 }
 
 /** One deployment as the status message reports it. */
@@ -119,7 +142,8 @@ export interface CommandResult {
   ok: boolean
   device: string
   type?: string
-  error?: { code: string; message: string }
+  /** Set when `ok` is false; `hint` says what the operator can do, when the device knows. */
+  error?: { code: string; message: string; hint?: string }
   [key: string]: unknown
 }
 

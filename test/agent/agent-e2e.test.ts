@@ -169,8 +169,9 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
 
     const ps = await cli('ps', '--json')
     assert.equal(ps.code, 0)
-    const listed = JSON.parse(ps.stdout) as DeploymentInfo[]
-    assert.equal(listed.find((d) => d.name === 'web')?.state, 'running')
+    const listed = JSON.parse(ps.stdout) as { ok: boolean; deployments: DeploymentInfo[] }
+    assert.equal(listed.ok, true)
+    assert.equal(listed.deployments.find((d) => d.name === 'web')?.state, 'running')
   })
 
   it('refuses bad input with clear errors and leaves nothing behind', async () => {

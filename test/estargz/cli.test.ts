@@ -84,6 +84,8 @@ describe('edgestar inspect, verify, extract', () => {
     const out = JSON.parse(run.stdout)
     assert.equal(out.ok, false)
     assert.equal(out.errors[0].code, 'EDGESTAR_ESTARGZ_DIFFID_MISMATCH')
+    assert.equal(out.error.code, 'EDGESTAR_ESTARGZ_DIFFID_MISMATCH')
+    assert.ok(out.error.hint)
 
     const truncated = join(scratch, 'truncated.tar.gz')
     writeFileSync(truncated, readFileSync(mixed.path).subarray(0, mixed.index.size - 7))

@@ -295,7 +295,7 @@ describe('MqttBridge against Mosquitto', () => {
     }
   })
 
-  test('answers malformed payloads with an error result and keeps working', async () => {
+  test('answers malformed payloads with an error result, with a hint, and keeps working', async () => {
     const device = await startDevice(env.broker)
     try {
       const { topics } = device.bridge
@@ -307,11 +307,17 @@ describe('MqttBridge against Mosquitto', () => {
       await env.observer.publish(topics.command, { id: 'bad-1', type: 'deploy', name: 'Bad Name!' })
       const invalid = await env.observer.result(topics.result, 'bad-1')
       assert.equal((invalid.error as { code: string }).code, 'EDGESTAR_MQTT_COMMAND_INVALID')
+      assert.match((invalid.error as { hint: string }).hint, /command\.schema\.json/)
       assertValid('result', invalid)
 
       await env.observer.publish(topics.command, { id: 'bad-2', type: 'stop', name: 'nothing' })
       const failed = await env.observer.result(topics.result, 'bad-2')
-      assert.equal((failed.error as { code: string }).code, 'EDGESTAR_AGENT_DEPLOYMENT_UNKNOWN')
+      assert.deepEqual(failed.error, {
+        code: 'EDGESTAR_AGENT_NO_SUCH_DEPLOYMENT',
+        message: 'no deployment named nothing',
+        hint: 'edgestar ps lists the deployments',
+      })
+      assertValid('result', failed)
 
       await env.observer.publish(topics.command, {
         id: 'good-1',

@@ -27,6 +27,13 @@ export class FakeController implements DeviceController {
   async deploy(spec: DeploySpec): Promise<CommandData> {
     this.calls.push({ method: 'deploy', arg: spec })
     await this.gate
+    // As the agent: a name that exists is replaced unless the command says update: false.
+    if (spec.update === false && this.deployments.has(spec.name))
+      throw new EdgestarError(
+        'EDGESTAR_AGENT_NAME_TAKEN',
+        `a deployment named "${spec.name}" already exists`,
+        { hint: 'deploy with --update to move it to a new image' },
+      )
     this.#setState(spec.name, spec.image, 'pending')
     this.#setState(spec.name, spec.image, 'running')
     return { deployment: { name: spec.name, state: 'running' } }
@@ -107,7 +114,9 @@ export class FakeController implements DeviceController {
   #get(name: string): DeploymentStatus {
     const deployment = this.deployments.get(name)
     if (deployment !== undefined) return deployment
-    throw new EdgestarError('EDGESTAR_AGENT_DEPLOYMENT_UNKNOWN', `no deployment named ${name}`)
+    throw new EdgestarError('EDGESTAR_AGENT_NO_SUCH_DEPLOYMENT', `no deployment named ${name}`, {
+      hint: 'edgestar ps lists the deployments',
+    })
   }
 
   #setState(name: string, image: string, state: string): void {

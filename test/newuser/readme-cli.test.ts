@@ -104,6 +104,32 @@ describe('README commands', () => {
     }
   })
 
+  it('each answers a usage error under --json with {ok: false, error: {code, message, hint}}', async () => {
+    const outcomes = await Promise.all(
+      COMMANDS.map(async (command) => ({
+        command,
+        outcome: await edgestar([...command.split(' '), '--no-such-option', '--json']),
+      })),
+    )
+    for (const { command, outcome } of outcomes) {
+      assert.equal(outcome.code, 1, `${command} exited ${outcome.code}`)
+      const body = JSON.parse(outcome.stdout) as { ok: boolean; error: Record<string, string> }
+      assert.equal(body.ok, false, command)
+      assert.equal(body.error.code, 'EDGESTAR_CLI_USAGE', command)
+      assert.ok(body.error.message, command)
+      assert.ok(body.error.hint, command)
+    }
+  })
+
+  it('read-only commands print ok: true on success', async () => {
+    const state = ['--state-dir', path.join(dir, 'no-state'), '--json']
+    for (const args of [['images'], ['cache', 'status'], ['cache', 'gc']]) {
+      const outcome = await edgestar([...args, ...state])
+      assert.equal(outcome.code, 0, `${args.join(' ')}: ${outcome.stderr}`)
+      assert.equal((JSON.parse(outcome.stdout) as { ok: boolean }).ok, true, args.join(' '))
+    }
+  })
+
   it('agent clients name the missing agent, with a hint, in text and in JSON', async () => {
     const env = { EDGESTAR_SOCKET: path.join(dir, 'nobody.sock') }
     for (const args of CLIENTS) {
@@ -124,7 +150,11 @@ describe('README commands', () => {
     const key = path.join(dir, 'fleet.key')
     const made = await edgestar(['fleet', 'keygen', '--out', key, '--json'])
     assert.equal(made.code, 0)
-    assert.deepEqual(JSON.parse(made.stdout), { privateKey: key, publicKey: `${key}.pub` })
+    assert.deepEqual(JSON.parse(made.stdout), {
+      ok: true,
+      privateKey: key,
+      publicKey: `${key}.pub`,
+    })
     assert.equal((await stat(key)).mode & 0o777, 0o600)
     assert.match(await readFile(`${key}.pub`, 'utf8'), /BEGIN PUBLIC KEY/)
 
@@ -134,10 +164,11 @@ describe('README commands', () => {
   })
 
   it('fleet commands without a broker say how to give one', async () => {
-    const outcome = await edgestar(['fleet', 'status', '--device', 'gw-1'], {
+    const outcome = await edgestar(['fleet', 'status', '--device-id', 'gw-1'], {
+      EDGESTAR_MQTT_URL: '',
       EDGESTAR_FLEET_BROKER: '',
     })
     assert.equal(outcome.code, 1)
-    assert.match(outcome.stderr, /--broker/)
+    assert.match(outcome.stderr, /--mqtt-url/)
   })
 })

@@ -9,6 +9,17 @@ import {
 } from '../../agent/index.js'
 import { printResult } from '../output.js'
 
+/**
+ * Flags shown under the name `edgestar fleet` gives the same thing: the device is
+ * `--device-id` and a group `--group` on both sides (broker settings are `--mqtt-*` on
+ * both). The config-file key and environment variable keep their `mqtt` names, and the
+ * flags of AGENT_OPTIONS stay accepted, hidden.
+ */
+const SHOWN_AS: Partial<Record<string, string>> = {
+  mqttDeviceId: '--device-id <id>',
+  mqttGroups: '--group <group...>',
+}
+
 /** `edgestar agent`: the long-running daemon (see docs/agent.md). */
 export function register(program: Command): void {
   const command = program
@@ -26,16 +37,18 @@ export function register(program: Command): void {
 
   for (const option of [...SHARED_OPTIONS, ...AGENT_OPTIONS]) {
     const env = 'env' in option ? ` (env ${option.env})` : ''
-    command.addOption(new Option(option.flag, `${option.doc}${env}`))
+    const shown = SHOWN_AS[option.key]
+    command.addOption(new Option(shown ?? option.flag, `${option.doc}${env}`))
+    if (shown !== undefined) command.addOption(new Option(option.flag).hideHelp())
   }
-  // The fleet documents (issue texts, docs/telemetry.md) name the device `--device-id`.
-  command.option('--device-id <id>', 'same as --mqtt-device-id')
 
   command.action(async (raw: Record<string, unknown>) => {
     const flags: Record<string, unknown> = { config: raw.config }
-    for (const option of [...SHARED_OPTIONS, ...AGENT_OPTIONS])
-      flags[option.key] = raw[flagAttribute(option.flag)]
-    flags.mqttDeviceId ??= raw.deviceId
+    for (const option of [...SHARED_OPTIONS, ...AGENT_OPTIONS]) {
+      const shown = SHOWN_AS[option.key]
+      const values = [shown, option.flag].map((flag) => flag && raw[flagAttribute(flag)])
+      flags[option.key] = values.find((value) => value !== undefined)
+    }
     const config = loadAgentConfig(flags)
 
     const agent = await Agent.start({

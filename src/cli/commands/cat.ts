@@ -1,4 +1,5 @@
 import type { Command } from 'commander'
+import { EdgestarError } from '../../errors.js'
 import {
   addCommonOptions,
   addFetchOptions,
@@ -7,11 +8,15 @@ import {
   openServices,
   settingsFrom,
 } from '../options.js'
+import { printResult } from '../output.js'
 
 interface CatOptions extends CommonOptions, FetchOptions {
   stats?: boolean
   refresh?: boolean
 }
+
+// With --json the file travels base64 inside one object, so it is held in memory whole.
+const MAX_JSON_FILE_BYTES = 16 * 1024 * 1024
 
 /** `edgestar cat REF PATH [--stats]`: print one file of an image, fetching only its chunks. */
 export function register(program: Command): void {
@@ -31,10 +36,17 @@ export function register(program: Command): void {
       try {
         const image = await services.images.open(ref, { refresh: Boolean(options.refresh) })
         const file = services.images.lookup(image, path)
+        if (options.json) checkJsonSize(path, file.entry.size)
+        const pieces: Buffer[] = []
         for await (const piece of services.images.readPieces(file, 0, file.entry.size)) {
           bytesWritten += piece.length
-          if (!process.stdout.write(piece))
+          if (options.json) pieces.push(piece)
+          else if (!process.stdout.write(piece))
             await new Promise((resolve) => process.stdout.once('drain', resolve))
+        }
+        if (options.json) {
+          const contentBase64 = Buffer.concat(pieces).toString('base64')
+          printResult(options, { image: ref, path, size: bytesWritten, contentBase64 }, () => '')
         }
       } finally {
         if (options.stats) {
@@ -54,5 +66,14 @@ export function register(program: Command): void {
         await services.close()
       }
     },
+  )
+}
+
+function checkJsonSize(path: string, sizeBytes: number): void {
+  if (sizeBytes <= MAX_JSON_FILE_BYTES) return
+  throw new EdgestarError(
+    'EDGESTAR_CLI_TOO_LARGE_FOR_JSON',
+    `${path} is ${sizeBytes} bytes; --json carries files up to ${MAX_JSON_FILE_BYTES} bytes`,
+    { hint: 'drop --json to stream the file to stdout' },
   )
 }

@@ -12,14 +12,14 @@ export function register(program: Command): void {
       'keep printing new output, across restarts, until the container has exited for good',
     )
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
-    .option('--json', 'print one JSON line per piece of output ({"data": text})')
+    .option('--json', 'print one JSON line per piece of output ({"ok": true, "data": text})')
     .action(
       async (name: string, options: { follow?: boolean; socket?: string; json?: boolean }) => {
         const onMessage = (message: ApiMessage): void => {
           if (message.type !== 'log') return
           const text = Buffer.from(message.data, 'base64')
           if (options.json)
-            process.stdout.write(`${JSON.stringify({ data: text.toString('utf8') })}\n`)
+            process.stdout.write(`${JSON.stringify({ ok: true, data: text.toString('utf8') })}\n`)
           else process.stdout.write(text)
         }
         const stream = clientFor(options).open(

@@ -8,10 +8,10 @@ export function register(program: Command): void {
     .command('ps')
     .description('list deployments on this device')
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
-    .option('--json', 'print JSON')
+    .option('--json', 'print {ok, deployments} as JSON')
     .action(async (options: { socket?: string; json?: boolean }) => {
       const list = await clientFor(options).call<DeploymentInfo[]>('list')
-      printResult(options, list, () =>
+      printResult(options, { deployments: list }, () =>
         list.length === 0
           ? 'no deployments'
           : formatTable(

@@ -13,7 +13,7 @@ export function register(program: Command): void {
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')
     .action(async (name: string, options: { socket?: string; json?: boolean }) => {
-      const result = await clientFor(options).call('remove', { name })
+      const result = await clientFor(options).call<{ removed: string }>('remove', { name })
       printResult(options, result, () => `${name} removed`)
     })
 }

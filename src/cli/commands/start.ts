@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { clientFor } from '../../agent/index.js'
+import { clientFor, type DeploymentInfo } from '../../agent/index.js'
 import { printResult } from '../output.js'
 
 /** `edgestar start NAME`. */
@@ -11,7 +11,7 @@ export function register(program: Command): void {
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')
     .action(async (name: string, options: { socket?: string; json?: boolean }) => {
-      const result = await clientFor(options).call('start', { name })
+      const result = await clientFor(options).call<DeploymentInfo>('start', { name })
       printResult(options, result, () => `${name} started`)
     })
 }

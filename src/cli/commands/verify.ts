@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
 import { FileReader, type VerifyReport, verifyLayer } from '../../estargz/index.js'
-import { printResult } from '../output.js'
+import { type ErrorBody, printResult } from '../output.js'
 import { parseBytes } from './inspect.js'
 
 /**
@@ -19,7 +19,7 @@ export function register(program: Command): void {
       'refuse TOCs larger than this many bytes (default 64 MiB)',
       parseBytes,
     )
-    .option('--json', 'print {ok, tocDigest, diffID, entries, chunks, errors}')
+    .option('--json', 'print {ok, error?, tocDigest, diffID, entries, chunks, errors}')
     .action(async (blob: string, options: VerifyOptions) => {
       const reader = await FileReader.open(blob)
       let report: VerifyReport
@@ -34,7 +34,8 @@ export function register(program: Command): void {
       }
 
       const { ok, tocDigest, diffID, entries, chunks, errors } = report
-      printResult(options, { ok, tocDigest, diffID, entries, chunks, errors }, () =>
+      const failure = ok ? {} : { error: summaryError(blob, report) }
+      printResult(options, { ok, ...failure, tocDigest, diffID, entries, chunks, errors }, () =>
         humanText(blob, report),
       )
       if (!ok) process.exitCode = 1
@@ -49,6 +50,18 @@ interface VerifyOptions {
 }
 
 const SHOWN_PROBLEMS = 20
+
+// A failed verify is a failure like any other: `error` names the first problem, so a
+// script reads the same {ok, error} from every command; `errors` lists them all.
+function summaryError(blob: string, r: VerifyReport): ErrorBody {
+  const first = r.errors[0]
+  const more = r.errors.length > 1 ? ` (and ${r.errors.length - 1} more problems)` : ''
+  return {
+    code: first?.code ?? 'EDGESTAR_ESTARGZ_VERIFY_FAILED',
+    message: `${blob}: ${first?.message ?? 'verification failed'}${more}`,
+    hint: 'the blob is damaged or is not the one expected; `errors` lists every problem',
+  }
+}
 
 function humanText(blob: string, r: VerifyReport): string {
   const lines = [
