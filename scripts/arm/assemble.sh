@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Lays out the package tree from a staging directory whose addons are cross-built.
+# Usage: scripts/arm/assemble.sh TREE STAGE NODEDIR OUT ELF_MACHINE PREBUILD_DIR
+#   TREE is the exported source tree (schemas/, package.json), STAGE holds dist/ and node_modules.
+# Fails if any ELF file in OUT is built for another machine than ELF_MACHINE.
+set -euo pipefail
+tree=$1
+stage=$2
+nodedir=$3
+out=$4
+elf_machine=$5
+prebuild_dir=$6     # prebuilds/ subfolder a Node addon loads on the target, e.g. linux-arm64
+
+fail() {
+  echo "build-arm: error: $1" >&2
+  [ -n "${2:-}" ] && echo "hint: $2" >&2
+  exit 1
+}
+
+rm -rf "$out"
+mkdir -p "$out/bin" "$out/node/bin" "$out/dist"
+cp "$nodedir/bin/node" "$out/node/bin/node"
+cp "$nodedir/LICENSE" "$out/node/LICENSE"
+cp -r "$stage/dist/src" "$out/dist/src"
+# schemas/ and package.json are read at run time, found by walking up from dist/src/mqtt.
+cp -r "$tree/schemas" "$out/schemas"
+cp "$tree/package.json" "$tree/package-lock.json" "$out/"
+cp -r "$stage/node_modules" "$out/node_modules"
+install -m 0755 "$(dirname "$0")/launcher.sh" "$out/bin/edgestar"
+
+# Build leftovers and binaries for other machines: object files and sources of the addons,
+# the x86-64/macOS prebuilds, the libfuse copies fuse-shared-library carries for building.
+modules="$out/node_modules"
+for addon in better-sqlite3 zstd-napi fuse-native; do
+  build="$modules/$addon/build"
+  find "$build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
+  find "$build/Release" -mindepth 1 ! -name '*.node' -exec rm -rf {} +
+  rm -rf "$modules/$addon/deps" "$modules/$addon/src" "$modules/$addon/prebuilds"
+done
+rm -f "$modules/better-sqlite3/build/Release/test_extension.node"
+# Packages for the Bare runtime (optional deps of streamx) carry prebuilds for other systems.
+find "$modules" -type d -path '*/prebuilds/*' -prune ! -name "$prebuild_dir" -exec rm -rf {} +
+find "$modules" -type d -name prebuilds -empty -delete
+rm -rf "$modules"/fuse-shared-library-*/libfuse/lib "$modules"/fuse-shared-library-*/libfuse/bin \
+  "$modules"/fuse-shared-library-*/example "$modules/fuse-shared-library-darwin/osxfuse" \
+  "$modules/.package-lock.json"
+
+# Every ELF left must be for the target; one for the build machine would fail on the device.
+wrong=$(find "$out" -type f -size +3c | while read -r file; do
+  [ "$(LC_ALL=C head -c 4 "$file" | tr -d '\0')" = $'\x7fELF' ] || continue
+  machine=$(readelf -h "$file" | awk -F': *' '/Machine:/ {print $2}')
+  [ "$machine" = "$elf_machine" ] || echo "$file ($machine)"
+done)
+[ -z "$wrong" ] || fail "binaries for another machine in the package: $wrong" \
+  "a dependency ships prebuilt binaries; remove them in scripts/arm/assemble.sh"
+for addon in "$modules"/better-sqlite3/build/Release/better_sqlite3.node \
+  "$modules"/zstd-napi/build/Release/binding.node "$modules"/fuse-native/build/Release/fuse.node; do
+  [ -f "$addon" ] || fail "$addon was not built" "see the node-gyp log under the staging directory"
+done
+readelf -d "$modules/fuse-native/build/Release/fuse.node" | grep -q 'NEEDED.*\[libfuse.so.2\]' ||
+  fail "fuse.node does not link libfuse.so.2" "check scripts/arm/build-addons.sh's libfuse swap"
