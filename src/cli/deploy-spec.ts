@@ -9,6 +9,7 @@ export interface DeploySpecOptions {
   bind: string[]
   workdir?: string
   user?: string
+  init?: boolean
   update?: boolean
 }
 
@@ -28,12 +29,13 @@ export interface DeploySpecFields {
   binds?: BindOption[]
   workingDir?: string
   user?: string
+  init?: boolean
 }
 
 /**
  * Adds the options that say how a deployment runs, the same for `edgestar deploy` and
  * `edgestar fleet deploy`: `--env K=V`, `--restart`, `--network`, `--bind SRC:DST[:ro]`,
- * `--workdir`, `--user`, `--update`. Defaults are the agent's, so nothing is sent unless given.
+ * `--workdir`, `--user`, `--init`, `--update`. Defaults are the agent's, so nothing is sent unless given.
  */
 export function addDeploySpecOptions(command: Command): Command {
   return command
@@ -48,6 +50,7 @@ export function addDeploySpecOptions(command: Command): Command {
     )
     .option('--workdir <dir>', 'working directory inside the container')
     .option('--user <user>', 'user[:group] to run as (name or id)')
+    .option('--init', 'run a small init as pid 1 that forwards signals and reaps zombies')
     .option('--update', 'deploy a new image to an existing name (rolls back when it fails)')
 }
 
@@ -66,6 +69,7 @@ export function deploySpecFrom(options: DeploySpecOptions, command: string[]): D
     ...(options.bind.length === 0 ? {} : { binds: options.bind.map(parseBind) }),
     ...(options.workdir === undefined ? {} : { workingDir: options.workdir }),
     ...(options.user === undefined ? {} : { user: options.user }),
+    ...(options.init ? { init: true } : {}),
   }
 }
 

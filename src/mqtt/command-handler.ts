@@ -74,6 +74,7 @@ interface ValidCommand {
   binds?: BindSpec[]
   workingDir?: string
   user?: string
+  init?: boolean
   update?: boolean
   capBytesPerSec?: number | null
 }
@@ -394,6 +395,7 @@ function deploySpec(command: ValidCommand): DeploySpec {
   if (command.binds !== undefined) spec.binds = command.binds
   if (command.workingDir !== undefined) spec.workingDir = command.workingDir
   if (command.user !== undefined) spec.user = command.user
+  if (command.init !== undefined) spec.init = command.init
   if (command.update !== undefined) spec.update = command.update
   return spec
 }

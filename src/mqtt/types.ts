@@ -22,6 +22,8 @@ export interface DeploySpec {
   workingDir?: string
   /** `user[:group]`, by name or id, instead of the image's. */
   user?: string
+  /** Run a small init as pid 1 that passes signals on and reaps orphans. */
+  init?: boolean
   /**
    * true: create, or replace an existing deployment of this name (rolled back when the
    * new image fails to start). false: refuse a name that exists. Absent: as true.

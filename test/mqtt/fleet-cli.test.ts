@@ -108,7 +108,7 @@ describe('edgestar fleet', () => {
       ...['fleet', 'deploy', 'full', 'reg/app:2', '--device-id', deviceId],
       ...['--env', 'A=1', '--restart', 'on-failure', '--network', 'none'],
       ...['--bind', '/srv/conf:/etc/app:ro', '--bind', '/var/data:/data'],
-      ...['--workdir', '/app', '--user', '1000:1000', '--update'],
+      ...['--workdir', '/app', '--user', '1000:1000', '--init', '--update'],
     ]
     const command = ['--', 'python3', '/app/run.py', '--fast']
     const { code, out } = await edgestar([...signed(args), ...command])
@@ -128,6 +128,7 @@ describe('edgestar fleet', () => {
         ],
         workingDir: '/app',
         user: '1000:1000',
+        init: true,
         update: true,
       },
     })
@@ -202,9 +203,9 @@ describe('edgestar fleet', () => {
 
     const local = await helpFlags(['deploy'])
     const fleet = await helpFlags(['fleet', 'deploy'])
-    for (const flag of ['--env', '--restart', '--network', '--bind', '--workdir', '--user'])
+    const spec = ['--env', '--restart', '--network', '--bind', '--workdir', '--user', '--init']
+    for (const flag of [...spec, '--update'])
       assert.ok(local.includes(flag) && fleet.includes(flag), flag)
-    assert.ok(fleet.includes('--update'))
   })
 
   test('asking again with the same --id returns the stored result without running it', async () => {

@@ -8,18 +8,11 @@ import {
   formatFetched,
 } from '../../agent/index.js'
 import { EdgestarError } from '../../errors.js'
+import { addDeploySpecOptions, type DeploySpecOptions, deploySpecFrom } from '../deploy-spec.js'
 import { isInteractive, printResult } from '../output.js'
 
-interface DeployOptions {
+interface DeployOptions extends DeploySpecOptions {
   name: string
-  env: string[]
-  restart?: string
-  network?: string
-  bind: string[]
-  workdir?: string
-  user?: string
-  update?: boolean
-  init?: boolean
   detach?: boolean
   socket?: string
   json?: boolean
@@ -31,7 +24,7 @@ const PROGRESS_LINE_MS = 5000
 
 /** `edgestar deploy REF --name NAME [...] [-- CMD ARGS...]`. */
 export function register(program: Command): void {
-  program
+  const deploy = program
     .command('deploy')
     .description(
       'deploy an image as a named container on this device; waits until it runs, then ' +
@@ -41,19 +34,7 @@ export function register(program: Command): void {
     .argument('<ref>', 'image reference, e.g. 127.0.0.1:5000/app:1')
     .argument('[command...]', 'command and arguments to run instead of the image default')
     .requiredOption('--name <name>', 'deployment name (a-z 0-9 . _ -)')
-    .option('--env <K=V>', 'environment variable (repeatable)', collect, [])
-    .option('--restart <policy>', 'restart policy: no, on-failure, always', 'no')
-    .option('--network <mode>', 'host or none', 'host')
-    .option(
-      '--bind <SRC:DST[:ro]>',
-      'bind a host path into the container (repeatable)',
-      collect,
-      [],
-    )
-    .option('--workdir <dir>', 'working directory inside the container')
-    .option('--user <user>', 'user[:group] to run as (name or id)')
-    .option('--init', 'run a small init as pid 1 that forwards signals and reaps zombies')
-    .option('--update', 'deploy a new image to an existing name (rolls back when it fails)')
+  addDeploySpecOptions(deploy)
     .option(
       '--detach',
       'return once the deployment is accepted, instead of waiting for the full image download',
@@ -64,14 +45,7 @@ export function register(program: Command): void {
       const request = {
         name: options.name,
         image: ref,
-        restart: options.restart,
-        network: options.network,
-        ...(command.length === 0 ? {} : { command }),
-        ...(options.env.length === 0 ? {} : { env: parseEnv(options.env) }),
-        ...(options.bind.length === 0 ? {} : { binds: options.bind.map(parseBind) }),
-        ...(options.workdir === undefined ? {} : { workingDir: options.workdir }),
-        ...(options.user === undefined ? {} : { user: options.user }),
-        ...(options.init ? { init: true } : {}),
+        ...deploySpecFrom(options, command),
         ...(options.update ? { update: true } : {}),
         ...(options.detach ? { detach: true } : {}),
       }
@@ -88,6 +62,7 @@ export function register(program: Command): void {
       let info = await client.call<DeploymentInfo>('deploy', request, onMessage)
       if (!options.detach && !info.isComplete && info.state === 'running')
         info = await followDownload(options, info, showsProgress)
+      if (info.state === 'failed') throw failedError(info)
       printResult(
         options,
         info,
@@ -144,27 +119,12 @@ async function followDownload(
   return info
 }
 
-function collect(value: string, previous: string[]): string[] {
-  return [...previous, value]
-}
-
-function parseEnv(pairs: string[]): Record<string, string> {
-  const env: Record<string, string> = {}
-  for (const pair of pairs) {
-    const eq = pair.indexOf('=')
-    if (eq <= 0)
-      throw new EdgestarError('EDGESTAR_CLI_BAD_OPTION', `--env ${JSON.stringify(pair)} is not K=V`)
-    env[pair.slice(0, eq)] = pair.slice(eq + 1)
-  }
-  return env
-}
-
-function parseBind(text: string): { source: string; target: string; readOnly: boolean } {
-  const [source, target, mode] = text.split(':')
-  if (!source || !target || (mode !== undefined && mode !== 'ro' && mode !== 'rw'))
-    throw new EdgestarError(
-      'EDGESTAR_CLI_BAD_OPTION',
-      `--bind ${JSON.stringify(text)} is not SRC:DST[:ro]`,
-    )
-  return { source, target, readOnly: mode === 'ro' }
+// The container ran and then failed while the image was downloading: the deploy did not
+// bring it up for good, so it is reported as a failure, with where to look.
+function failedError(info: DeploymentInfo): EdgestarError {
+  return new EdgestarError(
+    'EDGESTAR_AGENT_DEPLOYMENT_FAILED',
+    `deployment "${info.name}" failed${info.reason ? `: ${info.reason}` : ''}`,
+    { hint: `edgestar logs ${info.name} shows its output, edgestar status ${info.name} its state` },
+  )
 }
