@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
-import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -338,6 +338,74 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
     await eventually(async () =>
       (await logsOf('web')).includes('edge-app v2 ready') ? true : undefined,
     )
+  })
+
+  it('runs `edgestar fleet deploy` with --bind, --network none and --update, hints carried', async () => {
+    const host = path.join(work, 'bind-src')
+    await mkdir(host, { recursive: true })
+    await writeFile(path.join(host, 'greeting'), 'hello from the host')
+    const port = (broker as TestBroker).port
+    // Reads the bound file, tries to write it, and tries the broker's port on loopback: in
+    // a network namespace of its own nothing listens there.
+    const probe = [
+      'import socket',
+      "print(open('/mnt/host/greeting').read(), flush=True)",
+      'try:',
+      "    open('/mnt/host/new', 'w')",
+      "    print('bind writable', flush=True)",
+      'except OSError:',
+      "    print('bind read-only', flush=True)",
+      'try:',
+      `    socket.create_connection(('127.0.0.1', ${port}), 2).close()`,
+      "    print('network host', flush=True)",
+      'except OSError:',
+      "    print('network none', flush=True)",
+    ].join('\n')
+    const fleet = async (...args: string[]) => {
+      const end = args.indexOf('--')
+      const argv = [
+        ...['fleet', 'deploy', 'boxed', refs.app1, ...args.slice(0, end)],
+        ...['--device-id', DEVICE_ID, '--mqtt-url', (broker as TestBroker).url, '--json'],
+        ...['--timeout', '120', ...args.slice(end)],
+      ]
+      return exec(process.execPath, [CLI, ...argv]).then(
+        ({ stdout }) => ({ code: 0, body: JSON.parse(stdout) as Record<string, unknown> }),
+        (err: { code: number; stdout: string }) => ({
+          code: err.code,
+          body: JSON.parse(err.stdout) as Record<string, unknown>,
+        }),
+      )
+    }
+
+    // An update prefetches the whole image first; uncapped, as in the update test above.
+    await client().call('bandwidth', { capBytesPerSec: null })
+    const bind = ['--bind', `${host}:/mnt/host:ro`]
+    const first = await fleet(...bind, '--network', 'none', '--', 'python3', '-c', probe)
+    assert.equal(first.code, 0, JSON.stringify(first.body))
+    assert.equal(first.body.ok, true)
+    const output = await eventually(async () => {
+      const text = await logsOf('boxed')
+      return text.includes('network ') ? text : undefined
+    })
+    assert.match(output, /hello from the host/)
+    assert.match(output, /bind read-only/)
+    assert.match(output, /network none/)
+
+    const taken = await fleet(...bind, '--', 'python3', '-c', probe)
+    assert.equal(taken.code, 1)
+    const error = taken.body.error as { code: string; hint?: string }
+    assert.equal(error.code, 'EDGESTAR_AGENT_NAME_TAKEN')
+    assert.match(error.hint ?? '', /--update/)
+
+    const updated = await fleet(...bind, '--update', '--', 'python3', '-c', probe)
+    assert.equal(updated.code, 0, JSON.stringify(updated.body))
+    const again = await eventually(async () => {
+      const text = await logsOf('boxed')
+      return text.includes('network host') ? text : undefined
+    })
+    assert.match(again, /network host/)
+    await client().call('remove', { name: 'boxed' })
+    await assertNoTrace('boxed')
   })
 
   it('restores deployments after kill -9 while starting and while running, with the registry stopped', async () => {
