@@ -51,16 +51,16 @@ export async function measureDeployment(spec: VariantSpec): Promise<VariantResul
 
     // The fleet command's result may come back only once the container runs, so the clock
     // and the polling start with it, not after it.
-    spec.say(`deploy: edgestar fleet deploy ${APP_NAME} ${spec.ref} --device ${DEVICE_ID}`)
+    spec.say(`deploy: edgestar fleet deploy ${APP_NAME} ${spec.ref} --device-id ${DEVICE_ID}`)
     const startedAt = Date.now()
     const deployed = run(edgestar, [
       'fleet',
       'deploy',
       APP_NAME,
       spec.ref,
-      '--device',
+      '--device-id',
       DEVICE_ID,
-      '--broker',
+      '--mqtt-url',
       spec.brokerUrl,
       '--timeout',
       '900',
@@ -110,7 +110,7 @@ async function startAgent(
       spec.registry,
       '--mqtt-url',
       spec.brokerUrl,
-      '--mqtt-device-id',
+      '--device-id',
       DEVICE_ID,
       '--bandwidth',
       spec.backgroundCap,
@@ -138,7 +138,7 @@ async function startAgent(
 function watchFleet(spec: VariantSpec, edgestar: string, cleanup: Cleanup): void {
   startBackground(
     edgestar,
-    ['fleet', 'watch', '--broker', spec.brokerUrl, '--device', DEVICE_ID],
+    ['fleet', 'watch', '--mqtt-url', spec.brokerUrl, '--device-id', DEVICE_ID],
     cleanup,
     'fleet watch',
     { onStdoutLine: (line) => spec.say(`fleet: ${line}`) },

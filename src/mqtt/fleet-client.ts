@@ -81,7 +81,7 @@ export class FleetClient {
       throw new EdgestarError(
         'EDGESTAR_MQTT_CONNECT_FAILED',
         `cannot connect to broker ${redactUrl(options.url)}: ${(err as Error).message}`,
-        { cause: err, hint: 'check --broker, the credentials and the TLS files' },
+        { cause: err, hint: 'check --mqtt-url, the credentials and the TLS files' },
       )
     }
   }
