@@ -57,14 +57,24 @@ name="edgestar-$version-$PLATFORM"
 work="$repo/.cache/arm/$target"
 mkdir -p "$work" "$outdir"
 
-# 1. The target Node must satisfy every engines range, or the package would ship broken.
-step "checking that Node $NODE_VERSION for $target meets the engines ranges"
-[ -d "$repo/node_modules/semver" ] || fail "the checkout's npm dependencies are missing" \
-  "run scripts/setup.sh (or npm ci) in $repo first: the build uses its typescript and semver"
-if ! refusals=$(node "$repo/scripts/arm/check-engines.mjs" "$repo" "$NODE_VERSION"); then
+# 1. The committed tree (HEAD: a package is made from a commit, and others' half-done
+# edits in the checkout must not break it). Its target Node must satisfy every engines
+# range in it, or the package would ship broken.
+step "exporting HEAD; checking that Node $NODE_VERSION for $target meets the engines ranges"
+stage="$work/stage"
+rm -rf "$stage" && mkdir -p "$stage"
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null) ||
+  fail "$repo is not a git checkout" "the package is built from the committed tree; clone the repository"
+git -C "$repo" archive HEAD src schemas package.json package-lock.json tsconfig.json | tar -x -C "$stage"
+if [ -n "$(git -C "$repo" status --porcelain -- src schemas package.json package-lock.json)" ]; then
+  say "note: packaging commit $commit; uncommitted changes in src/ or schemas/ are not included"
+fi
+# npm's own semver, so the check runs before any npm install.
+semver="$(npm root -g)/npm/node_modules/semver"
+if ! refusals=$(node "$repo/scripts/arm/check-engines.mjs" "$stage" "$NODE_VERSION" "$semver"); then
   echo "$refusals" | sed 's/^/  /' >&2
-  fail "$target cannot be packaged: the newest $NODE_PKG on the npm registry is $NODE_VERSION," \
-    "which the packages above refuse. Build on the board instead with a Node 20.18+ from its distribution (deploy/$target/README.md)"
+  fail "$target cannot be packaged: the packages above refuse Node $NODE_VERSION, the newest $NODE_PKG on the npm registry" \
+    "run edgestar on the board with an official Node 20.18+ for it and scripts/setup.sh (deploy/$target/README.md)"
 fi
 
 # 2. Debian packages: cross compilers, qemu, and the target's runtime libraries.
@@ -90,27 +100,17 @@ if [ ! -x "$nodedir/bin/node" ]; then
   tar -xzf "$node_tgz" -C "$nodedir" --strip-components=1
 fi
 
-# 4. A staging copy of the committed tree (HEAD: a package is made from a commit, and
-# others' half-done edits in the checkout must not break it), its production dependencies
-# without install scripts (they would build for x86-64, and prebuild-install would reach
-# for GitHub), and dist/ compiled from its src/.
-step "exporting HEAD and installing production npm dependencies into $work/stage"
-stage="$work/stage"
-tree="$work/tree"
-rm -rf "$stage" "$tree" && mkdir -p "$stage" "$tree"
-commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null) ||
-  fail "$repo is not a git checkout" "the package is built from the committed tree; clone the repository"
-git -C "$repo" archive HEAD src schemas package.json package-lock.json tsconfig.json | tar -x -C "$tree"
-if [ -n "$(git -C "$repo" status --porcelain -- src schemas package.json package-lock.json)" ]; then
-  say "note: packaging commit $commit; uncommitted changes in src/ or schemas/ are not included"
-fi
-cp "$repo/scripts/arm/tsconfig.build.json" "$tree/"
-cp "$tree/package.json" "$tree/package-lock.json" "$stage/"
-(cd "$stage" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+# 4. Dependencies without install scripts (they would build for x86-64, and
+# prebuild-install would reach for GitHub); dist/ compiled from src/ with the tree's own
+# typescript, then the dev dependencies pruned. The checkout's node_modules is not used.
+step "installing npm dependencies into $stage and compiling src/ of $commit"
+cp "$repo/scripts/arm/tsconfig.build.json" "$stage/"
+npm_quiet=(--ignore-scripts --no-audit --no-fund --loglevel=error)
+(cd "$stage" && npm ci "${npm_quiet[@]}") ||
   fail "npm ci in $stage failed" "check that the npm registry is reachable; the lock file must match package.json"
-say "compiling src/ of $commit with tsc"
-"$repo/node_modules/.bin/tsc" -p "$tree/tsconfig.build.json" --outDir "$stage/dist" ||
+(cd "$stage" && node_modules/.bin/tsc -p tsconfig.build.json --outDir dist) ||
   fail "tsc failed on src/ of commit $commit" "fix the type errors (npx tsc -p tsconfig.json shows them), then run this again"
+(cd "$stage" && npm prune --omit=dev "${npm_quiet[@]}") || fail "npm prune --omit=dev in $stage failed"
 
 # 5. The three addons, cross-compiled against the target Node's headers.
 step "cross-compiling the native addons for $target (a few minutes)"
@@ -118,7 +118,7 @@ bash "$repo/scripts/arm/build-addons.sh" "$stage" "$nodedir" "$GYP_ARCH" "$TRIPL
 
 # 6. The package tree: only what runs on the device, and no binary for another machine.
 step "assembling $name"
-bash "$repo/scripts/arm/assemble.sh" "$tree" "$stage" "$nodedir" "$work/$name" "$ELF_MACHINE" \
+bash "$repo/scripts/arm/assemble.sh" "$stage" "$nodedir" "$work/$name" "$ELF_MACHINE" \
   "$PREBUILD_DIR"
 
 # 7. The tarball, with stable owners, order and times so rebuilds compare byte for byte.

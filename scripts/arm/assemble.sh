@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Lays out the package tree from a staging directory whose addons are cross-built.
-# Usage: scripts/arm/assemble.sh TREE STAGE NODEDIR OUT ELF_MACHINE PREBUILD_DIR
-#   TREE is the exported source tree (schemas/, package.json), STAGE holds dist/ and node_modules.
+# Usage: scripts/arm/assemble.sh STAGE NODEDIR OUT ELF_MACHINE PREBUILD_DIR
+#   STAGE is the exported tree with dist/ compiled and production node_modules.
 # Fails if any ELF file in OUT is built for another machine than ELF_MACHINE.
 set -euo pipefail
-tree=$1
-stage=$2
-nodedir=$3
-out=$4
-elf_machine=$5
-prebuild_dir=$6     # prebuilds/ subfolder a Node addon loads on the target, e.g. linux-arm64
+stage=$1
+nodedir=$2
+out=$3
+elf_machine=$4
+prebuild_dir=$5     # prebuilds/ subfolder a Node addon loads on the target, e.g. linux-arm64
 
 fail() {
   echo "build-arm: error: $1" >&2
@@ -23,8 +22,8 @@ cp "$nodedir/bin/node" "$out/node/bin/node"
 cp "$nodedir/LICENSE" "$out/node/LICENSE"
 cp -r "$stage/dist/src" "$out/dist/src"
 # schemas/ and package.json are read at run time, found by walking up from dist/src/mqtt.
-cp -r "$tree/schemas" "$out/schemas"
-cp "$tree/package.json" "$tree/package-lock.json" "$out/"
+cp -r "$stage/schemas" "$out/schemas"
+cp "$stage/package.json" "$stage/package-lock.json" "$out/"
 cp -r "$stage/node_modules" "$out/node_modules"
 install -m 0755 "$(dirname "$0")/launcher.sh" "$out/bin/edgestar"
 
@@ -59,3 +58,10 @@ for addon in "$modules"/better-sqlite3/build/Release/better_sqlite3.node \
 done
 readelf -d "$modules/fuse-native/build/Release/fuse.node" | grep -q 'NEEDED.*\[libfuse.so.2\]' ||
   fail "fuse.node does not link libfuse.so.2" "check scripts/arm/build-addons.sh's libfuse swap"
+
+# The device's C libraries must be at least as new as the ones the addons were linked with.
+versions=$(find "$out" -type f \( -name '*.node' -o -path '*/node/bin/node' \) -exec readelf -V --wide {} + |
+  grep -o 'GLIBC_2[0-9.]*\|GLIBCXX_[0-9.]*' | sort -u)
+glibc=$(echo "$versions" | grep '^GLIBC_' | sort -V | tail -n 1)
+glibcxx=$(echo "$versions" | grep '^GLIBCXX_' | sort -V | tail -n 1)
+echo "build-arm: the device needs ${glibc/_/ } and libstdc++ with $glibcxx (Debian 12, Ubuntu 22.04 or newer)" >&2

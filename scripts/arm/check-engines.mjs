@@ -1,21 +1,21 @@
 // Checks that a target Node version satisfies the `engines.node` range of edgestar and of
 // every production package in package-lock.json. A cross build cannot find this out by
 // itself: npm on the build machine runs its own Node, so it never warns about the target's.
-// Usage: node scripts/arm/check-engines.mjs REPO_DIR NODE_VERSION
+// Usage: node scripts/arm/check-engines.mjs REPO_DIR NODE_VERSION SEMVER_DIR
+//   SEMVER_DIR: a semver package to load (npm's own, so nothing needs installing first)
 // Prints one line per package that refuses the version; exits 1 if there is any.
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join, resolve } from 'node:path'
 
-const [repoArg, nodeVersion] = process.argv.slice(2)
-if (!repoArg || !nodeVersion) {
-  console.error('usage: check-engines.mjs REPO_DIR NODE_VERSION')
+const [repoArg, nodeVersion, semverDir] = process.argv.slice(2)
+if (!repoArg || !nodeVersion || !semverDir) {
+  console.error('usage: check-engines.mjs REPO_DIR NODE_VERSION SEMVER_DIR')
   process.exit(2)
 }
 const repoDir = resolve(repoArg)
 
-// semver is a production dependency already (through prebuild-install), so no extra install.
-const semver = createRequire(join(repoDir, 'package.json'))('semver')
+const semver = createRequire(import.meta.url)(resolve(semverDir))
 const lock = JSON.parse(readFileSync(join(repoDir, 'package-lock.json'), 'utf8'))
 
 const refusals = []
