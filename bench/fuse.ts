@@ -9,7 +9,7 @@
  *    the 300 MB bench tree image at a rate that would fetch all of the Debian one first).
  *
  * Run: `bash bench/fuse.sh`. Env: EDGESTAR_CACHE_DIR (trees and blobs are cached there),
- * EDGESTAR_TEST_ROOTFS, BENCH_CAP_WINDOW_SEC (default 30).
+ * EDGESTAR_TEST_ROOTFS, BENCH_CAP_WINDOW_SEC (default 30), BENCH_ROUNDS (default 5), BENCH_SKIP_CAP=1.
  */
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
@@ -24,6 +24,7 @@ import { RegistryClient } from '../src/registry/index.js'
 import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
 import { type ImageMount, mountImageFromRegistry } from '../test/helpers/mount.js'
 import { startRegistry } from '../test/helpers/registry-server.js'
+import { FILE_NAME, mountBareFuse } from './bare-fuse.js'
 
 const run = promisify(execFile)
 const CACHE_DIR = resolve(process.env.EDGESTAR_CACHE_DIR ?? '.cache')
@@ -33,7 +34,7 @@ const BIG_FILE_BYTES = 256 << 20
 const TREE_FILES = 10_000
 const MB = 1_000_000
 const CAP_RATES = [256 << 10, 1 << 20, 2 << 20]
-const ROUNDS = 3
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -122,6 +123,7 @@ async function readAndWalk(registryHost: string): Promise<void> {
   await pusher.close()
 
   const stack = await mountStack(ref, 0, false)
+  const bare = await mountBareFuse(BIG_FILE_BYTES)
   try {
     const pulled = Date.now()
     await stack.images.pull(stack.image)
@@ -132,19 +134,24 @@ async function readAndWalk(registryHost: string): Promise<void> {
     const read = (dir: string): string => `cat '${dir}/big.bin' > /dev/null`
     const walk = (dir: string): string => `find '${dir}/tree' -printf '%s %m %n\\n' | wc -l`
     // The VM disk is noisy: alternate local and mount, ROUNDS times, and take medians.
-    const samples = { localRead: [], fuseRead: [], localWalk: [], fuseWalk: [] } as Record<
-      string,
-      number[]
-    >
+    const samples = {
+      localRead: [],
+      fuseRead: [],
+      bareRead: [],
+      localWalk: [],
+      fuseWalk: [],
+    } as Record<string, number[]>
     for (let round = 0; round < ROUNDS; round++) {
       samples.localRead.push(await timed(read(tree)))
       samples.fuseRead.push(await timed(read(stack.mountpoint)))
+      samples.bareRead.push(await timed(`cat '${bare.dir}/${FILE_NAME}' > /dev/null`))
       samples.localWalk.push(await timed(walk(tree)))
       samples.fuseWalk.push(await timed(walk(stack.mountpoint)))
     }
-    const [localRead, fuseRead, localWalk, fuseWalk] = [
+    const [localRead, fuseRead, bareRead, localWalk, fuseWalk] = [
       samples.localRead,
       samples.fuseRead,
+      samples.bareRead,
       samples.localWalk,
       samples.fuseWalk,
     ].map(median)
@@ -155,12 +162,20 @@ async function readAndWalk(registryHost: string): Promise<void> {
     const fuseCachedRead = Number(process.hrtime.bigint() - cachedStarted) / 1e9
 
     const mbps = (seconds: number): string => (BIG_FILE_BYTES / MB / seconds).toFixed(0).padStart(6)
+    const rates = (list: number[]): string => list.map((s) => mbps(s).trim()).join(' ')
     console.log(
       `\nwarm sequential read, 256 MiB file (chunk cache full; page caches dropped; median of ${ROUNDS})`,
     )
     console.log(`  local disk  ${mbps(localRead)} MB/s`)
     console.log(`  FUSE mount  ${mbps(fuseRead)} MB/s`)
     console.log(`  ratio mount/local = ${(localRead / fuseRead).toFixed(2)} (target >= 0.5)`)
+    console.log(`  bare libfuse2 mount serving the file from memory ${mbps(bareRead)} MB/s`)
+    console.log(
+      `  ratio mount/bare FUSE = ${(bareRead / fuseRead).toFixed(2)} (what edgestar keeps)`,
+    )
+    console.log(
+      `  samples MB/s local ${rates(samples.localRead)}; mount ${rates(samples.fuseRead)}`,
+    )
     console.log(
       `  FUSE re-read from the kernel page cache (kernel_cache): ${mbps(fuseCachedRead)} MB/s`,
     )
@@ -171,6 +186,7 @@ async function readAndWalk(registryHost: string): Promise<void> {
     console.log(`  FUSE mount  ${fuseWalk.toFixed(2).padStart(6)} s`)
     console.log(`  ratio local/mount time = ${(localWalk / fuseWalk).toFixed(2)}`)
   } finally {
+    await bare.close()
     await stack.close()
   }
 }
@@ -214,7 +230,7 @@ async function backgroundCap(registryHost: string): Promise<void> {
 const server = await startRegistry()
 try {
   await readAndWalk(server.host)
-  await backgroundCap(server.host)
+  if (process.env.BENCH_SKIP_CAP !== '1') await backgroundCap(server.host)
 } finally {
   await server.stop()
 }

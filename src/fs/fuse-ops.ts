@@ -93,10 +93,16 @@ export function buildFuseOps(view: ImageView, log: Logger): Record<string, unkno
     },
 
     read(path: string, _fd: number, buf: Buffer, length: number, offset: number, cb: Cb): void {
+      const viewPath = toViewPath(path)
+      const ready = readIfReady(view, viewPath, offset, length, buf)
+      if (ready !== undefined) {
+        cb(ready)
+        return
+      }
       answer('read', path, cb, async () => {
         // Straight into the kernel's reply buffer when the view can (no copy, no garbage).
-        if (view.readInto) return cb(await view.readInto(toViewPath(path), offset, length, buf))
-        const data = await view.read(toViewPath(path), offset, length)
+        if (view.readInto) return cb(await view.readInto(viewPath, offset, length, buf))
+        const data = await view.read(viewPath, offset, length)
         data.copy(buf)
         cb(data.length)
       })
@@ -147,6 +153,22 @@ export function buildFuseOps(view: ImageView, log: Logger): Record<string, unkno
         })
       })
     },
+  }
+}
+
+// A throw here would escape into fuse-native's native dispatch: leave it to the awaited
+// path, which turns failures into EIO.
+function readIfReady(
+  view: ImageView,
+  path: string,
+  offset: number,
+  length: number,
+  target: Buffer,
+): number | undefined {
+  try {
+    return view.readIntoIfReady?.(path, offset, length, target)
+  } catch {
+    return undefined
   }
 }
 

@@ -62,6 +62,16 @@ export interface LayerSource {
    * bytes written. Optional: the merged view falls back to `read` and a copy.
    */
   readInto?(entry: LayerEntry, offset: number, length: number, target: Buffer): Promise<number>
+  /**
+   * `readInto` answered at once when the bytes are already in memory; undefined when
+   * they are not (the caller then awaits `readInto`). Optional.
+   */
+  readIntoIfReady?(
+    entry: LayerEntry,
+    offset: number,
+    length: number,
+    target: Buffer,
+  ): number | undefined
   /** Uncompressed size of the layer's content in bytes (for statfs). */
   readonly contentBytes: number
   /** Number of entries in the layer (for statfs). */
@@ -117,6 +127,12 @@ export interface ImageView {
    * with the bytes written. Optional: the FUSE handler falls back to `read` and a copy.
    */
   readInto?(path: string, offset: number, length: number, target: Buffer): Promise<number>
+  /**
+   * `readInto` answered synchronously when the file is resolved and its bytes are in
+   * memory; undefined otherwise. A warm sequential read then costs no promise turns
+   * (most of a libfuse2 request's time in JavaScript went to them). Optional.
+   */
+  readIntoIfReady?(path: string, offset: number, length: number, target: Buffer): number | undefined
   statfs(): Promise<ViewStats>
   /** Releases what the view holds (database handles, readers). */
   close(): Promise<void>

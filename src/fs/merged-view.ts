@@ -113,6 +113,20 @@ export class MergedView implements ImageView {
     return data.copy(target)
   }
 
+  readIntoIfReady(
+    path: string,
+    offset: number,
+    length: number,
+    target: Buffer,
+  ): number | undefined {
+    const content = this.#nodes.get(path)?.content
+    if (!content) return undefined
+    const { layer, entry } = content
+    const end = Math.min(entry.sizeBytes, offset + length)
+    if (offset >= end) return 0
+    return this.#layers[layer].readIntoIfReady?.(entry, offset, end - offset, target)
+  }
+
   async statfs(): Promise<ViewStats> {
     let sizeBytes = 0
     let entryCount = 0

@@ -35,18 +35,23 @@ export class ReadWindowCache {
     return this.#maxBytes > 0
   }
 
+  /** The window under `key` when it is in memory now (marked most recently used). */
+  peek(key: string): Buffer | undefined {
+    const hit = this.#windows.get(key)
+    if (hit === undefined) return undefined
+    this.#windows.delete(key)
+    this.#windows.set(key, hit)
+    return hit
+  }
+
   /**
    * The window under `key` (`size` bytes), loading it with `load` into a buffer of that
    * size when absent; `load` resolves with the filled part. Copy what you need from the
    * result before awaiting anything else.
    */
   async get(key: string, size: number, load: (into: Buffer) => Promise<Buffer>): Promise<Buffer> {
-    const hit = this.#windows.get(key)
-    if (hit) {
-      this.#windows.delete(key)
-      this.#windows.set(key, hit)
-      return hit
-    }
+    const hit = this.peek(key)
+    if (hit) return hit
 
     const pending = this.#loading.get(key)
     if (pending) return pending

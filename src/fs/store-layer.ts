@@ -153,6 +153,25 @@ export class StoreLayer implements LayerSource {
     return copied
   }
 
+  /** The part of `readInto` that needs no await: a read inside a chunk already in memory. */
+  readIntoIfReady(
+    entry: LayerEntry,
+    offset: number,
+    length: number,
+    target: Buffer,
+  ): number | undefined {
+    if (!this.#windows.isEnabled || offset >= entry.sizeBytes) return undefined
+    const span = findSpan(this.#spans.get(entry.name), offset)
+    if (!span || offset + length > span.chunkOffset + span.chunkSize) return undefined
+    const window = this.#windows.peek(this.#windowKey(entry.name, span))
+    if (!window) return undefined
+
+    const from = offset - span.chunkOffset
+    const copied = window.copy(target, 0, from, Math.min(window.length, from + length))
+    this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
+    return copied
+  }
+
   // Keeps READ_AHEAD_BYTES of chunks in flight beyond the one being read (at most half
   // the window cache, so read-ahead never evicts what it read). A reader that
   // starts over or jumps starts a new read-ahead from where it is (a mark left past the
@@ -196,10 +215,13 @@ export class StoreLayer implements LayerSource {
   }
 
   #window(name: string, span: ChunkSpan): Promise<Buffer> {
-    const key = `${this.#digest}\0${name}\0${span.chunkOffset}`
-    return this.#windows.get(key, span.chunkSize, (into) =>
+    return this.#windows.get(this.#windowKey(name, span), span.chunkSize, (into) =>
       this.#read(this.#digest, name, span.chunkOffset, span.chunkSize, into),
     )
+  }
+
+  #windowKey(name: string, span: ChunkSpan): string {
+    return `${this.#digest}\0${name}\0${span.chunkOffset}`
   }
 
   async #readAhead(entry: LayerEntry, offset: number, chunks: number): Promise<void> {
