@@ -3,10 +3,15 @@ import { appendFileSync } from 'node:fs'
 import { EdgestarError, isEdgestarError } from '../errors.js'
 import type { LayerFormat } from '../estargz/index.js'
 import { moduleLogger } from '../log.js'
-import type { BlobReader } from '../registry/index.js'
+import type { BlobReader, ByteRange } from '../registry/index.js'
 import type { LayerRow, Store, UnitRow } from '../store/index.js'
 import { computeDiffID } from './layer-verifier.js'
-import { type LinkChange, LinkMonitor, type LinkState } from './link-state.js'
+import {
+  type LinkChange,
+  LinkMonitor,
+  type LinkState,
+  type SlowLinkThresholds,
+} from './link-state.js'
 import { readPaced } from './paced-read.js'
 import { type Clock, TokenBucket } from './token-bucket.js'
 import { decodeUnit } from './unit-decoder.js'
@@ -43,6 +48,8 @@ export interface FetchSchedulerOptions {
   probeIntervalMs?: number
   /** Units coalesced into one batch of ranges up to this many bytes. Default 4 MiB. */
   maxBatchBytes?: number
+  /** When an answered request counts as slow (three of the last four make the link degraded). */
+  slowLink?: SlowLinkThresholds
   /** Appends `LAYER OFFSET KEY` per unit requested to this file (tests; EDGESTAR_FETCH_TRACE). */
   tracePath?: string
   clock?: Clock
@@ -107,7 +114,7 @@ export class FetchScheduler extends EventEmitter {
   private readonly maxBatchBytes: number
   private readonly tracePath: string | undefined
   private readonly bucket: TokenBucket
-  private readonly link = new LinkMonitor()
+  private readonly link: LinkMonitor
   private readonly jobs = new Map<string, Job>()
   private readonly readers = new Map<string, BlobReader>()
   private readonly layerRows = new Map<string, LayerRow>()
@@ -145,6 +152,7 @@ export class FetchScheduler extends EventEmitter {
       options.clock,
       options.backgroundBurstBytes,
     )
+    this.link = new LinkMonitor(options.slowLink)
     this.link.on('change', (change) => this.onLinkChange(change))
   }
 
@@ -486,6 +494,22 @@ export class FetchScheduler extends EventEmitter {
     return batch.sort((a, b) => a.offset - b.offset)
   }
 
+  // Each request's time on the wire tells the link monitor how fast the link is. Paced
+  // pieces are timed one by one, after their wait for the bucket.
+  private timed(reader: BlobReader): Pick<BlobReader, 'readRanges'> {
+    const link = this.link
+    return {
+      async readRanges(ranges: readonly ByteRange[]): Promise<Buffer[]> {
+        const startedMs = performance.now()
+        const buffers = await reader.readRanges(ranges)
+        let bytes = 0
+        for (const buffer of buffers) bytes += buffer.length
+        link.observed(bytes, performance.now() - startedMs)
+        return buffers
+      },
+    }
+  }
+
   private hasForegroundInFlight(): boolean {
     for (const job of this.jobs.values()) {
       if (job.isRunning && job.priority !== 'background') return true
@@ -536,13 +560,14 @@ export class FetchScheduler extends EventEmitter {
   ): Promise<Buffer[]> {
     const counter = `${priority}Bytes` as const
     const unit = units[0]!
+    const wire = this.timed(reader)
     const isPaced =
       priority === 'background' &&
       this.bucket.rateBytesPerSec > 0 &&
       units.length === 1 &&
       unit.sizeBytes > this.pieceBytes()
     if (isPaced) {
-      const data = await readPaced(reader, unit.offset, unit.sizeBytes, {
+      const data = await readPaced(wire, unit.offset, unit.sizeBytes, {
         bucket: this.bucket,
         pieceBytes: () => this.pieceBytes(),
         sleep: (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
@@ -553,7 +578,7 @@ export class FetchScheduler extends EventEmitter {
       })
       return [data]
     }
-    const buffers = await reader.readRanges(
+    const buffers = await wire.readRanges(
       units.map((u) => ({ offset: u.offset, length: u.sizeBytes })),
     )
     for (const buffer of buffers) this.counters[counter] += buffer.length
