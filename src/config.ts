@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs'
 import { EdgestarError } from './errors.js'
-import { parseByteSize } from './fetch/index.js'
+import { type BackgroundOrder, parseBackgroundOrder, parseByteSize } from './fetch/index.js'
 import { DEFAULT_STATE_DIR } from './store/index.js'
 
 /** Default path of the device's config file. */
@@ -43,6 +43,11 @@ export interface EdgestarConfig {
   cacheLimitBytes: number
   /** Whether the background fetch runs. File `backgroundFetch`, env EDGESTAR_BACKGROUND_FETCH. */
   backgroundFetch: boolean
+  /**
+   * Which layers the background fetch takes first: `bottom-first` or `top-first`.
+   * File `backgroundOrder`, env EDGESTAR_BACKGROUND_ORDER.
+   */
+  backgroundOrder: BackgroundOrder
   /** Registry requests in flight at most. File `fetchConcurrency`. */
   fetchConcurrency: number
   /** Docker config.json for registry credentials; undefined = Docker's default. File `dockerConfig`. */
@@ -75,6 +80,7 @@ export function loadConfig(
     offlineWaitMs: 30_000,
     cacheLimitBytes: 0,
     backgroundFetch: true,
+    backgroundOrder: 'bottom-first',
     fetchConcurrency: 4,
     dockerConfigPath: undefined,
     raw: raw ?? {},
@@ -131,6 +137,8 @@ function applyFile(config: EdgestarConfig, raw: Record<string, unknown>, path: s
     config.cacheLimitBytes = parseByteSize(raw.cacheLimit as string, where('cacheLimit'))
   if (raw.backgroundFetch !== undefined)
     config.backgroundFetch = expectBoolean(raw.backgroundFetch, where('backgroundFetch'))
+  if (raw.backgroundOrder !== undefined)
+    config.backgroundOrder = parseBackgroundOrder(raw.backgroundOrder, where('backgroundOrder'))
   if (raw.fetchConcurrency !== undefined) {
     const n = raw.fetchConcurrency
     if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 64)
@@ -163,6 +171,11 @@ function applyEnv(config: EdgestarConfig, env: NodeJS.ProcessEnv): void {
     config.backgroundFetch = parseBoolean(
       env.EDGESTAR_BACKGROUND_FETCH,
       'EDGESTAR_BACKGROUND_FETCH',
+    )
+  if (env.EDGESTAR_BACKGROUND_ORDER)
+    config.backgroundOrder = parseBackgroundOrder(
+      env.EDGESTAR_BACKGROUND_ORDER,
+      'EDGESTAR_BACKGROUND_ORDER',
     )
 }
 

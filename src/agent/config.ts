@@ -1,6 +1,6 @@
 import { loadConfig, parseDuration } from '../config.js'
 import { EdgestarError } from '../errors.js'
-import { parseByteSize } from '../fetch/index.js'
+import { type BackgroundOrder, parseBackgroundOrder, parseByteSize } from '../fetch/index.js'
 import { RUNTIME_CHOICES, type RuntimeChoice } from '../runtime/index.js'
 import { DEFAULT_SOCKET_PATH } from './protocol.js'
 
@@ -15,6 +15,8 @@ export interface AgentConfig {
   /** Background fetch cap in bytes per second; null = uncapped. */
   bandwidthBytesPerSec: number | null
   offlineWaitMs: number
+  /** Which layers the background fetch takes first. */
+  backgroundOrder: BackgroundOrder
   /** Chunk cache size limit in bytes; null = no limit. */
   cacheLimitBytes: number | null
   /** Image platform to resolve, e.g. linux/arm64; default: this machine's. */
@@ -210,6 +212,13 @@ export const SHARED_OPTIONS: readonly { key: keyof AgentConfig; flag: string; do
       '(file offlineWait, env EDGESTAR_OFFLINE_WAIT)',
   },
   {
+    key: 'backgroundOrder',
+    flag: '--background-order <order>',
+    doc:
+      'which layers the background fetch takes first: bottom-first (default) or top-first ' +
+      '(file backgroundOrder, env EDGESTAR_BACKGROUND_ORDER)',
+  },
+  {
     key: 'cacheLimitBytes',
     flag: '--cache-limit <size>',
     doc: 'chunk cache size limit, e.g. 2GiB; 0 = none (file cacheLimit, env EDGESTAR_CACHE_LIMIT)',
@@ -273,6 +282,10 @@ export function loadAgentConfig(
       flags.offlineWaitMs === undefined
         ? base.offlineWaitMs
         : parseDuration(String(flags.offlineWaitMs), '--offline-wait'),
+    backgroundOrder:
+      flags.backgroundOrder === undefined
+        ? base.backgroundOrder
+        : parseBackgroundOrder(flags.backgroundOrder, '--background-order'),
     cacheLimitBytes: nullIfZero(
       flags.cacheLimitBytes === undefined
         ? base.cacheLimitBytes

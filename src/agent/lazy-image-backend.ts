@@ -60,6 +60,7 @@ export class LazyImageBackend implements ImageBackend {
       registry: this.registry,
       scheduler: this.scheduler,
       allowUnverified: config.allowUnverified,
+      backgroundOrder: config.backgroundOrder,
       ...(config.platform === undefined ? {} : { platform: config.platform }),
     })
     this.sampleRate()
@@ -95,7 +96,9 @@ export class LazyImageBackend implements ImageBackend {
     // allowOther: the container may run as a user other than root.
     const mounted = await mountImage(view, mountpoint, { allowOther: true })
     for (const layer of image.layers) void this.scheduler.prefetch(layer).catch(() => undefined)
-    this.scheduler.startBackground(image.layers, { forDiffID: true })
+    this.scheduler.startBackground(this.images.layersInBackgroundOrder(image), {
+      forDiffID: true,
+    })
     return mounted
   }
 

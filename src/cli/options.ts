@@ -2,7 +2,12 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Command, Option } from 'commander'
 import { type EdgestarConfig, loadConfig, parseDuration } from '../config.js'
-import { FetchScheduler, parseByteSize } from '../fetch/index.js'
+import {
+  BACKGROUND_ORDERS,
+  FetchScheduler,
+  parseBackgroundOrder,
+  parseByteSize,
+} from '../fetch/index.js'
 import { ImageService } from '../images/index.js'
 import { RegistryClient } from '../registry/index.js'
 import { Store } from '../store/index.js'
@@ -23,6 +28,7 @@ export interface FetchOptions {
   offlineWait?: string
   /** commander's `--no-background` sets this false. */
   background?: boolean
+  backgroundOrder?: string
 }
 
 /**
@@ -58,7 +64,10 @@ export function addCommonOptions(command: Command): Command {
     )
 }
 
-/** Adds `--bandwidth RATE`, `--offline-wait DURATION` and `--no-background`. */
+/**
+ * Adds `--bandwidth RATE`, `--offline-wait DURATION`, `--no-background` and
+ * `--background-order ORDER`.
+ */
 export function addFetchOptions(command: Command): Command {
   return command
     .addOption(
@@ -66,6 +75,10 @@ export function addFetchOptions(command: Command): Command {
     )
     .option('--offline-wait <duration>', 'how long a read waits for an offline registry, e.g. 30s')
     .option('--no-background', 'do not fetch the rest of the image in the background')
+    .option(
+      '--background-order <order>',
+      `which layers the background fetch takes first: ${BACKGROUND_ORDERS.join(' or ')} (default bottom-first)`,
+    )
 }
 
 /**
@@ -95,6 +108,8 @@ export function settingsFrom(options: CommonOptions & FetchOptions): EdgestarCon
   if (options.offlineWait !== undefined)
     config.offlineWaitMs = parseDuration(options.offlineWait, '--offline-wait')
   if (options.background === false) config.backgroundFetch = false
+  if (options.backgroundOrder !== undefined)
+    config.backgroundOrder = parseBackgroundOrder(options.backgroundOrder, '--background-order')
   return config
 }
 
@@ -141,6 +156,7 @@ export function openServices(config: EdgestarConfig): Services {
     registry,
     scheduler,
     allowUnverified: config.allowUnverified,
+    backgroundOrder: config.backgroundOrder,
     ...(config.platform === undefined ? {} : { platform: config.platform }),
   })
   return {

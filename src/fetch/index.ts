@@ -4,6 +4,12 @@
  * link-state tracking with bounded offline waits, and verification of every unit before
  * it reaches the chunk cache.
  */
+export {
+  BACKGROUND_ORDERS,
+  type BackgroundOrder,
+  layersInBackgroundOrder,
+  parseBackgroundOrder,
+} from './background-order.js'
 export { formatBytes, parseByteSize } from './bandwidth.js'
 export { installBandwidthControl } from './bandwidth-control.js'
 export { computeDiffID } from './layer-verifier.js'

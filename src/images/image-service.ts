@@ -1,6 +1,11 @@
 import { isEdgestarError } from '../errors.js'
 import { detectLayerFormat, ESTARGZ_ERRORS, type LayerIndex, openLayer } from '../estargz/index.js'
-import type { FetchPriority, FetchScheduler } from '../fetch/index.js'
+import {
+  type BackgroundOrder,
+  type FetchPriority,
+  type FetchScheduler,
+  layersInBackgroundOrder,
+} from '../fetch/index.js'
 import { moduleLogger } from '../log.js'
 import {
   classifyLayer,
@@ -26,6 +31,8 @@ export interface ImageServiceOptions {
   allowUnverified?: boolean
   /** Platform to resolve (`os/arch[/variant]`); default the machine's. */
   platform?: string
+  /** Which layers a pull takes first (default `bottom-first`, the manifest's order). */
+  backgroundOrder?: BackgroundOrder
 }
 
 /** How much of an image is local. */
@@ -51,6 +58,7 @@ export class ImageService {
   readonly scheduler: FetchScheduler
   private readonly allowUnverified: boolean
   private readonly platform: string | undefined
+  private readonly backgroundOrder: BackgroundOrder
 
   constructor(options: ImageServiceOptions) {
     this.store = options.store
@@ -58,6 +66,12 @@ export class ImageService {
     this.scheduler = options.scheduler
     this.allowUnverified = options.allowUnverified ?? false
     this.platform = options.platform
+    this.backgroundOrder = options.backgroundOrder ?? 'bottom-first'
+  }
+
+  /** The image's layers in the order its background fetch takes them. */
+  layersInBackgroundOrder(image: ImageRow): string[] {
+    return layersInBackgroundOrder(image.layers, this.backgroundOrder)
   }
 
   /**
@@ -178,7 +192,7 @@ export class ImageService {
     }
     this.scheduler.on('unit', onUnit)
     try {
-      for (const layer of image.layers) {
+      for (const layer of this.layersInBackgroundOrder(image)) {
         const row = this.store.layers.get(layer)
         if (
           row?.state === 'verified' &&
