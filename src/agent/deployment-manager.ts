@@ -93,7 +93,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
         'EDGESTAR_AGENT_NAME_TAKEN',
         `a deployment named "${request.name}" already exists`,
         {
-          hint: `deploy with --update to move it to a new image, or remove it first (edgestar rm ${request.name})`,
+          hint: `deploy with --update to move it to a new image, or remove it first (edgestar rm ${request.name}, or edgestar fleet remove ${request.name} from the fleet)`,
         },
       )
     }
