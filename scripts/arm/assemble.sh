@@ -23,7 +23,10 @@ cp "$nodedir/LICENSE" "$out/node/LICENSE"
 cp -r "$stage/dist/src" "$out/dist/src"
 # schemas/ and package.json are read at run time, found by walking up from dist/src/mqtt.
 cp -r "$stage/schemas" "$out/schemas"
-cp "$stage/package.json" "$stage/package-lock.json" "$out/"
+cp "$stage/package.json" "$stage/package-lock.json" "$stage/README.md" "$out/"
+# docs/ is where the systemd unit's Documentation= points (/opt/edgestar/docs).
+cp -r "$stage/docs" "$out/docs"
+mkdir -p "$out/deploy" && cp -r "$stage/deploy/systemd" "$out/deploy/systemd"
 cp -r "$stage/node_modules" "$out/node_modules"
 install -m 0755 "$(dirname "$0")/launcher.sh" "$out/bin/edgestar"
 
