@@ -37,14 +37,20 @@ export class AgentDeviceController implements DeviceController {
     }
   }
 
+  private readonly stopLinkWatch: () => void
+
   constructor(agent: Agent) {
     this.agent = agent
     agent.deployments.on('state', this.onState)
+    // The retained status carries the link state: a slow or lost registry link must show
+    // there without waiting for a deployment to change state.
+    this.stopLinkWatch = agent.backend.onLinkChange(() => this.events.emit('status-changed'))
   }
 
-  /** Stops forwarding state changes. */
+  /** Stops forwarding state and link changes. */
   detach(): void {
     this.agent.deployments.off('state', this.onState)
+    this.stopLinkWatch()
   }
 
   /**

@@ -1,5 +1,5 @@
 import { EdgestarError } from '../errors.js'
-import { FetchScheduler } from '../fetch/index.js'
+import { FetchScheduler, type LinkChange } from '../fetch/index.js'
 import { mountImage, openStoreView } from '../fs/index.js'
 import { ImageService } from '../images/index.js'
 import { moduleLogger } from '../log.js'
@@ -18,6 +18,7 @@ import { RateWindow } from './rate-window.js'
 import type {
   ImageBackend,
   ImageProgress,
+  LinkState,
   LinkStatus,
   MountedImage,
   ResolvedImage,
@@ -160,6 +161,12 @@ export class LazyImageBackend implements ImageBackend {
       rateBytesPerSec: this.rate.rateBytesPerSec(),
       rateWindowSec: this.rate.windowMs / 1000,
     }
+  }
+
+  onLinkChange(listener: (state: LinkState) => void): () => void {
+    const onLink = (change: LinkChange): void => listener(change.state)
+    this.scheduler.on('link', onLink)
+    return () => this.scheduler.off('link', onLink)
   }
 
   cacheUsage(): { usedBytes: number; limitBytes?: number } {

@@ -181,6 +181,8 @@ export interface ImageBackend {
   setOfflineWaitMs(waitMs: number): void
   offlineWaitMs(): number
   link(): LinkStatus
+  /** Calls `listener` with the new state at each link state change; returns the unsubscribe. */
+  onLinkChange(listener: (state: LinkState) => void): () => void
   cacheUsage(): { usedBytes: number; limitBytes?: number }
   /** Stops background fetching and closes the store; never deletes cached data. */
   close(): Promise<void>

@@ -73,6 +73,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
   #statusQueued = false
   #lastRefusalCode: number | undefined
   readonly #onControllerEvent = (event: DeviceEvent): void => this.#publishEvent(event)
+  readonly #onStatusChanged = (): void => this.publishStatus()
 
   /**
    * Checks the options (throws EDGESTAR_MQTT_TOPIC_INVALID, EDGESTAR_MQTT_KEY_INVALID,
@@ -130,6 +131,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     if (this.#state !== 'idle') throw new Error('MqttBridge.start called twice')
     const clientOptions = this.#clientOptions()
     this.#controller.events.on('event', this.#onControllerEvent)
+    this.#controller.events.on('status-changed', this.#onStatusChanged)
 
     this.#setState('connecting')
     const client = mqtt.connect(this.#options.url, clientOptions)
@@ -156,6 +158,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     const wasOnline = this.#state === 'online'
     this.#setState('stopped')
     this.#controller.events.off('event', this.#onControllerEvent)
+    this.#controller.events.off('status-changed', this.#onStatusChanged)
     clearInterval(this.#telemetryTimer)
     clearTimeout(this.#reconnectTimer)
     this.#pump.pause()

@@ -103,6 +103,11 @@ export type DeviceEvent =
 export interface DeviceControllerEvents {
   /** A deployment state change or a fault; the bridge publishes it (through the outbox). */
   event: [DeviceEvent]
+  /**
+   * Something else the retained status shows changed (the registry link state); the
+   * bridge republishes the status, as it does after a deployment state change.
+   */
+  'status-changed': []
 }
 
 /** The answer of a command that returns data (merged into the result message). */

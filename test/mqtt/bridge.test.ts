@@ -493,6 +493,33 @@ describe('MqttBridge when the broker goes away', () => {
     }
   })
 
+  test('a change of the registry link state republishes the retained status', async () => {
+    const device = await startDevice(env.broker)
+    try {
+      const { topics } = device.bridge
+      const linkStates = (): unknown[] =>
+        env.observer.bodies(topics.status).map((s) => (s.link as { state?: string })?.state)
+      await env.observer.waitFor('status on connect', () =>
+        linkStates().includes('online') ? true : undefined,
+      )
+
+      // No deployment changes: only the link does.
+      device.controller.setLink('degraded')
+      const status = await env.observer.waitFor('status with the link degraded', () =>
+        env.observer
+          .bodies(topics.status)
+          .findLast((s) => (s.link as { state?: string })?.state === 'degraded'),
+      )
+      assertValid('status', status)
+      device.controller.setLink('offline')
+      await env.observer.waitFor('status with the link offline', () =>
+        linkStates().includes('offline') ? true : undefined,
+      )
+    } finally {
+      await device.close()
+    }
+  })
+
   test('a full outbox drops the oldest telemetry first and reports the loss', async () => {
     const device = await startDevice(env.broker, { outbox: { maxCount: 6, publishPerSec: 500 } })
     try {

@@ -8,6 +8,7 @@ import type {
   DeviceController,
   DeviceControllerEvents,
   DeviceSnapshot,
+  LinkState,
 } from '../../src/mqtt/index.js'
 
 /**
@@ -20,6 +21,7 @@ export class FakeController implements DeviceController {
   readonly calls: { method: string; arg: unknown }[] = []
   readonly deployments = new Map<string, DeploymentStatus>()
   capBytesPerSec: number | null = null
+  link: LinkState = 'online'
 
   /** When set, deploy waits for it after recording the call (a deploy in progress). */
   gate: Promise<void> | undefined
@@ -81,7 +83,7 @@ export class FakeController implements DeviceController {
   async status(): Promise<DeviceSnapshot> {
     return {
       deployments: [...this.deployments.values()],
-      link: { state: 'online' },
+      link: { state: this.link },
       bandwidth: { capBytesPerSec: this.capBytesPerSec },
       cache: { usedBytes: 4096, limitBytes: 1 << 30 },
     }
@@ -99,6 +101,12 @@ export class FakeController implements DeviceController {
       link: { state: 'online' },
       cache: { usedBytes: 4096 },
     }
+  }
+
+  /** Changes the registry link state, as the agent's fetch scheduler does. */
+  setLink(state: LinkState): void {
+    this.link = state
+    this.events.emit('status-changed')
   }
 
   /** Emits a fault event, numbered, as the agent would report a problem. */
