@@ -224,4 +224,32 @@ describe('container lifecycle through the agent (registry, FUSE, runc)', { skip 
     ])
     assert.deepEqual(await mountsUnder(path.join(work, 'state')), [])
   })
+
+  it('a second signal during shutdown does not cut it short', HANG_GUARD, async () => {
+    agent = await startAgentProcess(path.join(work, 'agent.sock'), path.join(work, 'agent.log'), [
+      '--state-dir',
+      path.join(work, 'state'),
+      '--stop-timeout-ms',
+      String(STOP_TIMEOUT_MS),
+    ])
+    // The container takes its time to stop; signals sent to the agent meanwhile must wait.
+    const onTerm = `touch /data/slow.term; ${waitFor('slow-go')}; touch /data/slow.done; exit 0`
+    const script = `trap '${onTerm}' TERM; echo up; while :; do sleep 1 & wait $!; done`
+    await deploy({ name: 'slow', command: ['sh', '-c', script] })
+    await eventually(async () => ((await logsOf('slow')).includes('up') ? true : undefined))
+
+    const child = (agent as AgentProcess).child
+    const exited = new Promise<[number | null, string | null]>((resolve) =>
+      child.once('exit', (code, signal) => resolve([code, signal])),
+    )
+    child.kill('SIGTERM')
+    await eventually(async () => ((await readdir(shared)).includes('slow.term') ? true : undefined))
+    child.kill('SIGTERM')
+    child.kill('SIGINT')
+    await writeFile(path.join(shared, 'slow-go'), '')
+
+    assert.deepEqual(await exited, [0, null])
+    assert.ok((await readdir(shared)).includes('slow.done'), 'the container finished its stop')
+    assert.deepEqual(await mountsUnder(path.join(work, 'state')), [])
+  })
 })

@@ -7,6 +7,7 @@ import {
   SHARED_OPTIONS,
   startMqtt,
 } from '../../agent/index.js'
+import { moduleLogger } from '../../log.js'
 import { printResult } from '../output.js'
 
 /**
@@ -56,11 +57,19 @@ export function register(program: Command): void {
       backendFactory: createLazyBackend,
       onReady: async (started) => void (await startMqtt(started)),
     })
-    const stop = (): void => {
+    // A second Ctrl-C or SIGTERM while containers are stopping must not kill the agent
+    // half way (containers left running, mounts left behind): it is logged and ignored.
+    let isStopping = false
+    const stop = (signal: string): void => {
+      if (isStopping) {
+        moduleLogger('agent').warn({ signal }, 'shutdown already under way; SIGKILL forces it')
+        return
+      }
+      isStopping = true
       void agent.close().finally(() => process.exit(0))
     }
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
+    process.on('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
     printResult(
       { json: raw.json === true },
       { ok: true, socket: config.socket, pid: process.pid, runtime: agent.runtime.kind },

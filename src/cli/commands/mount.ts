@@ -206,13 +206,21 @@ function seconds(option: string, value: string): number {
 async function untilStopped(mountpoint: string): Promise<void> {
   const log = moduleLogger('fs', { mountpoint })
   await new Promise<void>((done) => {
+    let isStopping = false
+    // Handlers stay installed: a second signal while unmounting is logged, not fatal (the
+    // default action would kill the process and leave a stale mount).
     const stop = (signal: string): void => {
+      if (isStopping) {
+        log.warn({ signal }, 'unmount already under way; SIGKILL forces it')
+        return
+      }
+      isStopping = true
       log.info({ signal }, 'unmount requested')
       clearInterval(watch)
       done()
     }
-    process.once('SIGINT', () => stop('SIGINT'))
-    process.once('SIGTERM', () => stop('SIGTERM'))
+    process.on('SIGINT', () => stop('SIGINT'))
+    process.on('SIGTERM', () => stop('SIGTERM'))
     const watch = setInterval(() => {
       findFuseMounts(mountpoint).then(
         (mounts) => {
