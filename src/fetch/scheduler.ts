@@ -324,6 +324,7 @@ export class FetchScheduler extends EventEmitter {
     this.isClosed = true
     clearTimeout(this.bucketTimer)
     clearTimeout(this.probeTimer)
+    this.link.close()
     const err = closedError()
     for (const job of this.jobs.values()) this.settle(job, err)
     this.jobs.clear()
