@@ -4,6 +4,7 @@
 #   zstd-napi       convert --format zstd-chunked, inspect and verify (own blob and fixture)
 #   better-sqlite3  pull from a private docker-registry on loopback, images, cache status, cat
 #   fuse-native     require(), then mount the pulled image and read a file through FUSE
+# and the agent: it starts, answers `ps` on its socket and stops on SIGTERM.
 # Usage: scripts/arm/smoke.sh TARBALL QEMU_NAME VERSION
 # Uses its own temp dir and a free loopback port; stops what it started on exit.
 set -euo pipefail
@@ -20,8 +21,10 @@ fail() {
 
 tmp=$(mktemp -d /tmp/edgestar-arm-smoke.XXXXXX)
 registry_pid=
+agent_pid=
 edgestar=
 cleanup() {
+  if [ -n "$agent_pid" ]; then kill "$agent_pid" 2>/dev/null || true; fi
   if [ -n "$edgestar" ] && mountpoint -q "$tmp/mnt" 2>/dev/null; then
     "$edgestar" umount "$tmp/mnt" >/dev/null 2>&1 || umount -l "$tmp/mnt" || true
   fi
@@ -119,6 +122,33 @@ run "cache status" "$edgestar" cache status --state-dir "$state" --json
 [ "$(json presentChunks <"$tmp/out")" -gt 0 ] || fail "cache status shows no chunks after the pull"
 run "cat /app/hello.txt" "$edgestar" cat "$ref" /app/hello.txt --state-dir "$state"
 cmp -s "$tmp/out" "$tmp/rootfs/app/hello.txt" || fail "cat returned other bytes than the file"
+
+# The agent boots on the target (state lock, store, API socket) and answers a client.
+echo '{}' >"$tmp/agent.json"
+"$edgestar" agent --config "$tmp/agent.json" --state-dir "$tmp/agent-state" \
+  --socket "$tmp/agent.sock" --json >"$tmp/agent.out" 2>"$tmp/agent.log" &
+agent_pid=$!
+begun=$SECONDS
+until grep -q '"ok":true' "$tmp/agent.out" 2>/dev/null; do
+  kill -0 "$agent_pid" 2>/dev/null || {
+    cat "$tmp/agent.out" "$tmp/agent.log" >&2
+    fail "the agent exited before it was ready" "its output is above"
+  }
+  [ $((SECONDS - begun)) -lt 120 ] || {
+    cat "$tmp/agent.log" >&2
+    fail "the agent was not ready after 120 s" "its log is above"
+  }
+  sleep 1
+done
+say "ok  agent ready on its socket ($((SECONDS - begun))s, runtime $(json runtime <"$tmp/agent.out"))"
+run "ps through the agent's socket" "$edgestar" ps --socket "$tmp/agent.sock" --json
+[ "$(json ok <"$tmp/out")" = true ] || fail "ps did not answer ok"
+kill -TERM "$agent_pid"
+wait "$agent_pid" || {
+  cat "$tmp/agent.log" >&2
+  fail "the agent exited non-zero on SIGTERM" "its log is above"
+}
+agent_pid=
 
 # fuse-native: loads, then serves the pulled image through a real FUSE mount.
 run "require('fuse-native')" "$root/node/bin/node" -e "require('$root/node_modules/fuse-native')"
