@@ -4,9 +4,10 @@
 # native addons (better-sqlite3, zstd-napi, fuse-native) compiled for the target, and a
 # bin/edgestar launcher that uses the bundled Node.
 #
-# Usage: scripts/build-arm.sh arm64|armv7 [OUTDIR]      (as root, on Debian 12 x86-64)
-#   OUTDIR defaults to .cache/arm/out; the tarball is edgestar-VERSION-linux-ARCH.tar.gz.
-#   --no-smoke after the target skips the qemu smoke test.
+# Usage: scripts/build-arm.sh arm64|armv7 [OUTDIR] [--no-smoke] [--node-tarball FILE]
+#   as root, on Debian 12 x86-64. OUTDIR defaults to .cache/arm/out; the tarball is
+#   edgestar-VERSION-linux-ARCH.tar.gz. --no-smoke skips the qemu smoke test.
+#   --node-tarball packages a Node release given by hand instead of the npm registry's.
 #
 # Packages the committed tree (HEAD), not uncommitted edits. Installs what it needs,
 # idempotently: Debian's cross compilers, qemu-user-static and the target's libstdc++6/
@@ -70,6 +71,8 @@ command -v apt-get >/dev/null || fail "apt-get not found" "this script expects D
 command -v node >/dev/null || fail "node not found on the build machine" \
   "install Node.js 20.18+ (it runs npm, node-gyp and tsc here), then run this again"
 
+commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null) ||
+  fail "$repo is not a git checkout" "the package is built from the committed tree; clone the repository"
 version=$(git -C "$repo" show HEAD:package.json | node -p "JSON.parse(require('fs').readFileSync(0)).version")
 name="edgestar-$version-$PLATFORM"
 work="$repo/.cache/arm/$target"
@@ -81,8 +84,6 @@ mkdir -p "$work" "$outdir"
 step "exporting HEAD; checking that Node $NODE_VERSION for $target meets the engines ranges"
 stage="$work/stage"
 rm -rf "$stage" && mkdir -p "$stage"
-commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null) ||
-  fail "$repo is not a git checkout" "the package is built from the committed tree; clone the repository"
 git -C "$repo" archive HEAD src schemas package.json package-lock.json tsconfig.json \
   README.md docs deploy/systemd | tar -x -C "$stage"
 if [ -n "$(git -C "$repo" status --porcelain -- src schemas package.json package-lock.json)" ]; then
@@ -127,9 +128,10 @@ if [ ! -x "$nodedir/bin/node" ]; then
   tar -xf "$node_tgz" -C "$nodedir" --strip-components=1
 fi
 machine=$(readelf -h "$nodedir/bin/node" | awk -F': *' '/Machine:/ {print $2}')
-[ "$machine" = "$ELF_MACHINE" ] || rm -rf "$nodedir"
-[ "$machine" = "$ELF_MACHINE" ] || fail "$node_tgz holds a Node for $machine, not $ELF_MACHINE" \
-  "use the linux-$([ "$target" = arm64 ] && echo arm64 || echo armv7l) build of Node"
+if [ "$machine" != "$ELF_MACHINE" ]; then
+  rm -rf "$nodedir"
+  fail "$node_tgz holds a Node for $machine, not $ELF_MACHINE" "use the Node build for $PLATFORM"
+fi
 
 # 4. Dependencies without install scripts (they would build for x86-64, and
 # prebuild-install would reach for GitHub); dist/ compiled from src/ with the tree's own

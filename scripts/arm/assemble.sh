@@ -67,4 +67,4 @@ versions=$(find "$out" -type f \( -name '*.node' -o -path '*/node/bin/node' \) -
   grep -o 'GLIBC_2[0-9.]*\|GLIBCXX_[0-9.]*' | sort -u)
 glibc=$(echo "$versions" | grep '^GLIBC_' | sort -V | tail -n 1)
 glibcxx=$(echo "$versions" | grep '^GLIBCXX_' | sort -V | tail -n 1)
-echo "build-arm: the device needs ${glibc/_/ } and libstdc++ with $glibcxx (Debian 12, Ubuntu 22.04 or newer)" >&2
+echo "build-arm: the device needs ${glibc/_/ } and libstdc++ with $glibcxx (Debian 12 has glibc 2.36, GLIBCXX_3.4.30)" >&2

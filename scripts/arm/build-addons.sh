@@ -24,8 +24,9 @@ node_gyp="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
 # fuse-native's binding.gyp links the library that fuse-shared-library names for the machine
 # running gyp, an x86-64 libfuse.so. Put the target's libfuse.so.2 in its place, so the addon
 # links it and records libfuse.so.2 (Debian's libfuse2 on the device) as its dependency.
-target_fuse=$(readlink -f "/usr/lib/$triplet/libfuse.so.2") ||
+[ -e "/usr/lib/$triplet/libfuse.so.2" ] ||
   fail "the target's libfuse.so.2 is missing from /usr/lib/$triplet" "install libfuse2 for the target architecture"
+target_fuse=$(readlink -f "/usr/lib/$triplet/libfuse.so.2")
 for shared in "$stage"/node_modules/fuse-shared-library-linux*/libfuse/lib; do
   cp "$target_fuse" "$shared/libfuse.so"
 done
