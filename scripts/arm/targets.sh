@@ -1,7 +1,7 @@
 # Per-target settings for scripts/build-arm.sh, sourced with the target name in $1.
 # The Node builds come from the npm registry (nodejs.org is not reachable from the build
 # machines); their integrity is pinned so a changed upload fails the build, not a device.
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034  # the variables are read by build-arm.sh
 
 case "$1" in
   arm64)
