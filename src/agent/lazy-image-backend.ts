@@ -69,9 +69,12 @@ export class LazyImageBackend implements ImageBackend {
     this.rateTimer.unref()
   }
 
-  /** Also throws EDGESTAR_AGENT_WRONG_PLATFORM for an image built for another platform. */
+  /**
+   * Offline, the image recorded for `reference` is used when its index is local. Also
+   * throws EDGESTAR_AGENT_WRONG_PLATFORM for an image built for another platform.
+   */
   async resolve(reference: string): Promise<ResolvedImage> {
-    const image = await this.images.resolve(reference)
+    const image = await this.images.resolveOrRecorded(reference)
     const wanted = this.platform ?? hostPlatform()
     if (!platformMatches(parsePlatform(image.platform), wanted)) {
       throw new EdgestarError(

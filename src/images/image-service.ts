@@ -1,4 +1,4 @@
-import { isEdgestarError } from '../errors.js'
+import { EdgestarError, isEdgestarError } from '../errors.js'
 import { detectLayerFormat, ESTARGZ_ERRORS, type LayerIndex, openLayer } from '../estargz/index.js'
 import {
   type BackgroundOrder,
@@ -110,6 +110,41 @@ export class ImageService {
     })
     log.info({ reference: image.reference, layers: image.layers.length }, 'image recorded')
     return image
+  }
+
+  /**
+   * `resolve`, or, when the registry cannot be reached, the image this device recorded for
+   * `reference` (the same repository and tag, or the same manifest digest) if every layer's
+   * index is local: a device that lost its link keeps deploying what it already has. A tag
+   * may have moved at the registry since; that is logged. Other errors are thrown as is.
+   */
+  async resolveOrRecorded(reference: string): Promise<ImageRow> {
+    try {
+      return await this.resolve(reference)
+    } catch (err) {
+      if (!isRegistryDown(err)) throw err
+      const recorded = this.recordedImage(reference)
+      if (recorded === undefined) throw unreachableWithoutCopy(err, reference)
+      log.warn(
+        { reference, manifestDigest: recorded.manifestDigest, code: err.code },
+        'registry unreachable; using the image recorded on this device',
+      )
+      this.store.images.touch(recorded.id)
+      return recorded
+    }
+  }
+
+  // The recorded image a reference names: by digest when it has one, else by name.
+  private recordedImage(reference: string): ImageRow | undefined {
+    const parsed = parseReference(reference)
+    const candidates =
+      parsed.digest === undefined
+        ? [this.store.images.get(parsed.name)]
+        : this.store.images.list().filter((image) => image.manifestDigest === parsed.digest)
+    return candidates.find(
+      (image) =>
+        image !== undefined && image.layers.every((digest) => this.store.layers.isIndexed(digest)),
+    )
   }
 
   /**
@@ -292,4 +327,18 @@ export class ImageService {
     )
     return 'whole'
   }
+}
+
+function isRegistryDown(err: unknown): err is EdgestarError {
+  return (
+    isEdgestarError(err, 'EDGESTAR_REGISTRY_UNREACHABLE') ||
+    isEdgestarError(err, 'EDGESTAR_REGISTRY_SERVER_ERROR')
+  )
+}
+
+function unreachableWithoutCopy(err: EdgestarError, reference: string): EdgestarError {
+  return new EdgestarError(err.code, err.message, {
+    hint: `${reference} has never been resolved on this device, so there is no local copy to use: reconnect the device (or start the registry) and try again`,
+    cause: err,
+  })
 }
