@@ -49,7 +49,15 @@ export async function buildDemoImages(
     await run(edgestar, ['convert', images.gzip, '--push', images.estargz, ...registryFlags])
 
     say('image: optimizing it (runs the app once, records what it reads, prioritizes that)')
-    await run(edgestar, ['optimize', images.gzip, images.optimized, ...registryFlags])
+    // Its own state directory: never the device's /var/lib/edgestar (cleaned up with workDir).
+    const optimizeState = ['--state-dir', join(workDir, 'optimize-state')]
+    await run(edgestar, [
+      'optimize',
+      images.gzip,
+      images.optimized,
+      ...registryFlags,
+      ...optimizeState,
+    ])
 
     const sizes: Record<string, number> = {}
     for (const ref of Object.values(images)) {

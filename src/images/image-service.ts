@@ -142,8 +142,7 @@ export class ImageService {
         ? [this.store.images.get(parsed.name)]
         : this.store.images.list().filter((image) => image.manifestDigest === parsed.digest)
     return candidates.find(
-      (image) =>
-        image !== undefined && image.layers.every((digest) => this.store.layers.isIndexed(digest)),
+      (image) => image?.layers.every((digest) => this.store.layers.isIndexed(digest)) === true,
     )
   }
 
