@@ -45,7 +45,7 @@ done
 stamp=node_modules/.edgestar-install-stamp
 if [ ! -f "$stamp" ] || [ package.json -nt "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
   echo "setup: installing npm dependencies" >&2
-  npm ci --no-audit --no-fund --loglevel=error
+  npm ci --no-audit --no-fund --loglevel=error >&2   # stdout stays free for --json output
   touch "$stamp"
 fi
 

@@ -79,12 +79,22 @@ export function generateFleetKeyPair(): { privateKeyPem: string; publicKeyPem: s
 
 /** Parses an Ed25519 public key (SPKI PEM); throws EDGESTAR_MQTT_KEY_INVALID. */
 export function loadFleetPublicKey(pem: string | Buffer, source: string): KeyObject {
+  if (String(pem).includes('PRIVATE KEY'))
+    throw wrongKind(source, 'a private key', 'the device needs only the public key (FILE.pub)')
   return checkEd25519(() => createPublicKey(pem), source)
 }
 
 /** Parses an Ed25519 private key (PKCS#8 PEM); throws EDGESTAR_MQTT_KEY_INVALID. */
 export function loadFleetPrivateKey(pem: string | Buffer, source: string): KeyObject {
+  if (String(pem).includes('PUBLIC KEY'))
+    throw wrongKind(source, 'a public key', 'signing needs the private key (FILE, not FILE.pub)')
   return checkEd25519(() => createPrivateKey(pem), source)
+}
+
+function wrongKind(source: string, found: string, hint: string): EdgestarError {
+  return new EdgestarError('EDGESTAR_MQTT_KEY_INVALID', `${source} holds ${found}`, {
+    hint: `${hint}; \`edgestar fleet keygen --out FILE\` writes both`,
+  })
 }
 
 function checkEd25519(parse: () => KeyObject, source: string): KeyObject {

@@ -101,3 +101,24 @@ describe('defaultDeviceId', () => {
     assert.doesNotThrow(() => deviceTopics('edgestar', id, []))
   })
 })
+
+describe('fleet key files', () => {
+  test('a private key given where the public one belongs (and back) says which file to use', () => {
+    const pair = generateFleetKeyPair()
+    assert.throws(
+      () => loadFleetPublicKey(pair.privateKeyPem, 'fleet.key'),
+      (err) =>
+        isEdgestarError(err, 'EDGESTAR_MQTT_KEY_INVALID') &&
+        /holds a private key/.test(err.message) &&
+        /public key \(FILE\.pub\)/.test(err.hint ?? ''),
+    )
+    assert.throws(
+      () => loadFleetPrivateKey(pair.publicKeyPem, 'fleet.key.pub'),
+      (err) =>
+        isEdgestarError(err, 'EDGESTAR_MQTT_KEY_INVALID') &&
+        /holds a public key/.test(err.message) &&
+        /private key \(FILE, not FILE\.pub\)/.test(err.hint ?? ''),
+    )
+    assert.equal(loadFleetPublicKey(pair.publicKeyPem, 'ok').asymmetricKeyType, 'ed25519')
+  })
+})
