@@ -213,8 +213,7 @@ export class Agent {
       case 'start':
         return this.deployments.start(nameOf(params))
       case 'remove':
-        await this.deployments.remove(nameOf(params))
-        return { removed: nameOf(params) }
+        return this.deployments.remove(nameOf(params))
       case 'status':
         return params.name === undefined ? this.status() : this.deployments.info(nameOf(params))
       case 'list':
@@ -243,7 +242,11 @@ export class Agent {
     }
   }
 
-  /** Deploys, streaming the deployment's state changes; `detach` answers once accepted. */
+  /**
+   * Deploys, streaming the deployment's state changes. A create answers once the
+   * container has started, or with the error that kept it from starting, `detach` or
+   * not; an update with `detach` answers once its background prefetch has begun.
+   */
   private deploy(
     params: Record<string, unknown>,
     send: (message: ApiMessage) => void,

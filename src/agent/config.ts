@@ -44,7 +44,7 @@ export interface AgentConfig {
   mqttTelemetryIntervalMs: number
 }
 
-type Kind = 'string' | 'int' | 'bytes' | 'list' | 'runtime'
+type Kind = 'string' | 'int' | 'bytes' | 'list' | 'runtime' | 'duration'
 
 /** One option: its config-file key, flag, environment variable, kind and doc line. */
 export interface AgentOption {
@@ -98,17 +98,17 @@ export const AGENT_OPTIONS: readonly AgentOption[] = [
   },
   {
     key: 'stopTimeoutMs',
-    flag: '--stop-timeout-ms <ms>',
+    flag: '--stop-timeout-ms <duration>',
     env: 'EDGESTAR_STOP_TIMEOUT_MS',
-    kind: 'int',
-    doc: 'wait after SIGTERM before SIGKILL (default 10000)',
+    kind: 'duration',
+    doc: 'wait after SIGTERM before SIGKILL, e.g. 10s or 10000 (ms) (default 10s)',
   },
   {
     key: 'updateGraceMs',
-    flag: '--update-grace-ms <ms>',
+    flag: '--update-grace-ms <duration>',
     env: 'EDGESTAR_UPDATE_GRACE_MS',
-    kind: 'int',
-    doc: 'an updated container failing within this window rolls back (default 3000)',
+    kind: 'duration',
+    doc: 'an updated container failing within this window rolls back, e.g. 3s (default 3s)',
   },
   {
     key: 'mqttUrl',
@@ -182,10 +182,10 @@ export const AGENT_OPTIONS: readonly AgentOption[] = [
   },
   {
     key: 'mqttTelemetryIntervalMs',
-    flag: '--mqtt-telemetry-interval-ms <ms>',
+    flag: '--mqtt-telemetry-interval-ms <duration>',
     env: 'EDGESTAR_MQTT_TELEMETRY_INTERVAL_MS',
-    kind: 'int',
-    doc: 'telemetry period (default 60000; 0 = off)',
+    kind: 'duration',
+    doc: 'telemetry period, e.g. 60s or 60000 (ms) (default 60s; 0 = off)',
   },
 ]
 
@@ -368,5 +368,10 @@ function parseValue(option: AgentOption, value: unknown, source: string): unknow
     }
     case 'bytes':
       return parseByteSize(value as string, source)
+    case 'duration':
+      // Plain numbers stay milliseconds, as the option names (…-ms) have always said.
+      if (typeof value !== 'string' && typeof value !== 'number')
+        throw invalid('a duration such as 10s, 500ms, 2m, or a number of milliseconds')
+      return parseDuration(value, source)
   }
 }

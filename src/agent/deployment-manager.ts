@@ -9,11 +9,13 @@ import {
   Container,
   type ContainerEvent,
   type ContainerRuntime,
+  type ExitStatus,
   type LogLimits,
   mountsUnder,
   unmountOverlay,
 } from '../runtime/index.js'
 import type { DeploymentRecords, DeploymentRow } from '../store/index.js'
+import { formatDuration, sigkillNote } from './duration-text.js'
 import type {
   DeploymentInfo,
   DeploymentSpec,
@@ -56,6 +58,15 @@ interface Live {
   updatingTo?: string
   retryTimer?: NodeJS.Timeout
   retryDelayMs?: number
+  /** How the container's run ended when a shutdown stopped it. */
+  shutdownExit?: ExitStatus
+}
+
+/** What `remove` did: `killedAfterMs` is set when the container needed SIGKILL. */
+export interface RemoveResult {
+  removed: string
+  killedAfterMs?: number
+  note?: string
 }
 
 /**
@@ -79,10 +90,13 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
 
   /**
    * Creates a deployment and brings it up, or updates an existing one when
-   * `request.update` is set. Resolves once the container has started. `onAccepted`
-   * runs once the image reference resolved (clients that detach return then).
-   * Throws EDGESTAR_AGENT_NAME_TAKEN, EDGESTAR_AGENT_BAD_REQUEST, the registry's
-   * resolve errors, EDGESTAR_RUNTIME_COMMAND_NOT_FOUND, EDGESTAR_AGENT_UPDATE_ROLLED_BACK.
+   * `request.update` is set (the request replaces every run option of the old spec).
+   * Resolves once the container has started; a create that fails has removed
+   * everything it made (the name is free again) before it rejects. `onAccepted` runs
+   * only for an update, once the new image resolved and its background prefetch began
+   * (clients that detach return then). Throws EDGESTAR_AGENT_NAME_TAKEN,
+   * EDGESTAR_AGENT_BAD_REQUEST, the registry's resolve errors,
+   * EDGESTAR_RUNTIME_COMMAND_NOT_FOUND, EDGESTAR_AGENT_UPDATE_ROLLED_BACK.
    */
   deploy(input: unknown, onAccepted?: () => void): Promise<DeploymentInfo> {
     const request = checkDeployRequest(input)
@@ -108,10 +122,13 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       generation: 1,
     }
     this.live.set(request.name, { spec, state: 'pending', isStopping: false })
-    return this.serial(request.name, () => this.create(spec, onAccepted))
+    return this.serial(request.name, () => this.create(spec))
   }
 
-  /** Stops a deployment's container; it stays stopped across agent restarts. */
+  /**
+   * Stops a deployment's container; it stays stopped across agent restarts. The reason
+   * (and `lastExit.killedAfterMs`) say when the program ignored SIGTERM and was killed.
+   */
   stop(name: string): Promise<DeploymentInfo> {
     const live = this.require(name)
     return this.serial(name, async () => {
@@ -119,9 +136,9 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       this.persistSpec(name, live)
       clearTimeout(live.retryTimer)
       live.isStopping = true
-      await live.container?.stop(this.options.stopTimeoutMs)
+      const exit = await live.container?.stop(this.options.stopTimeoutMs)
       live.isStopping = false
-      this.transition(name, 'stopped', 'stopped on request')
+      this.transition(name, 'stopped', `stopped on request${killedText(exit)}`)
       return this.info(name)
     })
   }
@@ -143,16 +160,20 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
    * Stops and removes a deployment: its container, the upper dir (what it wrote), its
    * mount and logs, and its pin on the image, so the image's chunks become collectable.
    */
-  remove(name: string): Promise<void> {
+  remove(name: string): Promise<RemoveResult> {
     this.require(name)
     return this.serial(name, async () => {
       const live = this.live.get(name) as Live
       clearTimeout(live.retryTimer)
       live.isStopping = true
+      const exit = await live.container?.stop(this.options.stopTimeoutMs)
       await this.teardown(name, live)
       this.options.records.remove(name)
       this.live.delete(name)
-      this.log.info({ deployment: name }, 'deployment removed')
+      this.log.info({ deployment: name, killedAfterMs: exit?.killedAfterMs }, 'deployment removed')
+      const killedAfterMs = exit?.killedAfterMs
+      if (killedAfterMs === undefined) return { removed: name }
+      return { removed: name, killedAfterMs, note: sigkillNote(killedAfterMs) }
     })
   }
 
@@ -165,6 +186,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
         ? { fetchedBytes: 0, totalBytes: 0, isComplete: false }
         : this.options.backend.progress(live.spec.imageId)
     const container = live.container
+    const lastExit = container?.lastExit ?? live.spec.endedWith
     return {
       name,
       image: live.spec.image,
@@ -175,7 +197,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       restart: live.spec.restart ?? 'no',
       restartCount: container?.restartCount ?? 0,
       ...(container?.pid === undefined ? {} : { pid: container.pid }),
-      ...(container?.lastExit === undefined ? {} : { lastExit: container.lastExit }),
+      ...(lastExit === undefined ? {} : { lastExit }),
       updatedAt: row?.updatedAt ?? Date.now(),
       ...progress,
       ...(live.updatingTo === undefined ? {} : { updatingTo: live.updatingTo }),
@@ -250,11 +272,12 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     await forEachLimited([...this.live], SHUTDOWN_PARALLEL, async ([name, live]) => {
       clearTimeout(live.retryTimer)
       live.isStopping = true
-      await live.container
+      live.shutdownExit = await live.container
         ?.stop(this.options.stopTimeoutMs)
-        .catch((err: unknown) =>
-          this.log.warn({ deployment: name, err: errorFields(err) }, 'shutdown stop failed'),
-        )
+        .catch((err: unknown) => {
+          this.log.warn({ deployment: name, err: errorFields(err) }, 'shutdown stop failed')
+          return undefined
+        })
     })
   }
 
@@ -272,7 +295,10 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
         await live.container?.unmount()
         await live.mounted?.unmount()
         live.mounted = undefined
-        if (live.state !== 'stopped') this.transition(name, 'stopped', 'agent shut down')
+        // A container already down for good keeps its own state and reason (a one-shot
+        // that exited 0 stays `exited`); only a stop the shutdown made is recorded.
+        if (this.hasEnded(name)) return
+        this.transition(name, 'stopped', `agent shut down${killedText(live.shutdownExit)}`)
       }).catch((err: unknown) =>
         this.log.warn({ deployment: name, err: errorFields(err) }, 'shutdown stop failed'),
       )
@@ -287,7 +313,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     this.isClosing = true
   }
 
-  private async create(spec: DeploymentSpec, onAccepted?: () => void): Promise<DeploymentInfo> {
+  private async create(spec: DeploymentSpec): Promise<DeploymentInfo> {
     const name = spec.name
     const live = this.live.get(name) as Live
     try {
@@ -302,7 +328,6 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       const image = await this.options.backend.resolve(spec.image)
       live.spec = { ...spec, imageId: image.imageId, manifestDigest: image.manifestDigest }
       this.persistSpec(name, live)
-      onAccepted?.()
       await this.bringUp(name, live, `deployed ${image.manifestDigest}`, image)
       return this.info(name)
     } catch (err) {
@@ -359,10 +384,15 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       await this.watchGrace(name, live)
     } catch (err) {
       await this.rollback(name, live, old, oldContainer, oldMount, err)
+      // The cause goes into the message: only code, message and hint cross the socket.
       throw new EdgestarError(
         'EDGESTAR_AGENT_UPDATE_ROLLED_BACK',
-        `update of "${name}" to ${request.image} failed to start; rolled back to ${old.image}`,
-        { cause: err, hint: `see the cause, and edgestar logs ${name}` },
+        `update of "${name}" to ${request.image} failed (${causeText(err)}); ` +
+          `rolled back to ${old.image}`,
+        {
+          cause: err,
+          hint: `edgestar logs ${name} shows the new container's output, if it ran; fix the image or the run options and deploy --update again`,
+        },
       )
     } finally {
       live.updatingTo = undefined
@@ -475,8 +505,8 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     reason: string,
     resolved?: ResolvedImage,
   ): Promise<void> {
-    if (live.spec.hasEnded === true) {
-      const { hasEnded: _ended, ...rest } = live.spec
+    if (live.spec.hasEnded === true || live.spec.endedWith !== undefined) {
+      const { hasEnded: _ended, endedWith: _exit, ...rest } = live.spec
       live.spec = rest
       this.persistSpec(name, live)
     }
@@ -545,23 +575,17 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
 
     if (event.type === 'start-failed') {
       const why = event.error instanceof Error ? event.error.message : String(event.error)
-      this.transition(
-        name,
-        'starting',
-        `restart failed (${why}); retrying in ${event.restartInMs} ms`,
-      )
+      const delay = formatDuration(event.restartInMs ?? 0)
+      this.transition(name, 'starting', `restart failed (${why}); retrying in ${delay}`)
       return
     }
     const code = event.exit.exitCode
     if (event.restartInMs !== undefined) {
-      this.transition(
-        name,
-        'starting',
-        `exited with code ${code}; restarting in ${event.restartInMs} ms`,
-      )
+      const delay = formatDuration(event.restartInMs)
+      this.transition(name, 'starting', `exited with code ${code}; restarting in ${delay}`)
       return
     }
-    live.spec = { ...live.spec, hasEnded: true }
+    live.spec = { ...live.spec, hasEnded: true, endedWith: event.exit }
     this.persistSpec(name, live)
     this.transition(name, code === 0 ? 'exited' : 'failed', `exited with code ${code}`)
   }
@@ -705,6 +729,17 @@ function notReady(name: string): EdgestarError {
       hint: 'wait until its image reference resolves (edgestar status NAME)',
     },
   )
+}
+
+/** `; did not exit on SIGTERM within 10 s, ...` when the stop needed SIGKILL, else ''. */
+function killedText(exit: ExitStatus | undefined): string {
+  return exit?.killedAfterMs === undefined ? '' : `; ${sigkillNote(exit.killedAfterMs)}`
+}
+
+/** `CODE: message` of what failed, for a message that wraps it. */
+function causeText(err: unknown): string {
+  if (isEdgestarError(err)) return `${err.code}: ${err.message}`
+  return err instanceof Error ? err.message : String(err)
 }
 
 function errorFields(err: unknown): Record<string, unknown> {

@@ -18,8 +18,10 @@ export {
   DeploymentManager,
   type DeploymentManagerEvents,
   type DeploymentManagerOptions,
+  type RemoveResult,
 } from './deployment-manager.js'
 export { AgentDeviceController } from './device-controller.js'
+export { formatDuration, sigkillNote } from './duration-text.js'
 export { createLazyBackend, LazyImageBackend } from './lazy-image-backend.js'
 export { startMqtt } from './mqtt-hookup.js'
 export {

@@ -73,6 +73,8 @@ export interface DeploymentSpec extends Omit<DeployRequest, 'update'> {
    * such a deployment is not started again by a restore (only by `start` or a deploy).
    */
   hasEnded?: boolean
+  /** How that last run ended, kept so `status` shows it after an agent restart too. */
+  endedWith?: ExitStatus
   /** The spec this one replaced, kept for rollback until the new one has started. */
   previous?: Omit<DeploymentSpec, 'previous'>
 }

@@ -51,7 +51,12 @@ export function addDeploySpecOptions(command: Command): Command {
     .option('--workdir <dir>', 'working directory inside the container')
     .option('--user <user>', 'user[:group] to run as (name or id)')
     .option('--init', 'run a small init as pid 1 that forwards signals and reaps zombies')
-    .option('--update', 'deploy a new image to an existing name (rolls back when it fails)')
+    .option(
+      '--update',
+      'deploy to an existing name (rolls back when it fails). The new spec replaces the ' +
+        'old one whole: options not given again (--init, --env, --restart, a command ' +
+        'after --, ...) return to their defaults',
+    )
 }
 
 /**

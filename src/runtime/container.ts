@@ -91,6 +91,7 @@ export class Container extends EventEmitter {
   private isStopping = false
   private current: ContainerPhase = 'created'
   private lastExitStatus: ExitStatus | undefined
+  private killedAfterMs: number | undefined
   private exitWaiters: Array<() => void> = []
 
   constructor(options: ContainerOptions) {
@@ -150,9 +151,11 @@ export class Container extends EventEmitter {
 
   /**
    * Stops the container and its restarts: SIGTERM, then SIGKILL after the stop
-   * timeout (default 10 s). Resolves once it has exited. The overlay stays mounted.
+   * timeout (default 10 s). Resolves once it has exited, with how that run ended
+   * (`killedAfterMs` set when the SIGKILL was needed), or undefined when nothing ran.
+   * The overlay stays mounted.
    */
-  async stop(timeoutMs = this.options.stopTimeoutMs ?? 10_000): Promise<void> {
+  async stop(timeoutMs = this.options.stopTimeoutMs ?? 10_000): Promise<ExitStatus | undefined> {
     this.isStopping = true
     clearTimeout(this.restartTimer)
     this.restartTimer = undefined
@@ -161,15 +164,21 @@ export class Container extends EventEmitter {
     const running = this.process
     if (running === undefined) {
       if (this.current !== 'created') this.current = 'stopped'
-      return
+      return undefined
     }
 
     await running.kill('SIGTERM')
-    const killTimer = setTimeout(() => void running.kill('SIGKILL'), timeoutMs)
+    const killTimer = setTimeout(() => {
+      // Recorded before the kill, so the exit it causes carries it.
+      this.killedAfterMs = timeoutMs
+      this.log.warn({ timeoutMs }, 'container ignored SIGTERM; killing')
+      void running.kill('SIGKILL')
+    }, timeoutMs)
     await running.exited
     clearTimeout(killTimer)
     await this.waitForExitHandled()
     this.current = 'stopped'
+    return this.lastExitStatus
   }
 
   /** Stops and detaches the overlay, keeping the upper dir (what the container wrote). */
@@ -205,6 +214,7 @@ export class Container extends EventEmitter {
     })
     const startedAt = new Date().toISOString()
     this.process = running
+    this.killedAfterMs = undefined
     this.current = 'running'
     running.stdout.on('data', (chunk: Buffer) => void logFile.write(chunk))
     running.stderr.on('data', (chunk: Buffer) => void logFile.write(chunk))
@@ -222,7 +232,8 @@ export class Container extends EventEmitter {
       // but not forever (a child that outlived the process may hold them open).
       await Promise.race([drained, delay(OUTPUT_DRAIN_MS, undefined, { ref: false })])
       await logFile.close()
-      this.onExit({ ...exit, startedAt, finishedAt: new Date().toISOString() })
+      const killed = this.killedAfterMs === undefined ? {} : { killedAfterMs: this.killedAfterMs }
+      this.onExit({ ...exit, startedAt, finishedAt: new Date().toISOString(), ...killed })
     })
   }
 

@@ -55,6 +55,11 @@ export interface ExitStatus {
   signal?: string
   startedAt: string
   finishedAt: string
+  /**
+   * Set when a stop had to SIGKILL the process: it had not exited this many
+   * milliseconds after SIGTERM (the stop timeout).
+   */
+  killedAfterMs?: number
 }
 
 /** Size limits of a container's log files. */

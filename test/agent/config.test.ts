@@ -55,6 +55,31 @@ describe('loadAgentConfig', () => {
     )
   })
 
+  it('takes durations such as 10s for the timeouts, and plain numbers as milliseconds', async () => {
+    const fromFlags = loadAgentConfig(
+      { config: file, stopTimeoutMs: '10s', updateGraceMs: '2500' },
+      { EDGESTAR_MQTT_TELEMETRY_INTERVAL_MS: '2m' },
+    )
+    assert.equal(fromFlags.stopTimeoutMs, 10_000)
+    assert.equal(fromFlags.updateGraceMs, 2500)
+    assert.equal(fromFlags.mqttTelemetryIntervalMs, 120_000)
+
+    const durations = path.join(dir, 'durations.json')
+    await writeFile(
+      durations,
+      JSON.stringify({ agent: { stopTimeoutMs: '500ms', updateGraceMs: 4000 } }),
+    )
+    const fromFile = loadAgentConfig({ config: durations }, {})
+    assert.equal(fromFile.stopTimeoutMs, 500)
+    assert.equal(fromFile.updateGraceMs, 4000)
+    assert.throws(
+      () => loadAgentConfig({ config: file, stopTimeoutMs: 'soon' }, {}),
+      (err) =>
+        isEdgestarError(err, 'EDGESTAR_CONFIG_INVALID') &&
+        err.message.includes('--stop-timeout-ms'),
+    )
+  })
+
   it('refuses an unknown key in the agent section', async () => {
     const bad = path.join(dir, 'bad.json')
     await writeFile(bad, JSON.stringify({ agent: { sockett: '/x' } }))

@@ -286,6 +286,7 @@ for (const runtime of runtimes) {
       })
       const event = await stopOnceUp(container)
       assert.equal(event.type === 'exited' && event.exit.exitCode, 128 + 9)
+      assert.equal(container.lastExit?.killedAfterMs, 300, 'the exit says the SIGKILL was needed')
     })
 
     it('with init, that pid 1 ends on SIGTERM, passed on by the init', async () => {
@@ -297,6 +298,7 @@ for (const runtime of runtimes) {
       const event = await stopOnceUp(container)
       assert.equal(event.type === 'exited' && event.exit.exitCode, 128 + 15)
       assert.equal(container.phase, 'stopped')
+      assert.equal(container.lastExit?.killedAfterMs, undefined)
     })
 
     it('with init, orphans are reaped and the init leaves no file in the upper dir', async () => {

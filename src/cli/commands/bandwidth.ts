@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { clientFor } from '../../agent/index.js'
+import { clientFor, formatDuration } from '../../agent/index.js'
 import { parseDuration } from '../../config.js'
 import { formatBytes, parseByteSize } from '../../fetch/index.js'
 import { printResult } from '../output.js'
@@ -46,7 +46,7 @@ export function register(program: Command): void {
         printResult(options, { ...result, ...wait }, () =>
           [
             `background cap  ${capText(result.capBytesPerSec)}`,
-            `offline wait    ${wait.offlineWaitMs} ms`,
+            `offline wait    ${formatDuration(wait.offlineWaitMs)}`,
           ].join('\n'),
         )
       },

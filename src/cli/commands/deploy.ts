@@ -26,18 +26,22 @@ const PROGRESS_LINE_MS = 5000
 export function register(program: Command): void {
   const deploy = program
     .command('deploy')
+    .usage('<ref> --name <name> [options] [-- command...]')
     .description(
       'deploy an image as a named container on this device; waits until it runs, then ' +
         'until the whole image is downloaded, showing progress (unless --detach). A command ' +
-        "after -- replaces the image's entrypoint and command.",
+        "after -- replaces the image's entrypoint and command. A container that cannot " +
+        'start (a command the image lacks, say) fails the deploy and leaves nothing behind, ' +
+        'so the same deploy can be retried at once.',
     )
     .argument('<ref>', 'image reference, e.g. 127.0.0.1:5000/app:1')
     .argument('[command...]', 'command and arguments to run instead of the image default')
-    .requiredOption('--name <name>', 'deployment name (a-z 0-9 . _ -)')
+    .requiredOption('--name <name>', 'deployment name, required (a-z 0-9 . _ -)')
   addDeploySpecOptions(deploy)
     .option(
       '--detach',
-      'return once the deployment is accepted, instead of waiting for the full image download',
+      'return once the container has started (or failed to start), instead of waiting for ' +
+        "the full image download; with --update, once the new image's prefetch has begun",
     )
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print the result as JSON')

@@ -1,5 +1,5 @@
 import type { Command } from 'commander'
-import { clientFor } from '../../agent/index.js'
+import { clientFor, type RemoveResult } from '../../agent/index.js'
 import { printResult } from '../output.js'
 
 /** `edgestar rm NAME`. */
@@ -13,7 +13,8 @@ export function register(program: Command): void {
     .option('--socket <path>', 'agent socket (env EDGESTAR_SOCKET)')
     .option('--json', 'print JSON')
     .action(async (name: string, options: { socket?: string; json?: boolean }) => {
-      const result = await clientFor(options).call<{ removed: string }>('remove', { name })
-      printResult(options, result, () => `${name} removed`)
+      const result = await clientFor(options).call<RemoveResult>('remove', { name })
+      const note = result.note === undefined ? '' : ` (its program ${result.note})`
+      printResult(options, result, () => `${name} removed${note}`)
     })
 }

@@ -4,6 +4,7 @@ import {
   clientFor,
   type DeploymentInfo,
   formatFetched,
+  sigkillNote,
 } from '../../agent/index.js'
 import { formatBytes } from '../../fetch/index.js'
 import { printResult } from '../output.js'
@@ -62,6 +63,8 @@ function deploymentText(info: DeploymentInfo, agent: AgentStatus): string {
   if (info.pid !== undefined) lines.push(`pid        ${info.pid}`)
   if (info.lastExit !== undefined)
     lines.push(`last exit  code ${info.lastExit.exitCode} at ${info.lastExit.finishedAt}`)
+  if (info.lastExit?.killedAfterMs !== undefined)
+    lines.push(`           ${sigkillNote(info.lastExit.killedAfterMs)}`)
   if (info.updatingTo !== undefined) lines.push(`updating   to ${info.updatingTo}`)
   return lines.join('\n')
 }

@@ -12,6 +12,8 @@ export function register(program: Command): void {
     .option('--json', 'print JSON')
     .action(async (name: string, options: { socket?: string; json?: boolean }) => {
       const result = await clientFor(options).call<DeploymentInfo>('stop', { name })
-      printResult(options, result, () => `${name} stopped`)
+      // The reason says "stopped on request", and why it took the stop timeout if it did.
+      const text = result.reason?.startsWith('stopped') ? result.reason : 'stopped'
+      printResult(options, result, () => `${name} ${text}`)
     })
 }
