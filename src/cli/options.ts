@@ -167,7 +167,7 @@ export function openServices(config: EdgestarConfig): Services {
     images,
     bandwidthControlFile: join(config.stateDir, 'bandwidth'),
     async close() {
-      scheduler.close()
+      await scheduler.close()
       await registry.close()
       store.close()
     },

@@ -121,6 +121,8 @@ export class FetchScheduler extends EventEmitter {
   private readonly wholeChecks = new Map<string, Promise<void>>()
   private readonly backgroundRetried = new Set<string>()
   private readonly recentFiles = new Map<string, { size: number }>()
+  /** Chunk writes between their first file and their commit (see close). */
+  private readonly writes = new Set<Promise<void>>()
   private unitsSinceGc = 0
   private running = 0
   private bucketTimer: NodeJS.Timeout | undefined
@@ -315,12 +317,18 @@ export class FetchScheduler extends EventEmitter {
   }
 
   /**
-   * Stops timers and fails every waiter with EDGESTAR_FETCH_CLOSED. Safe to follow at once
-   * with `store.close()`: batches still in flight drop their answers and errors quietly,
-   * and every later call rejects with EDGESTAR_FETCH_CLOSED without touching the store.
+   * Stops timers and fails every waiter with EDGESTAR_FETCH_CLOSED. Batches still being
+   * fetched drop their answers and errors quietly, and every later call rejects with
+   * EDGESTAR_FETCH_CLOSED without touching the store. Resolves once chunk writes already
+   * under way have committed; close the store only then, or their files stay without a
+   * row and the next open removes them as strays.
    */
-  close(): void {
-    if (this.isClosed) return
+  close(): Promise<void> {
+    if (!this.isClosed) this.shutDown()
+    return Promise.allSettled([...this.writes]).then(() => {})
+  }
+
+  private shutDown(): void {
     this.isClosed = true
     clearTimeout(this.bucketTimer)
     clearTimeout(this.probeTimer)
@@ -610,7 +618,7 @@ export class FetchScheduler extends EventEmitter {
       if (decoded !== undefined) verified.push({ job, unit: units[i]!, decoded })
     }
 
-    await this.store.chunks.writeMany(
+    const writing = this.store.chunks.writeMany(
       verified.map(({ unit, decoded }) => ({
         key: unit.chunkKey,
         data: decoded.object,
@@ -622,6 +630,12 @@ export class FetchScheduler extends EventEmitter {
           }),
       })),
     )
+    this.writes.add(writing)
+    try {
+      await writing
+    } finally {
+      this.writes.delete(writing)
+    }
     if (this.isClosed) return
     for (const { job, unit } of verified) this.finishUnit(job, layer, unit)
   }
