@@ -325,6 +325,7 @@ describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
         (e: unknown) => e,
       )
     assert.ok(isEdgestarError(err, 'EDGESTAR_AGENT_UPDATE_ROLLED_BACK'), String(err))
+    assert.match(err.message, /EDGESTAR_RUNTIME_COMMAND_NOT_FOUND/, 'the cause is in the message')
     const rolledBack = await waitForState('web', 'running')
     assert.equal(rolledBack.image, refs.app1)
 

@@ -70,3 +70,11 @@ test('deploy --help says it waits for the full download unless --detach', async 
   assert.match(text, /whole image is downloaded/)
   assert.match(text, /instead of waiting for the full image download/)
 })
+
+test('deploy --help shows that --name is required and what --update keeps', async () => {
+  const { stdout } = await execFileAsync(EDGESTAR, ['deploy', '--help'])
+  const text = stdout.replace(/\s+/g, ' ')
+  assert.match(text, /Usage: edgestar deploy <ref> --name <name>/)
+  assert.match(text, /deployment name, required/)
+  assert.match(text, /The new spec replaces the old one whole/)
+})
