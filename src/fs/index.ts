@@ -23,4 +23,4 @@ export { abortMount, clearStaleMount, type FuseMountInfo, findFuseMounts } from 
 export { IDS_PER_LAYER, type LayerReadFn, StoreLayer } from './store-layer.js'
 export { openStoreView, type StoreViewOptions } from './store-view.js'
 export { type ReadFileFn, TocLayer, type TocLikeEntry } from './toc-layer.js'
-export { type UnmountResult, unmountDir } from './unmount-dir.js'
+export { type UnmountResult, type UnmountTimeouts, unmountDir } from './unmount-dir.js'

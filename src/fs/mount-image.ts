@@ -1,9 +1,9 @@
 import { resolve } from 'node:path'
 import Fuse from 'fuse-native'
-import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
 import { buildFuseOps } from './fuse-ops.js'
 import type { ImageView } from './image-view.js'
+import { explainMountFailure } from './mount-failure.js'
 import { abortMount, clearStaleMount } from './stale-mount.js'
 
 /** Kernel caching and access options of a mount; the defaults are chosen for speed. */
@@ -56,8 +56,9 @@ const DEFAULTS = {
  * Mounts `view` read-only at `mountpoint` with fuse-native, after clearing a stale mount a
  * killed edgestar left there. Inode numbers come from the view (`use_ino`), so hardlinks
  * share one. Resolves once the kernel has sent FUSE `init`.
- * @throws EDGESTAR_FS_MOUNT_BUSY when a live server already serves `mountpoint`;
- *   EDGESTAR_FS_MOUNT_FAILED when libfuse refuses the mount.
+ * @throws EDGESTAR_FS_MOUNT_BUSY when a live server already serves `mountpoint`; when
+ *   libfuse refuses the mount, the reason's code from `explainMountFailure`
+ *   (EDGESTAR_FS_NO_MOUNTPOINT, EDGESTAR_FS_FUSE_DENIED, …, else EDGESTAR_FS_MOUNT_FAILED).
  */
 export async function mountImage(
   view: ImageView,
@@ -88,17 +89,8 @@ export async function mountImage(
     timeout: settings.opTimeoutMs,
   })
 
-  await new Promise<void>((done, fail) => {
-    fuse.mount((err) => {
-      if (!err) return done()
-      fail(
-        new EdgestarError('EDGESTAR_FS_MOUNT_FAILED', `cannot mount the image at ${dir}`, {
-          hint: 'check that /dev/fuse exists, fuse and libfuse2 are installed, and DIR is an empty directory',
-          cause: err,
-        }),
-      )
-    })
-  })
+  const failure = await new Promise<Error | null>((done) => fuse.mount(done))
+  if (failure) throw await explainMountFailure(dir, failure)
   log.info('mount ready')
 
   let unmounting: Promise<void> | undefined

@@ -14,15 +14,33 @@ export interface UnmountResult {
   /** `signalled`: the serving edgestar unmounted cleanly; `aborted`: forced via fusectl. */
   how: 'signalled' | 'aborted'
   servingPid: number | null
+  /**
+   * Whether the serving process has exited (true when there was none). It records the
+   * chunks it is still writing after the mount is gone, so a state directory is only
+   * settled once it has exited.
+   */
+  servingExited: boolean
+}
+
+/** Bounds of `unmountDir`, in milliseconds. */
+export interface UnmountTimeouts {
+  /** Wait for the serving process to unmount before aborting the mount; default 10 s. */
+  unmountMs?: number
+  /** Then wait for it to exit (finish its chunk writes, close the store); default 15 s. */
+  exitMs?: number
 }
 
 /**
  * Unmounts the edgestar mount at `dir`: asks the serving process (its pid is in the mount
- * source, `edgestar:PID`) to unmount with SIGTERM and waits up to `timeoutMs`; a mount
- * whose server is gone or does not finish in time is aborted through fusectl and detached.
+ * source, `edgestar:PID`) to unmount with SIGTERM, waits up to `unmountMs` for the mount to
+ * go and then up to `exitMs` for the process to exit; a mount whose server is gone or does
+ * not finish in time is aborted through fusectl and detached.
  * @throws EDGESTAR_FS_NOT_MOUNTED when no FUSE mount is at `dir`.
  */
-export async function unmountDir(dir: string, timeoutMs = 10_000): Promise<UnmountResult> {
+export async function unmountDir(
+  dir: string,
+  timeouts: UnmountTimeouts = {},
+): Promise<UnmountResult> {
   const mountpoint = resolve(dir)
   const mounts = await findFuseMounts(mountpoint)
   if (mounts.length === 0) {
@@ -31,22 +49,52 @@ export async function unmountDir(dir: string, timeoutMs = 10_000): Promise<Unmou
     })
   }
 
-  const source = mounts[mounts.length - 1].source
-  const pid = source.startsWith(FSNAME_PREFIX) ? Number(source.slice(FSNAME_PREFIX.length)) : NaN
-  const servingPid = Number.isInteger(pid) && pid > 0 ? pid : null
-  if (servingPid !== null && servingPid !== process.pid && (await signal(servingPid))) {
-    const deadline = Date.now() + timeoutMs
-    while (Date.now() < deadline) {
-      if ((await findFuseMounts(mountpoint)).length === 0) {
-        return { mountpoint, how: 'signalled', servingPid }
-      }
-      await sleep(POLL_MS)
-    }
+  const servingPid = pidOf(mounts[mounts.length - 1].source)
+  const isSignalled =
+    servingPid !== null && servingPid !== process.pid && (await signal(servingPid))
+  if (isSignalled && (await mountGone(mountpoint, timeouts.unmountMs ?? 10_000))) {
+    const servingExited = await exited(servingPid, timeouts.exitMs ?? 15_000)
+    return { mountpoint, how: 'signalled', servingPid, servingExited }
   }
 
   moduleLogger('fs', { mountpoint }).warn({ servingPid }, 'unmount forced')
   await abortMount(mountpoint)
-  return { mountpoint, how: 'aborted', servingPid }
+  const servingExited = !isSignalled || !(await isRunning(servingPid))
+  return { mountpoint, how: 'aborted', servingPid, servingExited }
+}
+
+function pidOf(source: string): number | null {
+  const pid = source.startsWith(FSNAME_PREFIX) ? Number(source.slice(FSNAME_PREFIX.length)) : NaN
+  return Number.isInteger(pid) && pid > 0 ? pid : null
+}
+
+async function mountGone(mountpoint: string, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if ((await findFuseMounts(mountpoint)).length === 0) return true
+    await sleep(POLL_MS)
+  }
+  return false
+}
+
+async function exited(pid: number, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (!(await isRunning(pid))) return true
+    await sleep(POLL_MS)
+  }
+  return !(await isRunning(pid))
+}
+
+// A zombie counts as exited: its parent (the `mount --detach` launcher) may not reap it.
+async function isRunning(pid: number): Promise<boolean> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state !== 'Z' && state !== 'X'
+  } catch {
+    return false
+  }
 }
 
 // NOTE: the pid comes from the mount source; a stale mount's pid may have been reused, so

@@ -1,11 +1,13 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { createHash } from 'node:crypto'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { createHash, randomBytes } from 'node:crypto'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { setTimeout as sleep } from 'node:timers/promises'
+import Database from 'better-sqlite3'
+import { convertLayer } from '../../src/estargz/index.js'
 import { abortMount, findFuseMounts } from '../../src/fs/index.js'
 import { RegistryClient } from '../../src/registry/index.js'
 import { pushTestImage } from '../helpers/images.js'
@@ -22,6 +24,39 @@ async function edgestar(args: string[]): Promise<{ code: number; json: Record<st
   const result = await runChild(CLI, [...args, '--json'])
   const line = result.stdout.trim().split('\n').pop() ?? '{}'
   return { code: result.code, json: JSON.parse(line) as Record<string, unknown> }
+}
+
+/** Chunk files in a state directory's cache, and the rows that say they are present. */
+async function chunkCounts(stateDir: string): Promise<{ files: number; rows: number }> {
+  let files = 0
+  const cache = join(stateDir, 'chunks')
+  for (const sub of await readdir(cache)) {
+    if (sub !== 'tmp') files += (await readdir(join(cache, sub))).length
+  }
+  // Read-only and without Store.open: opening the store would reconcile the cache.
+  const db = new Database(join(stateDir, 'edgestar.db'), { readonly: true })
+  try {
+    const row = db.prepare("SELECT count(*) AS n FROM chunks WHERE state = 'present'").get()
+    return { files, rows: (row as { n: number }).n }
+  } finally {
+    db.close()
+  }
+}
+
+/** An eStargz layer of `count` incompressible 64 KiB files: one chunk, one write each. */
+async function manyChunkLayer(workDir: string, count: number) {
+  const tree = join(workDir, 'tree')
+  await mkdir(join(tree, 'data'), { recursive: true })
+  for (let i = 0; i < count; i++)
+    await writeFile(join(tree, 'data', `f${i}`), randomBytes(64 * 1024))
+  const blobPath = join(workDir, 'layer.estargz')
+  const result = await convertLayer(tree, blobPath, { chunkSizeBytes: 64 * 1024, level: 1 })
+  return {
+    blob: await readFile(blobPath),
+    diffID: result.diffID,
+    mediaType: result.mediaType,
+    annotations: result.annotations,
+  }
 }
 
 async function until(check: () => Promise<boolean>): Promise<void> {
@@ -53,9 +88,72 @@ describe('edgestar mount and umount', () => {
     const refused = await edgestar(['mount', '--layer', FIXTURE, dir])
     assert.equal((refused.json.error as { code: string }).code, 'EDGESTAR_FS_MOUNT_BUSY')
 
+    // The background process's own error comes back, not a generic one.
+    const refusedDetached = await edgestar(['mount', '--layer', FIXTURE, dir, '--detach'])
+    const error = refusedDetached.json.error as { code: string; hint: string }
+    assert.equal(error.code, 'EDGESTAR_FS_MOUNT_BUSY')
+    assert.match(error.hint, /edgestar umount .*background mount log: \/.*\.log/)
+
     const unmounted = await edgestar(['umount', dir])
     assert.equal(unmounted.json.how, 'signalled')
+    assert.equal(unmounted.json.servingExited, true)
     assert.equal((await findFuseMounts(dir)).length, 0)
+  })
+
+  it('names a missing mount point, in the foreground and with --detach', async () => {
+    const missing = join(dir, 'no-such-dir')
+    for (const extra of [[], ['--detach']]) {
+      const result = await edgestar(['mount', '--layer', FIXTURE, missing, ...extra])
+      assert.equal(result.code, 1)
+      const error = result.json.error as { code: string; hint: string }
+      assert.equal(error.code, 'EDGESTAR_FS_NO_MOUNTPOINT')
+      assert.match(error.hint, /mkdir -p/)
+    }
+  })
+
+  it('gives mount points with the same last component their own log files', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'edgestar-cli-logs-'))
+    try {
+      const logs: string[] = []
+      for (const name of ['a', 'b']) {
+        const mnt = join(parent, name, 'mnt')
+        await mkdir(mnt, { recursive: true })
+        const mounted = await edgestar(['mount', '--layer', FIXTURE, mnt, '--detach'])
+        assert.equal(mounted.code, 0, JSON.stringify(mounted.json))
+        logs.push(mounted.json.logFile as string)
+        assert.equal((await edgestar(['umount', mnt])).json.how, 'signalled')
+      }
+      assert.notEqual(logs[0], logs[1])
+      assert.match(logs[0]!, /edgestar-mount-mnt-/)
+      await Promise.all(logs.map((log) => rm(log, { force: true })))
+    } finally {
+      await rm(parent, { recursive: true, force: true })
+    }
+  })
+
+  it('tells a user who may not open /dev/fuse to run as root', {
+    skip: process.getuid?.() !== 0 ? 'needs root to switch to nobody' : false,
+  }, async () => {
+    const open = await mkdtemp(join(tmpdir(), 'edgestar-cli-nobody-'))
+    try {
+      await chmod(open, 0o777)
+      const result = await runChild('runuser', [
+        '-u',
+        'nobody',
+        '--',
+        CLI,
+        'mount',
+        '--layer',
+        FIXTURE,
+        open,
+        '--json',
+      ])
+      const body = JSON.parse(result.stdout.trim().split('\n').pop() ?? '{}')
+      assert.equal(body.error.code, 'EDGESTAR_FS_FUSE_DENIED', result.stderr)
+      assert.match(body.error.hint, /root/)
+    } finally {
+      await rm(open, { recursive: true, force: true })
+    }
   })
 
   it('mounts again over a mount left by a killed process', async () => {
@@ -99,6 +197,33 @@ describe('edgestar mount and umount', () => {
       await abortMount(dir).catch(() => {})
       await server.stop()
       await rm(stateDir, { recursive: true, force: true })
+    }
+  })
+
+  it('leaves no unrecorded chunk files when umount returns mid background fetch', async () => {
+    const server = await startRegistry()
+    const work = await mkdtemp(join(tmpdir(), 'edgestar-cli-work-'))
+    const stateDir = join(work, 'state')
+    try {
+      const pusher = new RegistryClient({ dockerConfigPath: null })
+      const ref = `${server.host}/fs/many:1`
+      await pushTestImage(pusher, ref, [await manyChunkLayer(work, 400)])
+      await pusher.close()
+
+      const mounted = await edgestar(['mount', ref, dir, '--state-dir', stateDir, '--detach'])
+      assert.equal(mounted.code, 0, JSON.stringify(mounted.json))
+      // Unmount while the background fetch is writing chunks.
+      await until(async () => (await chunkCounts(stateDir)).rows >= 20)
+      const unmounted = await edgestar(['umount', dir])
+      assert.equal(unmounted.json.how, 'signalled')
+      assert.equal(unmounted.json.servingExited, true)
+
+      const counts = await chunkCounts(stateDir)
+      assert.equal(counts.files, counts.rows)
+    } finally {
+      await abortMount(dir).catch(() => {})
+      await server.stop()
+      await rm(work, { recursive: true, force: true })
     }
   })
 

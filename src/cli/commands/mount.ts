@@ -1,5 +1,7 @@
 import { spawn } from 'node:child_process'
-import { openSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { closeSync, fstatSync, openSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -235,13 +237,17 @@ async function untilStopped(mountpoint: string): Promise<void> {
 /** Re-runs this command without --detach in a background process and waits for the mount. */
 async function detach(dir: string, options: MountCommandOptions): Promise<void> {
   const mountpoint = resolve(dir)
-  const logFile = options.logFile ?? join(tmpdir(), `edgestar-mount-${basename(mountpoint)}.log`)
-  const args = process.argv.slice(1).filter((arg) => arg !== '--detach')
+  const logFile = options.logFile ?? defaultLogFile(mountpoint)
+  // Without --json the child prints a failure as text on stderr, into the log, where
+  // childError finds it (its stdout goes nowhere).
+  const args = process.argv.slice(1).filter((arg) => arg !== '--detach' && arg !== '--json')
   const log = openSync(logFile, 'a')
+  const logStart = fstatSync(log).size
   const child = spawn(process.execPath, [...process.execArgv, ...args], {
     detached: true,
     stdio: ['ignore', 'ignore', log],
   })
+  closeSync(log)
   let exited: number | null = null
   child.on('exit', (code) => {
     exited = code ?? 1
@@ -264,11 +270,41 @@ async function detach(dir: string, options: MountCommandOptions): Promise<void> 
   }
 
   if (exited === null) child.kill('SIGTERM')
-  throw new EdgestarError(
-    'EDGESTAR_FS_MOUNT_FAILED',
-    `the background mount at ${mountpoint} did not start`,
-    {
-      hint: `see ${logFile}`,
-    },
+  throw (
+    (await childError(logFile, logStart)) ??
+    new EdgestarError(
+      'EDGESTAR_FS_MOUNT_FAILED',
+      exited === null
+        ? `the background mount at ${mountpoint} was not ready within ${READY_TIMEOUT_MS / 1000} s`
+        : `the background mount at ${mountpoint} exited (code ${exited}) before it was ready`,
+      { hint: `see ${logFile}` },
+    )
   )
+}
+
+// Named after the whole mount point (last component for reading, a hash for uniqueness):
+// two `mnt` directories must not share a log.
+function defaultLogFile(mountpoint: string): string {
+  const hash = createHash('sha256').update(mountpoint).digest('hex').slice(0, 8)
+  return join(tmpdir(), `edgestar-mount-${basename(mountpoint) || 'root'}-${hash}.log`)
+}
+
+/**
+ * The error the background process printed (`error CODE: message` and `hint: ...`, see
+ * printErrorText) in its part of the log, as an EdgestarError with the same code; the
+ * hint also names the log.
+ */
+async function childError(logFile: string, start: number): Promise<EdgestarError | undefined> {
+  const text = await readFile(logFile)
+    .then((bytes) => bytes.subarray(start).toString('utf8'))
+    .catch(() => '')
+  const lines = text.split('\n')
+  const at = lines.findLastIndex((line) => /^error EDGESTAR_[A-Z0-9_]+: /.test(line))
+  if (at < 0) return undefined
+
+  const match = /^error (EDGESTAR_[A-Z0-9_]+): (.*)$/.exec(lines[at]!)!
+  const hint = /^hint: (.*)$/.exec(lines[at + 1] ?? '')?.[1]
+  return new EdgestarError(match[1]!, match[2]!, {
+    hint: hint === undefined ? `see ${logFile}` : `${hint} (background mount log: ${logFile})`,
+  })
 }

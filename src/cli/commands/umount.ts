@@ -1,10 +1,12 @@
 import type { Command } from 'commander'
-import { unmountDir } from '../../fs/index.js'
+import { EdgestarError } from '../../errors.js'
+import { type UnmountResult, unmountDir } from '../../fs/index.js'
 import { printResult } from '../output.js'
 
 interface UmountOptions {
   json?: boolean
   timeout: string
+  exitTimeout: string
 }
 
 /** `edgestar umount DIR`: stops the edgestar mount at DIR (clean, or forced when stuck). */
@@ -13,17 +15,49 @@ export function register(program: Command): void {
     .command('umount')
     .description(
       'unmount an image mounted with `edgestar mount`: the serving process unmounts ' +
-        'cleanly; a mount whose process is gone or stuck is aborted (fusectl) and detached',
+        'cleanly and is waited for until it has recorded its last chunks and exited; a ' +
+        'mount whose process is gone or stuck is aborted (fusectl) and detached',
     )
     .argument('<dir>', 'mount point')
     .option('--timeout <seconds>', 'wait this long for a clean unmount before forcing it', '10')
+    .option(
+      '--exit-timeout <seconds>',
+      'then wait this long for the serving process to exit (it finishes its chunk writes)',
+      '15',
+    )
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, options: UmountOptions) => {
-      const result = await unmountDir(dir, Number(options.timeout) * 1000)
+      const result = await unmountDir(dir, {
+        unmountMs: seconds('--timeout', options.timeout) * 1000,
+        exitMs: seconds('--exit-timeout', options.exitTimeout) * 1000,
+      })
+      if (!result.servingExited) warnStillRunning(result, options.exitTimeout)
       printResult(options, { ok: true, ...result }, () =>
         result.how === 'signalled'
           ? `unmounted ${result.mountpoint}`
           : `unmounted ${result.mountpoint} (forced: its server was gone or stuck)`,
       )
     })
+}
+
+// The unmount itself worked, so the command succeeds; the warning says why the state
+// directory may not be settled yet.
+function warnStillRunning(result: UnmountResult, exitTimeout: string): void {
+  process.stderr.write(
+    `warning: the serving process ${result.servingPid} is still running ${exitTimeout} s ` +
+      'after the unmount (it records the chunks it is writing, then exits)\n' +
+      `hint: wait for it (\`ps -p ${result.servingPid}\`) before opening the same state ` +
+      'directory again, or chunks it has not recorded are fetched again; its log is the ' +
+      'mount --log-file\n',
+  )
+}
+
+function seconds(option: string, value: string): number {
+  const parsed = Number(value)
+  if (Number.isFinite(parsed) && parsed >= 0) return parsed
+  throw new EdgestarError(
+    'EDGESTAR_CLI_BAD_OPTION',
+    `${option} must be a number of seconds, not "${value}"`,
+    { hint: `for example ${option} 30` },
+  )
 }

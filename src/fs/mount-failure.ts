@@ -1,0 +1,79 @@
+import { constants } from 'node:fs'
+import { access, readdir, stat } from 'node:fs/promises'
+import { EdgestarError } from '../errors.js'
+
+const FUSE_DEVICE = '/dev/fuse'
+
+/**
+ * Turns libfuse's refusal to mount at `dir` into an error that names the reason. libfuse
+ * prints its reason on stderr and hands fuse-native only "-1", so the usual causes are
+ * checked here, after the fact: /dev/fuse missing or not openable by this user, `dir`
+ * missing, not a directory or not empty. Call it only once a stale mount at `dir` has
+ * been cleared (a stat of a hung mount hangs).
+ * @returns EDGESTAR_FS_NO_FUSE, EDGESTAR_FS_FUSE_DENIED, EDGESTAR_FS_NO_MOUNTPOINT,
+ *   EDGESTAR_FS_MOUNTPOINT_NOT_DIR, EDGESTAR_FS_MOUNTPOINT_NOT_EMPTY, or
+ *   EDGESTAR_FS_MOUNT_FAILED when none of them applies.
+ */
+export async function explainMountFailure(dir: string, cause: unknown): Promise<EdgestarError> {
+  const device = await errnoOf(access(FUSE_DEVICE, constants.R_OK | constants.W_OK))
+  if (device === 'ENOENT') {
+    return new EdgestarError('EDGESTAR_FS_NO_FUSE', `${FUSE_DEVICE} does not exist`, {
+      hint: 'load the FUSE kernel module (`modprobe fuse`) and install the fuse and libfuse2 packages',
+      cause,
+    })
+  }
+  if (device === 'EACCES' || device === 'EPERM') {
+    return new EdgestarError(
+      'EDGESTAR_FS_FUSE_DENIED',
+      `cannot mount at ${dir}: this user (uid ${process.getuid?.()}) may not open ${FUSE_DEVICE}`,
+      {
+        hint: 'run edgestar as root (sudo edgestar mount ...); a mount by another user needs read-write access to /dev/fuse and the setuid fusermount of the fuse package',
+        cause,
+      },
+    )
+  }
+
+  const info = await stat(dir).catch((err: NodeJS.ErrnoException) => err)
+  if (info instanceof Error) return mountPointError(dir, info, cause)
+  if (!info.isDirectory()) {
+    return new EdgestarError('EDGESTAR_FS_MOUNTPOINT_NOT_DIR', `${dir} is not a directory`, {
+      hint: 'give an empty directory as the mount point',
+      cause,
+    })
+  }
+  const names = await readdir(dir).catch(() => [])
+  if (names.length > 0) {
+    return new EdgestarError(
+      'EDGESTAR_FS_MOUNTPOINT_NOT_EMPTY',
+      `mount point ${dir} is not empty (${names.length} entries)`,
+      { hint: 'mount on an empty directory; its contents would be hidden', cause },
+    )
+  }
+  return new EdgestarError('EDGESTAR_FS_MOUNT_FAILED', `cannot mount the image at ${dir}`, {
+    hint: 'libfuse printed its reason on stderr just before this message; check that fuse and libfuse2 are installed',
+    cause,
+  })
+}
+
+function mountPointError(dir: string, err: NodeJS.ErrnoException, cause: unknown): EdgestarError {
+  if (err.code === 'ENOENT') {
+    return new EdgestarError('EDGESTAR_FS_NO_MOUNTPOINT', `mount point ${dir} does not exist`, {
+      hint: `create it first: mkdir -p ${dir}`,
+      cause,
+    })
+  }
+  return new EdgestarError(
+    'EDGESTAR_FS_MOUNT_FAILED',
+    `cannot use ${dir} as mount point (${err.code})`,
+    { hint: 'give an empty directory this user may read', cause },
+  )
+}
+
+async function errnoOf(check: Promise<unknown>): Promise<string | undefined> {
+  try {
+    await check
+    return undefined
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code ?? 'EIO'
+  }
+}
