@@ -59,17 +59,25 @@ export interface EdgestarConfig {
 }
 
 /**
- * Loads the config file and the environment. A missing default file is fine; a missing
- * file named explicitly, bad JSON or a bad value throws EDGESTAR_CONFIG_INVALID (naming
- * the key and the expected form) or EDGESTAR_CONFIG_BAD_SIZE.
+ * Loads the config file and the environment. A missing default file is fine. A file
+ * named by `configPath` (--config) or EDGESTAR_CONFIG that is missing throws
+ * EDGESTAR_CONFIG_NOT_FOUND; any file that cannot be read, EDGESTAR_CONFIG_UNREADABLE
+ * (with the errno); bad JSON (with line and column), an unknown top-level key (with the
+ * nearest known one) or a bad value, EDGESTAR_CONFIG_INVALID naming the key and the
+ * expected form, or EDGESTAR_CONFIG_BAD_SIZE.
  */
 export function loadConfig(
   options: { configPath?: string; env?: NodeJS.ProcessEnv } = {},
 ): EdgestarConfig {
   const env = options.env ?? process.env
-  const explicit = options.configPath ?? env.EDGESTAR_CONFIG
-  const path = explicit ?? DEFAULT_CONFIG_PATH
-  const raw = readConfigFile(path, explicit !== undefined)
+  const source =
+    options.configPath !== undefined
+      ? '--config'
+      : env.EDGESTAR_CONFIG !== undefined
+        ? 'EDGESTAR_CONFIG'
+        : undefined
+  const path = options.configPath ?? env.EDGESTAR_CONFIG ?? DEFAULT_CONFIG_PATH
+  const raw = readConfigFile(path, source)
 
   const config: EdgestarConfig = {
     stateDir: DEFAULT_STATE_DIR,
@@ -86,35 +94,155 @@ export function loadConfig(
     raw: raw ?? {},
     configPath: raw === undefined ? undefined : path,
   }
-  if (raw !== undefined) applyFile(config, raw, path)
+  if (raw !== undefined) {
+    checkKeys(raw, path)
+    applyFile(config, raw, path)
+  }
   applyEnv(config, env)
   return config
 }
 
-function readConfigFile(path: string, isRequired: boolean): Record<string, unknown> | undefined {
+/**
+ * Top-level keys of the config file. `agent` is the agent's own section, checked by
+ * src/agent/config.ts; any other key is refused, so a misspelt setting is not ignored.
+ */
+export const CONFIG_FILE_KEYS = [
+  'stateDir',
+  'insecureRegistries',
+  'platform',
+  'allowUnverified',
+  'bandwidth',
+  'offlineWait',
+  'cacheLimit',
+  'backgroundFetch',
+  'backgroundOrder',
+  'fetchConcurrency',
+  'dockerConfig',
+  'agent',
+] as const
+
+function readConfigFile(
+  path: string,
+  source: string | undefined,
+): Record<string, unknown> | undefined {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
   } catch (err) {
-    if (!isRequired && (err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
-    throw new EdgestarError('EDGESTAR_CONFIG_INVALID', `cannot read config file ${path}`, {
-      cause: err,
-    })
+    const code = (err as NodeJS.ErrnoException).code
+    if (source === undefined && code === 'ENOENT') return undefined
+    throw unreadable(path, source ?? 'the default path', code, err)
   }
   let parsed: unknown
   try {
     parsed = JSON.parse(text)
   } catch (err) {
-    throw new EdgestarError('EDGESTAR_CONFIG_INVALID', `config file ${path} is not valid JSON`, {
-      cause: err,
-    })
+    throw badJson(path, text, err as Error)
   }
   if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
     throw new EdgestarError(
       'EDGESTAR_CONFIG_INVALID',
       `config file ${path} must hold a JSON object`,
+      { hint: 'write the settings as one object, e.g. {"stateDir": "/var/lib/edgestar"}' },
     )
   return parsed as Record<string, unknown>
+}
+
+function unreadable(
+  path: string,
+  source: string,
+  code: string | undefined,
+  cause: unknown,
+): EdgestarError {
+  if (code === 'ENOENT')
+    return new EdgestarError(
+      'EDGESTAR_CONFIG_NOT_FOUND',
+      `config file ${path} (from ${source}) does not exist (ENOENT)`,
+      {
+        hint: `check the path, create the file, or drop ${source} to run with the defaults`,
+        cause,
+      },
+    )
+  const why =
+    code === 'EACCES' || code === 'EPERM'
+      ? `this user (uid ${process.getuid?.()}) may not read it`
+      : code === 'EISDIR'
+        ? 'it is a directory'
+        : 'it cannot be read'
+  return new EdgestarError(
+    'EDGESTAR_CONFIG_UNREADABLE',
+    `config file ${path} (from ${source}): ${why} (${code ?? 'error'})`,
+    {
+      hint:
+        code === 'EISDIR'
+          ? `give the path of the JSON file itself, e.g. ${path}/config.json`
+          : `run as a user who may read it (often root: sudo), or grant this user read access to ${path} (chgrp, chmod g+r)`,
+      cause,
+    },
+  )
+}
+
+// JSON.parse names only a character position (Node 20: "... in JSON at position 23");
+// line and column are what an editor jumps to.
+function badJson(path: string, text: string, err: Error): EdgestarError {
+  const position = Number(/at position (\d+)/.exec(err.message)?.[1] ?? text.length)
+  const before = text.slice(0, position).split('\n')
+  const line = before.length
+  const column = (before[before.length - 1]?.length ?? 0) + 1
+  const reason = err.message.replace(/,? (in JSON )?at position \d+.*$/, '')
+  return new EdgestarError(
+    'EDGESTAR_CONFIG_INVALID',
+    `config file ${path} is not valid JSON: ${reason} at line ${line}, column ${column}`,
+    {
+      hint: 'JSON wants double-quoted keys and strings, commas between entries but not after the last, and no comments',
+      cause: err,
+    },
+  )
+}
+
+function checkKeys(raw: Record<string, unknown>, path: string): void {
+  const known: readonly string[] = CONFIG_FILE_KEYS
+  for (const key of Object.keys(raw)) {
+    if (known.includes(key)) continue
+    const nearest = nearestKey(key, known)
+    throw new EdgestarError(
+      'EDGESTAR_CONFIG_INVALID',
+      `unknown key "${key}" in config file ${path}`,
+      {
+        hint:
+          (nearest === undefined ? '' : `did you mean "${nearest}"? `) +
+          `known top-level keys: ${known.join(', ')} (agent settings go inside "agent")`,
+      },
+    )
+  }
+}
+
+/**
+ * The key of `known` closest to `key` (case ignored) when it is a likely misspelling (at
+ * most a third of its letters differ, and at least two may), else undefined.
+ */
+export function nearestKey(key: string, known: readonly string[]): string | undefined {
+  let best: { key: string; distance: number } | undefined
+  for (const candidate of known) {
+    const distance = editDistance(key.toLowerCase(), candidate.toLowerCase())
+    if (best === undefined || distance < best.distance) best = { key: candidate, distance }
+  }
+  if (best === undefined) return undefined
+  return best.distance <= Math.max(2, Math.floor(key.length / 3)) ? best.key : undefined
+}
+
+// Levenshtein distance, one row at a time.
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j)
+  for (let i = 1; i <= a.length; i++) {
+    const current = [i]
+    for (let j = 1; j <= b.length; j++) {
+      const substitution = previous[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1)
+      current[j] = Math.min(previous[j]! + 1, current[j - 1]! + 1, substitution)
+    }
+    previous = current
+  }
+  return previous[b.length]!
 }
 
 function applyFile(config: EdgestarConfig, raw: Record<string, unknown>, path: string): void {

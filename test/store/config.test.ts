@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
 import { settingsFrom } from '../../src/cli/options.js'
-import { DEFAULT_CONFIG_PATH, loadConfig } from '../../src/config.js'
+import { CONFIG_FILE_KEYS, DEFAULT_CONFIG_PATH, loadConfig, nearestKey } from '../../src/config.js'
+import type { EdgestarError } from '../../src/errors.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'edgestar-config-'))
 after(() => rmSync(dir, { recursive: true, force: true }))
@@ -31,13 +32,13 @@ describe('config', () => {
       bandwidth: '512KiB',
       offlineWait: '5s',
       insecureRegistries: ['reg:5000'],
-      mqtt: { url: 'x' },
+      agent: { runtime: 'chroot' },
     })
     const config = loadConfig({ configPath: path, env: { EDGESTAR_BANDWIDTH: '1MiB' } })
     assert.equal(config.stateDir, '/srv/a')
     assert.equal(config.bandwidthBytesPerSec, 1024 * 1024)
     assert.equal(config.offlineWaitMs, 5000)
-    assert.deepEqual(config.raw.mqtt, { url: 'x' })
+    assert.deepEqual(config.raw.agent, { runtime: 'chroot' })
 
     const settings = settingsFrom({
       config: path,
@@ -60,8 +61,57 @@ describe('config', () => {
     assert.throws(() => loadConfig({ configPath: configFile({ bandwidth: 'fast' }), env: {} }), {
       code: 'EDGESTAR_CONFIG_BAD_SIZE',
     })
-    assert.throws(() => loadConfig({ configPath: join(dir, 'missing.json'), env: {} }), {
-      code: 'EDGESTAR_CONFIG_INVALID',
-    })
+  })
+
+  it('refuses an unknown top-level key and suggests the nearest known one', () => {
+    const path = configFile({ bandwith: '1MiB' })
+    assert.throws(
+      () => loadConfig({ configPath: path, env: {} }),
+      (err: EdgestarError) => {
+        assert.equal(err.code, 'EDGESTAR_CONFIG_INVALID')
+        assert.match(err.message, /unknown key "bandwith"/)
+        assert.match(err.hint ?? '', /did you mean "bandwidth"\?.*stateDir/)
+        return true
+      },
+    )
+    // The same check for every command: they all read the file through settingsFrom.
+    assert.throws(() => settingsFrom({ config: path }), { code: 'EDGESTAR_CONFIG_INVALID' })
+    assert.equal(nearestKey('stateDirectory', CONFIG_FILE_KEYS), undefined)
+    assert.equal(nearestKey('cachelimit', CONFIG_FILE_KEYS), 'cacheLimit')
+  })
+
+  it('names the line and column of bad JSON', () => {
+    const path = join(dir, 'bad.json')
+    writeFileSync(path, '{\n  "stateDir": "/srv/a",\n  "bandwidth": "1MiB",\n}\n')
+    assert.throws(
+      () => loadConfig({ configPath: path, env: {} }),
+      (err: EdgestarError) => {
+        assert.equal(err.code, 'EDGESTAR_CONFIG_INVALID')
+        assert.match(err.message, /not valid JSON: .* at line 4, column 1$/)
+        assert.match(err.hint ?? '', /commas/)
+        return true
+      },
+    )
+  })
+
+  it('says why a named file cannot be read, and where its name came from', () => {
+    const missing = join(dir, 'missing.json')
+    assert.throws(
+      () => loadConfig({ configPath: missing, env: {} }),
+      (err: EdgestarError) => {
+        assert.equal(err.code, 'EDGESTAR_CONFIG_NOT_FOUND')
+        assert.match(err.message, /from --config.*ENOENT/)
+        return true
+      },
+    )
+    assert.throws(() => loadConfig({ env: { EDGESTAR_CONFIG: missing } }), /from EDGESTAR_CONFIG/)
+    assert.throws(
+      () => loadConfig({ configPath: dir, env: {} }),
+      (err: EdgestarError) => {
+        assert.equal(err.code, 'EDGESTAR_CONFIG_UNREADABLE')
+        assert.match(err.message, /is a directory \(EISDIR\)/)
+        return true
+      },
+    )
   })
 })
