@@ -150,11 +150,13 @@ async function serveImage(ref: string, options: MountCommandOptions): Promise<Se
       layerDigests: image.layers,
       read: services.images.readLayerFile,
     })
+    let isStopping = false
     return {
       view,
       label: ref,
-      start: () => void fetchInBackground(services, image),
+      start: () => void fetchInBackground(services, image, () => isStopping),
       stop: async () => {
+        isStopping = true
         removeControl()
         await view.close()
         await services.close()
@@ -167,7 +169,13 @@ async function serveImage(ref: string, options: MountCommandOptions): Promise<Se
   }
 }
 
-async function fetchInBackground(services: Services, image: ImageRow): Promise<void> {
+// Errors once the mount is stopping are the scheduler and store closing under the fetch
+// (a layer check may be reading the store): expected, not worth a warning.
+async function fetchInBackground(
+  services: Services,
+  image: ImageRow,
+  isStopping: () => boolean,
+): Promise<void> {
   const log = moduleLogger('fs', { reference: image.reference })
   try {
     await Promise.all(image.layers.map((layer) => services.scheduler.prefetch(layer)))
@@ -178,7 +186,7 @@ async function fetchInBackground(services: Services, image: ImageRow): Promise<v
       'image complete',
     )
   } catch (err) {
-    if (isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED')) return
+    if (isStopping() || isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED')) return
     log.warn({ err }, 'background fetch stopped')
   }
 }
