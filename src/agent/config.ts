@@ -1,4 +1,4 @@
-import { loadConfig, parseDuration } from '../config.js'
+import { loadConfig, nearestKey, parseDuration } from '../config.js'
 import { EdgestarError } from '../errors.js'
 import { type BackgroundOrder, parseBackgroundOrder, parseByteSize } from '../fetch/index.js'
 import { RUNTIME_CHOICES, type RuntimeChoice } from '../runtime/index.js'
@@ -320,11 +320,13 @@ function checkSectionKeys(section: Record<string, unknown>, file: string | undef
   const known = new Set(AGENT_OPTIONS.map((o) => o.key as string))
   for (const key of Object.keys(section)) {
     if (known.has(key)) continue
+    const nearest = nearestKey(key, [...known])
+    const guess = nearest === undefined ? '' : `did you mean "agent.${nearest}"? `
     throw new EdgestarError(
       'EDGESTAR_CONFIG_INVALID',
       `unknown key "agent.${key}" in config file ${file}`,
       {
-        hint: `known keys of the agent section: ${[...known].join(', ')}`,
+        hint: `${guess}known keys of the agent section: ${[...known].join(', ')}`,
       },
     )
   }

@@ -181,7 +181,9 @@ export class LazyImageBackend implements ImageBackend {
 
   async close(): Promise<void> {
     clearInterval(this.rateTimer)
-    this.scheduler.close()
+    // Chunk writes under way commit their rows before the agent closes the store (a file
+    // without its row is removed as a stray at the next start, and fetched again).
+    await this.scheduler.close()
     for (const pinId of this.pinIds.values()) this.store.pins.remove(pinId)
     this.pinIds.clear()
   }

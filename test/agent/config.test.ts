@@ -85,7 +85,9 @@ describe('loadAgentConfig', () => {
     await writeFile(bad, JSON.stringify({ agent: { sockett: '/x' } }))
     assert.throws(
       () => loadAgentConfig({ config: bad }, {}),
-      (err) => isEdgestarError(err, 'EDGESTAR_CONFIG_INVALID'),
+      (err) =>
+        isEdgestarError(err, 'EDGESTAR_CONFIG_INVALID') &&
+        (err.hint ?? '').startsWith('did you mean "agent.socket"?'),
     )
   })
 })
