@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises'
 import path from 'node:path'
 import { EdgestarError, isEdgestarError } from '../errors.js'
 import { abortMount } from '../fs/index.js'
+import { forEachLimited } from '../limit.js'
 import { moduleLogger } from '../log.js'
 import {
   type BackoffOptions,
@@ -693,19 +694,6 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
  * the bound keeps a device with many deployments from forking every runc at once.
  */
 const SHUTDOWN_PARALLEL = 8
-
-/** Runs `fn` over `items`, at most `limit` at a time; resolves when all have settled. */
-async function forEachLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T)
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
-}
 
 function withoutUpdate(request: DeployRequest): Omit<DeployRequest, 'update'> {
   const { update: _update, ...rest } = request

@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { type Command, Option } from 'commander'
 import { type EdgestarConfig, loadConfig, parseDuration } from '../config.js'
+import { EdgestarError } from '../errors.js'
 import {
   BACKGROUND_ORDERS,
   FetchScheduler,
@@ -172,4 +173,15 @@ export function openServices(config: EdgestarConfig): Services {
       store.close()
     },
   }
+}
+
+/** A CLI option given in whole or fractional seconds; throws EDGESTAR_CLI_BAD_OPTION. */
+export function parseSeconds(option: string, value: string): number {
+  const parsed = Number(value)
+  if (Number.isFinite(parsed) && parsed >= 0) return parsed
+  throw new EdgestarError(
+    'EDGESTAR_CLI_BAD_OPTION',
+    `${option} must be a number of seconds, not "${value}"`,
+    { hint: `for example ${option} 30` },
+  )
 }

@@ -1,5 +1,6 @@
 import { EdgestarError, redactUrl } from '../errors.js'
 import type { RandomAccessReader } from '../estargz/types.js'
+import { forEachLimited } from '../limit.js'
 import { moduleLogger } from '../log.js'
 import type { BlobLocation } from './blob-location.js'
 import { parseContentRange, readMultipartRanges } from './multipart.js'
@@ -120,7 +121,7 @@ export class HttpBlobReader implements BlobReader {
     }
     // Whatever multi-range did not deliver goes one span per request, a few at a time.
     const rest = pending.filter(({ i }) => out[i] === undefined)
-    await runLimited(rest, 4, async ({ s, i }) => {
+    await forEachLimited(rest, 4, async ({ s, i }) => {
       out[i] = await this.fetchSpan(s.start, s.end)
     })
     return out as Buffer[]
@@ -331,16 +332,4 @@ export function coalesce(
     spans.push({ start: r.offset, end, members: [r] })
   }
   return spans
-}
-
-async function runLimited<T>(
-  items: T[],
-  limit: number,
-  fn: (item: T) => Promise<void>,
-): Promise<void> {
-  let next = 0
-  const worker = async (): Promise<void> => {
-    while (next < items.length) await fn(items[next++] as T)
-  }
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker))
 }

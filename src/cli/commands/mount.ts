@@ -25,6 +25,7 @@ import {
   type CommonOptions,
   type FetchOptions,
   openServices,
+  parseSeconds,
   type Services,
   settingsFrom,
 } from '../options.js'
@@ -194,22 +195,10 @@ async function fetchInBackground(
 function mountOptions(options: MountCommandOptions): MountOptions {
   return {
     allowOther: options.allowOther ?? false,
-    attrTimeoutSec: seconds('--attr-timeout', options.attrTimeout),
-    entryTimeoutSec: seconds('--entry-timeout', options.entryTimeout),
+    attrTimeoutSec: parseSeconds('--attr-timeout', options.attrTimeout),
+    entryTimeoutSec: parseSeconds('--entry-timeout', options.entryTimeout),
     kernelCache: options.kernelCache,
   }
-}
-
-function seconds(option: string, value: string): number {
-  const parsed = Number(value)
-  if (Number.isFinite(parsed) && parsed >= 0) return parsed
-  throw new EdgestarError(
-    'EDGESTAR_CLI_BAD_OPTION',
-    `${option} must be a number of seconds, not "${value}"`,
-    {
-      hint: `for example ${option} 60`,
-    },
-  )
 }
 
 /** Resolves on SIGINT/SIGTERM, or when the mount disappears (`umount -l` from outside). */

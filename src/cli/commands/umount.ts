@@ -1,6 +1,6 @@
 import type { Command } from 'commander'
-import { EdgestarError } from '../../errors.js'
 import { type UnmountResult, unmountDir } from '../../fs/index.js'
+import { parseSeconds } from '../options.js'
 import { printResult } from '../output.js'
 
 interface UmountOptions {
@@ -28,8 +28,8 @@ export function register(program: Command): void {
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, options: UmountOptions) => {
       const result = await unmountDir(dir, {
-        unmountMs: seconds('--timeout', options.timeout) * 1000,
-        exitMs: seconds('--exit-timeout', options.exitTimeout) * 1000,
+        unmountMs: parseSeconds('--timeout', options.timeout) * 1000,
+        exitMs: parseSeconds('--exit-timeout', options.exitTimeout) * 1000,
       })
       if (!result.servingExited) warnStillRunning(result, options.exitTimeout)
       printResult(options, { ok: true, ...result }, () =>
@@ -49,15 +49,5 @@ function warnStillRunning(result: UnmountResult, exitTimeout: string): void {
       `hint: wait for it (\`ps -p ${result.servingPid}\`) before opening the same state ` +
       'directory again, or chunks it has not recorded are fetched again; its log is the ' +
       'mount --log-file\n',
-  )
-}
-
-function seconds(option: string, value: string): number {
-  const parsed = Number(value)
-  if (Number.isFinite(parsed) && parsed >= 0) return parsed
-  throw new EdgestarError(
-    'EDGESTAR_CLI_BAD_OPTION',
-    `${option} must be a number of seconds, not "${value}"`,
-    { hint: `for example ${option} 30` },
   )
 }
