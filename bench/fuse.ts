@@ -176,6 +176,9 @@ async function readAndWalk(registryHost: string): Promise<void> {
     console.log(
       `  samples MB/s local ${rates(samples.localRead)}; mount ${rates(samples.fuseRead)}`,
     )
+    // Each round reads local then mount back to back: their ratio shares the moment's load.
+    const perRound = samples.localRead.map((local, i) => (local / samples.fuseRead[i]!).toFixed(2))
+    console.log(`  ratio mount/local per round: ${perRound.join(' ')}`)
     console.log(
       `  FUSE re-read from the kernel page cache (kernel_cache): ${mbps(fuseCachedRead)} MB/s`,
     )
