@@ -101,6 +101,7 @@ export class Agent {
       config.stateDir,
       config.cacheLimitBytes === null ? {} : { cacheLimitBytes: config.cacheLimitBytes },
     )
+    let agent: Agent
     try {
       const runtime = await detectRuntime(config.runtime, path.join(config.stateDir, 'runc'))
       const backend = await options.backendFactory(store, config)
@@ -115,7 +116,7 @@ export class Agent {
         updateGraceMs: config.updateGraceMs,
         ...(options.backoff === undefined ? {} : { backoff: options.backoff }),
       })
-      const agent = new Agent({
+      agent = new Agent({
         config,
         store,
         backend,
@@ -125,17 +126,30 @@ export class Agent {
         socketGid,
       })
       agent.releaseStateDir = releaseStateDir
-      await agent.server.listen()
-      agent.log.info(
-        { socket: config.socket, runtime: runtime.kind, stateDir: config.stateDir },
-        'agent started',
-      )
-      void deployments.restore()
-      await options.onReady?.(agent)
-      return agent
     } catch (err) {
       store.close()
       releaseStateDir()
+      throw err
+    }
+
+    // From here the agent owns the socket, restored containers and mounts: a failure
+    // (a bad MQTT setting in onReady, say) shuts all of it down, so the process can exit
+    // instead of serving a socket with a closed store.
+    try {
+      await agent.server.listen()
+      agent.log.info(
+        { socket: config.socket, runtime: agent.runtime.kind, stateDir: config.stateDir },
+        'agent started',
+      )
+      void agent.deployments.restore()
+      await options.onReady?.(agent)
+      return agent
+    } catch (err) {
+      await agent
+        .close()
+        .catch((closeErr: unknown) =>
+          agent.log.warn({ err: closeErr }, 'shutdown after a failed start failed'),
+        )
       throw err
     }
   }

@@ -1,5 +1,6 @@
 import { readFile } from 'node:fs/promises'
-import { MqttBridge, type MqttBridgeOptions } from '../mqtt/index.js'
+import { EdgestarError } from '../errors.js'
+import { loadFleetPublicKey, MqttBridge, type MqttBridgeOptions } from '../mqtt/index.js'
 import type { Agent } from './agent.js'
 import { AgentDeviceController } from './device-controller.js'
 
@@ -13,10 +14,11 @@ export async function startMqtt(agent: Agent): Promise<MqttBridge | undefined> {
   const config = agent.config
   if (config.mqttUrl === undefined) return undefined
 
-  const readText = async (file: string | undefined): Promise<string | undefined> =>
-    file === undefined ? undefined : (await readFile(file, 'utf8')).trim()
-  const password = await readText(config.mqttPasswordFile)
-  const fleetKey = await readText(config.mqttFleetKeyFile)
+  const password = await readSecretFile(config.mqttPasswordFile, '--mqtt-password-file')
+  const fleetKey = await readSecretFile(config.mqttFleetKeyFile, '--mqtt-fleet-key-file')
+  // Checked here, where the file's name is known, so an error can name it.
+  if (fleetKey !== undefined)
+    loadFleetPublicKey(fleetKey, `--mqtt-fleet-key-file ${config.mqttFleetKeyFile}`)
   const tls = {
     ...(config.mqttCaFile === undefined ? {} : { caFile: config.mqttCaFile }),
     ...(config.mqttCertFile === undefined ? {} : { certFile: config.mqttCertFile }),
@@ -44,4 +46,24 @@ export async function startMqtt(agent: Agent): Promise<MqttBridge | undefined> {
   })
   await bridge.start()
   return bridge
+}
+
+async function readSecretFile(
+  file: string | undefined,
+  option: string,
+): Promise<string | undefined> {
+  if (file === undefined) return undefined
+  try {
+    return (await readFile(file, 'utf8')).trim()
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? 'error'
+    throw new EdgestarError(
+      'EDGESTAR_AGENT_CONFIG_FILE_UNREADABLE',
+      `cannot read ${option} ${file} (${code})`,
+      {
+        hint: `check the path and that the agent (root) can read it, or leave ${option} out`,
+        cause: err,
+      },
+    )
+  }
 }
