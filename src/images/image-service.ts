@@ -117,8 +117,17 @@ export class ImageService {
    * `reference` (the same repository and tag, or the same manifest digest) if every layer's
    * index is local: a device that lost its link keeps deploying what it already has. A tag
    * may have moved at the registry since; that is logged. Other errors are thrown as is.
+   * A reference by digest that is recorded is answered without asking the registry.
    */
   async resolveOrRecorded(reference: string): Promise<ImageRow> {
+    // A digest names content that cannot change: a recorded copy needs no registry.
+    if (parseReference(reference).digest !== undefined) {
+      const recorded = this.recordedImage(reference)
+      if (recorded !== undefined) {
+        this.store.images.touch(recorded.id)
+        return recorded
+      }
+    }
     try {
       return await this.resolve(reference)
     } catch (err) {

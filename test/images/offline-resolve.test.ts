@@ -32,10 +32,16 @@ describe('resolving an image with the registry down', () => {
 
       const byTag = await services.images.resolveOrRecorded(ref)
       assert.equal(byTag.id, online.id)
+      const requestsBefore = services.registry.stats().requests
       const byDigest = await services.images.resolveOrRecorded(
         `${registry.host}/offline/app@${online.manifestDigest}`,
       )
       assert.equal(byDigest.id, online.id)
+      assert.equal(
+        services.registry.stats().requests,
+        requestsBefore,
+        'a recorded digest needs no registry request',
+      )
 
       await assert.rejects(
         services.images.resolveOrRecorded(`${registry.host}/offline/other:1`),
