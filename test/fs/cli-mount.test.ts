@@ -20,11 +20,20 @@ const FIXTURE = join(
   'mixed.estargz.tar.gz',
 )
 
+/** Logs of background mounts (in the temp dir, named after the mount point), removed at the end. */
+const backgroundLogs = new Set<string>()
+
 async function edgestar(args: string[]): Promise<{ code: number; json: Record<string, unknown> }> {
   const result = await runChild(CLI, [...args, '--json'])
   const line = result.stdout.trim().split('\n').pop() ?? '{}'
-  return { code: result.code, json: JSON.parse(line) as Record<string, unknown> }
+  const json = JSON.parse(line) as Record<string, unknown>
+  if (typeof json.logFile === 'string') backgroundLogs.add(json.logFile)
+  return { code: result.code, json }
 }
+
+after(async () => {
+  for (const log of backgroundLogs) await rm(log, { force: true })
+})
 
 /** Chunk files in a state directory's cache, and the rows that say they are present. */
 async function chunkCounts(stateDir: string): Promise<{ files: number; rows: number }> {
