@@ -238,7 +238,7 @@ async function untilStopped(mountpoint: string): Promise<void> {
  */
 async function refuseMissingMountpoint(mountpoint: string): Promise<void> {
   const names = await readdir(dirname(mountpoint)).catch((err: NodeJS.ErrnoException) =>
-    err.code === 'ENOENT' ? [] : undefined,
+    err.code === 'ENOENT' ? ([] as string[]) : undefined,
   )
   if (names === undefined || names.includes(basename(mountpoint))) return
   throw new EdgestarError('EDGESTAR_FS_NO_MOUNTPOINT', `mount point ${mountpoint} does not exist`, {
