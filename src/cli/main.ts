@@ -40,6 +40,13 @@ function summaryOf(description: string): string {
 async function main(argv: string[]): Promise<void> {
   const program = buildProgram()
   const wantsJson = argv.includes('--json')
+  // `edgestar --version --json`: commander would print the bare version text.
+  const topLevel = argv.slice(2)
+  const isVersionOnly = topLevel.every((arg) => ['--version', '-V', '--json'].includes(arg))
+  if (wantsJson && topLevel.length > 1 && isVersionOnly) {
+    process.stdout.write(`${JSON.stringify({ ok: true, version: VERSION })}\n`)
+    return
+  }
   try {
     await program.parseAsync(argv)
   } catch (err) {

@@ -130,6 +130,14 @@ describe('README commands', () => {
     }
   })
 
+  it('--version prints the version, as JSON with --json', async () => {
+    const text = await edgestar(['--version'])
+    assert.equal(text.code, 0)
+    assert.match(text.stdout.trim(), /^\d+\.\d+\.\d+$/)
+    const json = await edgestar(['--version', '--json'])
+    assert.deepEqual(JSON.parse(json.stdout), { ok: true, version: text.stdout.trim() })
+  })
+
   it('agent clients name the missing agent, with a hint, in text and in JSON', async () => {
     const env = { EDGESTAR_SOCKET: path.join(dir, 'nobody.sock') }
     for (const args of CLIENTS) {

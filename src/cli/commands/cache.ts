@@ -36,7 +36,7 @@ export function register(program: Command): void {
         options,
         { ok: true, stateDir: config.stateDir, ...status, reconciled: store.reconciled },
         () =>
-          `${status.presentChunks} chunks, ${formatBytes(status.presentBytes)} ` +
+          `${status.presentChunks} chunks, ${formatBytes(status.presentBytes)} on disk (uncompressed) ` +
           `(${formatBytes(status.pinnedBytes)} pinned by mounted images), limit ` +
           `${status.limitBytes === 0 ? 'none' : formatBytes(status.limitBytes)}`,
       )

@@ -46,7 +46,7 @@ export function register(program: Command): void {
         const lines = rows.map(
           (row) =>
             `${row.reference}  ${row.platform}  ${row.percentLocal}% local ` +
-            `(${formatBytes(row.presentBytes)} of ${formatBytes(row.totalBytes)}), ` +
+            `(${formatBytes(row.presentBytes)} of ${formatBytes(row.totalBytes)} compressed), ` +
             `${row.verifiedLayers}/${row.layers} layers verified`,
         )
         return lines.join('\n')
