@@ -256,7 +256,8 @@ export class FetchScheduler extends EventEmitter {
       // TODO(fetch): this index lookup is a synchronous better-sqlite3 query on the FUSE
       // event loop (about 50 µs, at most 0.4 ms, once per chunk a mount loads: measured on
       // a warm 256 MiB read). Lookups and listings already go through the query worker;
-      // this one still blocks the loop for that long.
+      // this one still blocks the loop for that long. So do the chunk cache's durable
+      // commits after each fetched batch (see ChunkCache.writeMany).
       const refs = this.store.toc.chunks(layerDigest, name, offset, length)
       const missing = refs.filter((ref) => !ref.isPresent)
       if (missing.length > 0) {

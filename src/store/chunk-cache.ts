@@ -118,6 +118,10 @@ export class ChunkCache {
     await Promise.all([...dirs].map((dir) => syncDir(dir)))
 
     const now = Date.now()
+    // TODO(store): this commit (synchronous=FULL, so an fsync of the WAL) runs on the
+    // process's event loop, which also serves FUSE: measured over a 62 MB pull, 277 commits
+    // of 1.4 ms median, 4.2 ms p90, 10.5 ms at most, during which a read of cached data
+    // waits. Moving writes to a worker's own connection would free the loop.
     this.durably(() => {
       const markPresent = this.db.prepare(
         `INSERT INTO chunks (key, size_bytes, state, last_used_at) VALUES (?, ?, 'present', ?)
