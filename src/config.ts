@@ -176,7 +176,8 @@ function unreadable(
       hint:
         code === 'EISDIR'
           ? `give the path of the JSON file itself, e.g. ${path}/config.json`
-          : `run as a user who may read it (often root: sudo), or grant this user read access to ${path} (chgrp, chmod g+r)`,
+          : 'run as a user who may read it (often root: sudo), or grant this user read ' +
+            `access to ${path} (chgrp, chmod g+r)`,
       cause,
     },
   )
@@ -194,7 +195,9 @@ function badJson(path: string, text: string, err: Error): EdgestarError {
     'EDGESTAR_CONFIG_INVALID',
     `config file ${path} is not valid JSON: ${reason} at line ${line}, column ${column}`,
     {
-      hint: 'JSON wants double-quoted keys and strings, commas between entries but not after the last, and no comments',
+      hint:
+        'JSON wants double-quoted keys and strings, commas between entries but not after ' +
+        'the last, and no comments',
       cause: err,
     },
   )

@@ -108,7 +108,9 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
         'EDGESTAR_AGENT_NAME_TAKEN',
         `a deployment named "${request.name}" already exists`,
         {
-          hint: `deploy with --update to move it to a new image, or remove it first (edgestar rm ${request.name}, or edgestar fleet remove ${request.name} from the fleet)`,
+          hint:
+            `deploy with --update to move it to a new image, or remove it first ` +
+            `(edgestar rm ${request.name}, or edgestar fleet remove ${request.name} from the fleet)`,
         },
       )
     }
@@ -392,7 +394,9 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
           `rolled back to ${old.image}`,
         {
           cause: err,
-          hint: `edgestar logs ${name} shows the new container's output, if it ran; fix the image or the run options and deploy --update again`,
+          hint:
+            `edgestar logs ${name} shows the new container's output, if it ran; ` +
+            'fix the image or the run options and deploy --update again',
         },
       )
     } finally {

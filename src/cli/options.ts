@@ -78,7 +78,8 @@ export function addFetchOptions(command: Command): Command {
     .option('--no-background', 'do not fetch the rest of the image in the background')
     .option(
       '--background-order <order>',
-      `which layers the background fetch takes first: ${BACKGROUND_ORDERS.join(' or ')} (default bottom-first)`,
+      `which layers the background fetch takes first: ${BACKGROUND_ORDERS.join(' or ')} ` +
+        '(default bottom-first)',
     )
 }
 

@@ -116,7 +116,8 @@ export class LinkMonitor extends EventEmitter<{ change: [LinkChange] }> {
     const latest = slow[slow.length - 1]!
     this.set(
       'degraded',
-      `slow link: ${slow.length} of the last ${this.samples.length} requests were slow (latest: ${latest.bytes} bytes in ${Math.round(latest.durationMs)} ms)`,
+      `slow link: ${slow.length} of the last ${this.samples.length} requests were slow ` +
+        `(latest: ${latest.bytes} bytes in ${Math.round(latest.durationMs)} ms)`,
     )
     this.judgeAgainWhenSamplesExpire(slow[0]!.atMs + this.sampleTtlMs - nowMs)
   }

@@ -850,7 +850,9 @@ export class FetchScheduler extends EventEmitter {
       waiter.reject(
         new EdgestarError(
           'EDGESTAR_FETCH_OFFLINE',
-          `registry offline: chunk at offset ${job.offset} of layer ${job.layerDigest} is not cached and the link did not come back within ${Number((this.offlineWaitMs / 1000).toFixed(1))} s (--offline-wait)`,
+          `registry offline: chunk at offset ${job.offset} of layer ${job.layerDigest} is ` +
+            'not cached and the link did not come back within ' +
+            `${Number((this.offlineWaitMs / 1000).toFixed(1))} s (--offline-wait)`,
           { hint: 'reconnect the device, or pull the image while online (edgestar pull REF)' },
         ),
       )

@@ -27,7 +27,9 @@ export async function explainMountFailure(dir: string, cause: unknown): Promise<
       'EDGESTAR_FS_FUSE_DENIED',
       `cannot mount at ${dir}: this user (uid ${process.getuid?.()}) may not open ${FUSE_DEVICE}`,
       {
-        hint: 'run edgestar as root (sudo edgestar mount ...); a mount by another user needs read-write access to /dev/fuse and the setuid fusermount of the fuse package',
+        hint:
+          'run edgestar as root (sudo edgestar mount ...); a mount by another user needs ' +
+          'read-write access to /dev/fuse and the setuid fusermount of the fuse package',
         cause,
       },
     )
@@ -50,7 +52,9 @@ export async function explainMountFailure(dir: string, cause: unknown): Promise<
     )
   }
   return new EdgestarError('EDGESTAR_FS_MOUNT_FAILED', `cannot mount the image at ${dir}`, {
-    hint: 'libfuse printed its reason on stderr just before this message; check that fuse and libfuse2 are installed',
+    hint:
+      'libfuse printed its reason on stderr just before this message; check that fuse and ' +
+      'libfuse2 are installed',
     cause,
   })
 }

@@ -346,7 +346,9 @@ function isRegistryDown(err: unknown): err is EdgestarError {
 
 function unreachableWithoutCopy(err: EdgestarError, reference: string): EdgestarError {
   return new EdgestarError(err.code, err.message, {
-    hint: `${reference} has never been resolved on this device, so there is no local copy to use: reconnect the device (or start the registry) and try again`,
+    hint:
+      `${reference} has never been resolved on this device, so there is no local copy to ` +
+      'use: reconnect the device (or start the registry) and try again',
     cause: err,
   })
 }

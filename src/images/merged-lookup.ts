@@ -85,7 +85,8 @@ function resolvePath(store: Store, layers: readonly string[], path: string): Mer
     if (found.entry.type !== 'dir')
       throw new EdgestarError(
         'EDGESTAR_IMAGES_NO_SUCH_FILE',
-        `no file ${JSON.stringify(path)} in the image (${JSON.stringify(`/${name}`)} is a ${found.entry.type}, not a directory)`,
+        `no file ${JSON.stringify(path)} in the image ` +
+          `(${JSON.stringify(`/${name}`)} is a ${found.entry.type}, not a directory)`,
         { hint: 'name a file inside a directory; to browse the image, use edgestar mount' },
       )
     resolved.push(part)

@@ -125,7 +125,8 @@ export class ChunkCache {
     this.durably(() => {
       const markPresent = this.db.prepare(
         `INSERT INTO chunks (key, size_bytes, state, last_used_at) VALUES (?, ?, 'present', ?)
-         ON CONFLICT(key) DO UPDATE SET size_bytes = excluded.size_bytes, state = 'present', last_used_at = excluded.last_used_at`,
+         ON CONFLICT(key) DO UPDATE SET size_bytes = excluded.size_bytes, state = 'present',
+           last_used_at = excluded.last_used_at`,
       )
       for (const item of items) {
         markPresent.run(item.key, item.data.length, now)

@@ -192,7 +192,7 @@ describe('chunk cache', () => {
     store.close()
   })
 
-  it('reads through open files: never a stale file after eviction or rewrite, a vanished one is missing', async () => {
+  it('open-file reads: no stale bytes after eviction or rewrite; a vanished file is missing', async () => {
     const store = Store.open(stateDir())
     recordLayer(store)
     await store.chunks.write(key('b'), Buffer.from('0123456789'))
