@@ -4,14 +4,11 @@ import type { Logger } from '../log.js'
 import type { MessageSchemas } from './schemas.js'
 import { checkCommandSignature } from './signing.js'
 import type {
-  BindSpec,
   CommandData,
   CommandLog,
   CommandResult,
   DeploySpec,
   DeviceController,
-  NetworkMode,
-  RestartPolicy,
 } from './types.js'
 
 /** One PUBLISH received on a command topic. */
@@ -59,23 +56,15 @@ export interface CommandHandlerOptions {
   now?: () => number
 }
 
-/** A command that passed validation (schemas/command.schema.json). */
-interface ValidCommand {
+/**
+ * A command that passed validation (schemas/command.schema.json): a deploy command carries
+ * the DeploySpec fields, the others at most a name.
+ */
+interface ValidCommand extends Partial<DeploySpec> {
   id: string
   type: 'deploy' | 'stop' | 'start' | 'remove' | 'bandwidth' | 'prefetch' | 'gc' | 'status'
   expiresAt?: string
   target?: string
-  name?: string
-  image?: string
-  command?: string[]
-  env?: Record<string, string>
-  restart?: RestartPolicy
-  network?: NetworkMode
-  binds?: BindSpec[]
-  workingDir?: string
-  user?: string
-  init?: boolean
-  update?: boolean
   capBytesPerSec?: number | null
 }
 

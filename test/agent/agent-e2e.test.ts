@@ -20,16 +20,16 @@ import { type RegistryServer, startRegistry } from '../helpers/registry-server.j
 import { appLayer, baseLayer, pushAppImage } from './agent-image.js'
 import {
   type AgentProcess,
+  CLI,
   eventually,
+  SKIP_WITHOUT_ROOTFS,
   startAgentProcess,
   stopAgentProcess,
+  TEST_CACHE_DIR,
+  TEST_ROOTFS,
 } from './agent-process.js'
 
-const rootfs = process.env.EDGESTAR_TEST_ROOTFS
-const cacheDir = process.env.EDGESTAR_CACHE_DIR ?? path.resolve('.cache')
-const skip = rootfs === undefined ? 'EDGESTAR_TEST_ROOTFS is not set (run scripts/test.sh)' : false
 const exec = promisify(execFile)
-const CLI = path.resolve(import.meta.dirname, '../../src/cli/main.js')
 const CAP_BYTES_PER_SEC = 256 * 1024
 
 let work = ''
@@ -113,12 +113,12 @@ async function assertNoTrace(name: string): Promise<void> {
   assert.deepEqual(await mountsUnder(dir), [])
 }
 
-describe('edgestar agent end to end (registry, FUSE, runc)', { skip }, () => {
+describe('edgestar agent end to end (registry, FUSE, runc)', { skip: SKIP_WITHOUT_ROOTFS }, () => {
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'edgestar-agent-e2e-'))
-    const base = await baseLayer(rootfs as string, cacheDir)
-    const v1 = await appLayer('v1', cacheDir)
-    const v2 = await appLayer('v2', cacheDir)
+    const base = await baseLayer(TEST_ROOTFS as string, TEST_CACHE_DIR)
+    const v1 = await appLayer('v1', TEST_CACHE_DIR)
+    const v2 = await appLayer('v2', TEST_CACHE_DIR)
     registry = await startRegistry()
     const push = new RegistryClient()
     const host = registry.host

@@ -10,7 +10,15 @@ export interface AgentProcess {
   socket: string
 }
 
-const MAIN = path.resolve(import.meta.dirname, '../../src/cli/main.js')
+/** The compiled CLI the agent tests run. */
+export const CLI = path.resolve(import.meta.dirname, '../../src/cli/main.js')
+/** The Debian rootfs scripts/test.sh builds once per run; container tests need it. */
+export const TEST_ROOTFS = process.env.EDGESTAR_TEST_ROOTFS
+/** Where shared fixtures (converted layers) are cached between test files. */
+export const TEST_CACHE_DIR = process.env.EDGESTAR_CACHE_DIR ?? path.resolve('.cache')
+/** `describe(..., { skip })` for tests that run containers from TEST_ROOTFS. */
+export const SKIP_WITHOUT_ROOTFS =
+  TEST_ROOTFS === undefined ? 'EDGESTAR_TEST_ROOTFS is not set (run scripts/test.sh)' : false
 
 /**
  * Starts `edgestar agent` (the real CLI, compiled) with `args`, its stderr appended to
@@ -22,7 +30,7 @@ export async function startAgentProcess(
   args: string[],
 ): Promise<AgentProcess> {
   const log = openSync(logFile, 'a')
-  const child = spawn(process.execPath, [MAIN, 'agent', '--socket', socket, ...args], {
+  const child = spawn(process.execPath, [CLI, 'agent', '--socket', socket, ...args], {
     stdio: ['ignore', 'ignore', log],
     env: { ...process.env, EDGESTAR_LOG_LEVEL: 'info' },
   })

@@ -17,16 +17,16 @@ import { type RegistryServer, startRegistry } from '../helpers/registry-server.j
 import { appLayer, baseLayer, pushAppImage } from './agent-image.js'
 import {
   type AgentProcess,
+  CLI,
   eventually,
+  SKIP_WITHOUT_ROOTFS,
   startAgentProcess,
   stopAgentProcess,
+  TEST_CACHE_DIR,
+  TEST_ROOTFS,
 } from './agent-process.js'
 
-const rootfs = process.env.EDGESTAR_TEST_ROOTFS
-const cacheDir = process.env.EDGESTAR_CACHE_DIR ?? path.resolve('.cache')
-const skip = rootfs === undefined ? 'EDGESTAR_TEST_ROOTFS is not set (run scripts/test.sh)' : false
 const exec = promisify(execFile)
-const CLI = path.resolve(import.meta.dirname, '../../src/cli/main.js')
 // Long enough that a container stopped by SIGKILL instead of its own exit shows as a failure.
 const STOP_TIMEOUT_MS = 60_000
 // A bound on tests that would hang if a follower never ended (not a speed assertion).
@@ -85,13 +85,15 @@ function waitFor(file: string): string {
   return `while [ ! -e /data/${file} ]; do sleep 0.1; done`
 }
 
-describe('container lifecycle through the agent (registry, FUSE, runc)', { skip }, () => {
+describe('container lifecycle through the agent (registry, FUSE, runc)', {
+  skip: SKIP_WITHOUT_ROOTFS,
+}, () => {
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'edgestar-lifecycle-'))
     shared = path.join(work, 'shared')
     await mkdir(shared)
-    const base = await baseLayer(rootfs as string, cacheDir)
-    const app = await appLayer('v1', cacheDir)
+    const base = await baseLayer(TEST_ROOTFS as string, TEST_CACHE_DIR)
+    const app = await appLayer('v1', TEST_CACHE_DIR)
     registry = await startRegistry()
     imageRef = `${registry.host}/edge/lifecycle:1`
     await pushAppImage(new RegistryClient(), imageRef, [base, app])

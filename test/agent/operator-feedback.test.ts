@@ -18,16 +18,16 @@ import { type RegistryServer, startRegistry } from '../helpers/registry-server.j
 import { appLayer, baseLayer, pushAppImage } from './agent-image.js'
 import {
   type AgentProcess,
+  CLI,
   eventually,
+  SKIP_WITHOUT_ROOTFS,
   startAgentProcess,
   stopAgentProcess,
+  TEST_CACHE_DIR,
+  TEST_ROOTFS,
 } from './agent-process.js'
 
-const rootfs = process.env.EDGESTAR_TEST_ROOTFS
-const cacheDir = process.env.EDGESTAR_CACHE_DIR ?? path.resolve('.cache')
-const skip = rootfs === undefined ? 'EDGESTAR_TEST_ROOTFS is not set (run scripts/test.sh)' : false
 const exec = promisify(execFile)
-const CLI = path.resolve(import.meta.dirname, '../../src/cli/main.js')
 // Sets no SIGTERM handler: as pid 1 of its namespace it ignores SIGTERM.
 const SLEEPER = ['python3', '-c', 'import time\nprint("up", flush=True)\ntime.sleep(3600)']
 
@@ -84,11 +84,13 @@ async function deployUp(name: string, command: string[]): Promise<void> {
   await eventually(async () => ((await logsOf(name)).includes('up') ? true : undefined))
 }
 
-describe('what the CLI tells the operator (registry, FUSE, runc)', { skip }, () => {
+describe('what the CLI tells the operator (registry, FUSE, runc)', {
+  skip: SKIP_WITHOUT_ROOTFS,
+}, () => {
   before(async () => {
     work = await mkdtemp(path.join(tmpdir(), 'edgestar-feedback-'))
-    const base = await baseLayer(rootfs as string, cacheDir)
-    const app = await appLayer('v1', cacheDir)
+    const base = await baseLayer(TEST_ROOTFS as string, TEST_CACHE_DIR)
+    const app = await appLayer('v1', TEST_CACHE_DIR)
     registry = await startRegistry()
     imageRef = `${registry.host}/edge/feedback:1`
     await pushAppImage(new RegistryClient(), imageRef, [base, app])
