@@ -18,6 +18,7 @@ export {
   OPAQUE_MARKER,
   WHITEOUT_PREFIX,
 } from './merged-view.js'
+export { checkMountpointExists } from './mount-failure.js'
 export { FSNAME_PREFIX, type Mounted, type MountOptions, mountImage } from './mount-image.js'
 export { abortMount, clearStaleMount, type FuseMountInfo, findFuseMounts } from './stale-mount.js'
 export { IDS_PER_LAYER, type LayerReadFn, StoreLayer } from './store-layer.js'

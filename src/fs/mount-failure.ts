@@ -1,5 +1,6 @@
 import { constants } from 'node:fs'
 import { access, readdir, stat } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
 import { EdgestarError } from '../errors.js'
 
 const FUSE_DEVICE = '/dev/fuse'
@@ -59,13 +60,28 @@ export async function explainMountFailure(dir: string, cause: unknown): Promise<
   })
 }
 
+/**
+ * Throws EDGESTAR_FS_NO_MOUNTPOINT when `dir` does not exist, before anything is started
+ * for a mount. Its parent is listed rather than `dir` stat'ed: a stat of a hung mount at
+ * `dir` would hang.
+ */
+export async function checkMountpointExists(dir: string): Promise<void> {
+  const names = await readdir(dirname(dir)).catch((err: NodeJS.ErrnoException) =>
+    err.code === 'ENOENT' ? ([] as string[]) : undefined,
+  )
+  if (names === undefined || names.includes(basename(dir))) return
+  throw noMountpointError(dir)
+}
+
+function noMountpointError(dir: string, cause?: unknown): EdgestarError {
+  return new EdgestarError('EDGESTAR_FS_NO_MOUNTPOINT', `mount point ${dir} does not exist`, {
+    hint: `create it first: mkdir -p ${dir}`,
+    cause,
+  })
+}
+
 function mountPointError(dir: string, err: NodeJS.ErrnoException, cause: unknown): EdgestarError {
-  if (err.code === 'ENOENT') {
-    return new EdgestarError('EDGESTAR_FS_NO_MOUNTPOINT', `mount point ${dir} does not exist`, {
-      hint: `create it first: mkdir -p ${dir}`,
-      cause,
-    })
-  }
+  if (err.code === 'ENOENT') return noMountpointError(dir, cause)
   return new EdgestarError(
     'EDGESTAR_FS_MOUNT_FAILED',
     `cannot use ${dir} as mount point (${err.code})`,

@@ -1,14 +1,15 @@
 import { spawn } from 'node:child_process'
 import { createHash } from 'node:crypto'
 import { closeSync, fstatSync, openSync } from 'node:fs'
-import { readdir, readFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { basename, dirname, join, resolve } from 'node:path'
+import { basename, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { Command } from 'commander'
 import { EdgestarError, isEdgestarError } from '../../errors.js'
 import { installBandwidthControl } from '../../fetch/index.js'
 import {
+  checkMountpointExists,
   FSNAME_PREFIX,
   findFuseMounts,
   type ImageView,
@@ -231,25 +232,11 @@ async function untilStopped(mountpoint: string): Promise<void> {
   })
 }
 
-/**
- * A mount point that does not exist is refused before a background process and its log
- * are made. Its parent is listed rather than the path stat'ed: a stat of a hung mount at
- * the path would hang.
- */
-async function refuseMissingMountpoint(mountpoint: string): Promise<void> {
-  const names = await readdir(dirname(mountpoint)).catch((err: NodeJS.ErrnoException) =>
-    err.code === 'ENOENT' ? ([] as string[]) : undefined,
-  )
-  if (names === undefined || names.includes(basename(mountpoint))) return
-  throw new EdgestarError('EDGESTAR_FS_NO_MOUNTPOINT', `mount point ${mountpoint} does not exist`, {
-    hint: `create it first: mkdir -p ${mountpoint}`,
-  })
-}
-
 /** Re-runs this command without --detach in a background process and waits for the mount. */
 async function detach(dir: string, options: MountCommandOptions): Promise<void> {
   const mountpoint = resolve(dir)
-  await refuseMissingMountpoint(mountpoint)
+  // Refused here, before a background process and its log are made.
+  await checkMountpointExists(mountpoint)
   const logFile = options.logFile ?? defaultLogFile(mountpoint)
   // Without --json the child prints a failure as text on stderr, into the log, where
   // childError finds it (its stdout goes nowhere).
