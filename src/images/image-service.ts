@@ -79,17 +79,10 @@ export class ImageService {
    * lets a device work offline), otherwise `resolve`. `refresh` always asks the registry.
    */
   async open(reference: string, options: { refresh?: boolean } = {}): Promise<ImageRow> {
-    const name = parseReference(reference).name
-    const local = this.store.images.get(name)
-    if (
-      local !== undefined &&
-      !options.refresh &&
-      local.layers.every((d) => this.store.layers.isIndexed(d))
-    ) {
-      this.store.images.touch(local.id)
-      return local
-    }
-    return this.resolve(reference)
+    const local = options.refresh ? undefined : this.recordedImage(reference)
+    if (local === undefined) return this.resolve(reference)
+    this.store.images.touch(local.id)
+    return local
   }
 
   /**
@@ -121,15 +114,9 @@ export class ImageService {
    */
   async resolveOrRecorded(reference: string): Promise<ImageRow> {
     // A digest names content that cannot change: a recorded copy needs no registry.
-    if (parseReference(reference).digest !== undefined) {
-      const recorded = this.recordedImage(reference)
-      if (recorded !== undefined) {
-        this.store.images.touch(recorded.id)
-        return recorded
-      }
-    }
+    const isPinned = parseReference(reference).digest !== undefined
     try {
-      return await this.resolve(reference)
+      return isPinned ? await this.open(reference) : await this.resolve(reference)
     } catch (err) {
       if (!isRegistryDown(err)) throw err
       const recorded = this.recordedImage(reference)
@@ -143,14 +130,15 @@ export class ImageService {
     }
   }
 
-  // The recorded image a reference names: by digest when it has one, else by name.
+  // The recorded image a reference names, with every layer's index local: the one recorded
+  // under that name, else (for a reference by digest) one with that manifest digest.
   private recordedImage(reference: string): ImageRow | undefined {
     const parsed = parseReference(reference)
-    const candidates =
+    const byDigest =
       parsed.digest === undefined
-        ? [this.store.images.get(parsed.name)]
+        ? []
         : this.store.images.list().filter((image) => image.manifestDigest === parsed.digest)
-    return candidates.find(
+    return [this.store.images.get(parsed.name), ...byDigest].find(
       (image) => image?.layers.every((digest) => this.store.layers.isIndexed(digest)) === true,
     )
   }
