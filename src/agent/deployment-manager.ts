@@ -48,6 +48,8 @@ export interface DeploymentManagerOptions {
 /** Events of the manager: every state change of every deployment. */
 export interface DeploymentManagerEvents {
   state: [DeploymentStateEvent]
+  /** A deployment no longer exists (removed, or a create that failed was undone). */
+  removed: [name: string]
 }
 
 interface Live {
@@ -171,8 +173,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       live.isStopping = true
       const exit = await live.container?.stop(this.options.stopTimeoutMs)
       await this.teardown(name, live)
-      this.options.records.remove(name)
-      this.live.delete(name)
+      this.forget(name)
       this.log.info({ deployment: name, killedAfterMs: exit?.killedAfterMs }, 'deployment removed')
       const killedAfterMs = exit?.killedAfterMs
       if (killedAfterMs === undefined) return { removed: name }
@@ -338,8 +339,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       // A create that fails leaves nothing: no row, no mount, no directory.
       live.isStopping = true
       await this.teardown(name, live).catch(() => undefined)
-      this.options.records.remove(name)
-      this.live.delete(name)
+      this.forget(name)
       this.log.warn({ deployment: name, err: errorFields(err) }, 'deploy failed')
       throw err
     }
@@ -637,6 +637,12 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
 
   private imageMountDir(name: string, generation: number): string {
     return path.join(this.deploymentDir(name), `image${generation}`)
+  }
+
+  private forget(name: string): void {
+    this.options.records.remove(name)
+    this.live.delete(name)
+    this.emit('removed', name)
   }
 
   private transition(name: string, state: DeploymentState, reason: string): void {

@@ -38,10 +38,15 @@ export class AgentDeviceController implements DeviceController {
   }
 
   private readonly stopLinkWatch: () => void
+  // The retained status lists deployments: one that is gone must leave it at once.
+  private readonly onRemoved = (): void => {
+    this.events.emit('status-changed')
+  }
 
   constructor(agent: Agent) {
     this.agent = agent
     agent.deployments.on('state', this.onState)
+    agent.deployments.on('removed', this.onRemoved)
     // The retained status carries the link state: a slow or lost registry link must show
     // there without waiting for a deployment to change state.
     this.stopLinkWatch = agent.backend.onLinkChange(() => this.events.emit('status-changed'))
@@ -50,6 +55,7 @@ export class AgentDeviceController implements DeviceController {
   /** Stops forwarding state and link changes. */
   detach(): void {
     this.agent.deployments.off('state', this.onState)
+    this.agent.deployments.off('removed', this.onRemoved)
     this.stopLinkWatch()
   }
 
