@@ -121,6 +121,10 @@ export class FetchScheduler extends EventEmitter {
   private readonly wholeChecks = new Map<string, Promise<void>>()
   private readonly backgroundRetried = new Set<string>()
   private readonly recentFiles = new Map<string, { size: number }>()
+  // Units (job ids) whose wait ran out during the current outage. The kernel asks
+  // again at once after a failed read-ahead; that second ask must not wait the whole
+  // --offline-wait again. Cleared when the link comes back.
+  private readonly offlineFailures = new Set<string>()
   /** Chunk writes between their first file and their commit (see close). */
   private readonly writes = new Set<Promise<void>>()
   private unitsSinceGc = 0
@@ -216,6 +220,10 @@ export class FetchScheduler extends EventEmitter {
       return Promise.reject(new Error(`no unit at ${offset} in layer ${layerDigest}`))
     if (unit.isPresent && !(needTail && unit.kind === 'chunk' && unit.memberBytes === null))
       return Promise.resolve()
+
+    const hasFailedOffline = this.offlineFailures.has(`${layerDigest}@${offset}`)
+    if (this.link.state === 'offline' && hasFailedOffline && priority !== 'background')
+      return Promise.reject(this.offlineError(layerDigest, offset))
 
     return new Promise<void>((resolve, reject) => {
       const job = this.jobFor(layerDigest, offset, priority)
@@ -831,6 +839,7 @@ export class FetchScheduler extends EventEmitter {
       return
     }
     if (change.previous === 'offline') {
+      this.offlineFailures.clear()
       clearTimeout(this.probeTimer)
       this.probeTimer = undefined
       for (const job of this.jobs.values())
@@ -847,16 +856,19 @@ export class FetchScheduler extends EventEmitter {
     waiter.timer = setTimeout(() => {
       job.waiters.delete(waiter)
       if (job.waiters.size === 0 && !job.isRunning) this.jobs.delete(job.id)
-      waiter.reject(
-        new EdgestarError(
-          'EDGESTAR_FETCH_OFFLINE',
-          `registry offline: chunk at offset ${job.offset} of layer ${job.layerDigest} is ` +
-            'not cached and the link did not come back within ' +
-            `${Number((this.offlineWaitMs / 1000).toFixed(1))} s (--offline-wait)`,
-          { hint: 'reconnect the device, or pull the image while online (edgestar pull REF)' },
-        ),
-      )
+      this.offlineFailures.add(job.id)
+      waiter.reject(this.offlineError(job.layerDigest, job.offset))
     }, this.offlineWaitMs)
+  }
+
+  private offlineError(layerDigest: string, offset: number): EdgestarError {
+    return new EdgestarError(
+      'EDGESTAR_FETCH_OFFLINE',
+      `registry offline: chunk at offset ${offset} of layer ${layerDigest} is ` +
+        'not cached and the link did not come back within ' +
+        `${Number((this.offlineWaitMs / 1000).toFixed(1))} s (--offline-wait)`,
+      { hint: 'reconnect the device, or pull the image while online (edgestar pull REF)' },
+    )
   }
 
   // While offline, one small read every probeIntervalMs tells when the registry is back.
