@@ -16,6 +16,8 @@ export EDGESTAR_CACHE_DIR=${EDGESTAR_CACHE_DIR:-$PWD/.cache}
 EDGESTAR_TEST_ROOTFS=$(bash scripts/build-rootfs.sh "$EDGESTAR_CACHE_DIR")
 export EDGESTAR_TEST_ROOTFS
 export EDGESTAR_LOG_LEVEL=${EDGESTAR_LOG_LEVEL:-warn}
+# Each FUSE mount keeps device reads waiting on the libuv thread pool (src/fs/kernel/thread-pool.ts).
+export UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-32}
 
 mapfile -t files < <(find dist/test -name '*.test.js' | sort | grep -E -- "${1:-.}")
 echo "test: running ${#files[@]} test files" >&2

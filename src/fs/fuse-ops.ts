@@ -1,14 +1,33 @@
 import type { Logger } from '../log.js'
-import type { ImageView, NodeType, ViewNode } from './image-view.js'
-
-/** Linux errno values as fuse-native wants them (negative). */
-const ENOENT = -2
-const EIO = -5
-const ENOTDIR = -20
-const EISDIR = -21
-const EINVAL = -22
-const EROFS = -30
-const ENODATA = -61
+import type { DirEntry, ImageView, NodeType, ViewNode } from './image-view.js'
+import { childPath, NodeTable, parentPath } from './kernel/node-table.js'
+import {
+  type Attr,
+  cString,
+  type Dirent,
+  direntBytes,
+  direntPlusBytes,
+  encodeAttr,
+  encodeEntry,
+  encodeOpen,
+  encodeStatfs,
+  encodeXattrSize,
+  FOPEN_CACHE_DIR,
+  FOPEN_KEEP_CACHE,
+  Opcode,
+  parseBatchForget,
+  parseForget,
+  parseOpenFlags,
+  parseRead,
+  parseReleaseHandle,
+  parseXattrName,
+  parseXattrSize,
+  type RequestHeader,
+  type Validity,
+  writeDirent,
+  writeDirentPlus,
+} from './kernel/protocol.js'
+import { type Answer, Errno, type Handler } from './kernel/session.js'
 
 const S_IFMT_BITS: Record<NodeType, number> = {
   fifo: 0o010000,
@@ -21,143 +40,173 @@ const S_IFMT_BITS: Record<NodeType, number> = {
 
 const O_ACCMODE = 3
 const BLOCK_BYTES = 4096
-const ST_RDONLY = 1
 const NAME_MAX = 255
+const OK: readonly Buffer[] = []
+// One warning per file and minute when reads fail: a reader retrying a dead file would
+// otherwise fill the log.
+const READ_FAILURE_LOG_INTERVAL_MS = 60_000
 
-/** The stat fields fuse-native turns into a `struct stat` (times in milliseconds). */
-export interface FuseStat {
-  mode: number
-  uid: number
-  gid: number
-  size: number
-  nlink: number
-  ino: number
-  rdev: number
-  blksize: number
-  blocks: number
-  atime: number
-  mtime: number
-  ctime: number
+export interface FuseOpsOptions {
+  entryTimeoutSec: number
+  attrTimeoutSec: number
+  /** Keep file pages and directory listings in the kernel's caches across opens. */
+  kernelCache: boolean
 }
 
-type Cb = (code: number, ...values: unknown[]) => void
+/** A directory as it was when opened: `.`, `..`, then the view's listing. */
+interface OpenDirectory {
+  path: string
+  entries: Array<{ name: string; node: ViewNode; path?: string }>
+}
 
 /**
- * The fuse-native handler table for a read-only `ImageView`. Every handler answers
- * through a promise, so the event loop is never blocked; failures become an errno for
- * the kernel and one debug line in `log` (the view's owner logs the cause once).
+ * The request handlers, by FUSE opcode, for a read-only `ImageView`. Node ids name view
+ * paths (`NodeTable`); attributes carry the view's inode numbers, so hardlinks share one.
+ * Handlers answer through promises unless the bytes are already in memory, so the event
+ * loop never waits; a failure becomes EIO for the kernel (the view's owner logs causes).
  */
-export function buildFuseOps(view: ImageView, log: Logger): Record<string, unknown> {
-  const answer = (op: string, path: string, cb: Cb, work: () => Promise<void>): void => {
-    work().catch((err: unknown) => {
-      log.debug({ op, path, err }, 'fuse op failed')
-      cb(EIO)
-    })
+export function buildFuseHandlers(
+  view: ImageView,
+  log: Logger,
+  options: FuseOpsOptions,
+): Partial<Record<number, Handler>> {
+  const nodes = new NodeTable()
+  const directories = new Map<number, OpenDirectory>()
+  let nextDirHandle = 1
+  const valid: Validity = { entrySec: options.entryTimeoutSec, attrSec: options.attrTimeoutSec }
+  const readFailures = new Map<string, number>()
+
+  const nodeAt = async (header: RequestHeader): Promise<ViewNode | undefined> => {
+    const path = nodes.pathOf(header.nodeId)
+    return path === undefined ? undefined : view.lookup(path)
+  }
+
+  const noteReadFailure = (path: string, err: unknown): Answer => {
+    const now = Date.now()
+    if (now - (readFailures.get(path) ?? 0) >= READ_FAILURE_LOG_INTERVAL_MS) {
+      readFailures.set(path, now)
+      log.warn({ path: `/${path}`, err }, 'read failed; the reader got EIO')
+    }
+    return Errno.EIO
   }
 
   return {
-    getattr(path: string, cb: Cb): void {
-      answer('getattr', path, cb, async () => {
-        const node = await view.lookup(toViewPath(path))
-        if (!node) return cb(ENOENT)
-        cb(0, toStat(node))
-      })
+    [Opcode.LOOKUP]: async (header, body) => {
+      const parent = nodes.pathOf(header.nodeId)
+      if (parent === undefined) return Errno.ENOENT
+      const path = childPath(parent, cString(body))
+      const node = await view.lookup(path)
+      // Node id 0 is a negative answer the kernel caches for entry_valid seconds.
+      if (!node) return encodeEntry(0, undefined, valid)
+      return encodeEntry(nodes.remember(path), toAttr(node), valid)
     },
 
-    readdir(path: string, cb: Cb): void {
-      answer('readdir', path, cb, async () => {
-        const dirPath = toViewPath(path)
-        const [dir, listing] = await Promise.all([view.lookup(dirPath), view.readdir(dirPath)])
-        if (!dir) return cb(ENOENT)
-        if (!listing) return cb(ENOTDIR)
-
-        const parent = dirPath === '' ? dir : await view.lookup(parentOf(dirPath))
-        const names = ['.', '..']
-        const stats = [toStat(dir), toStat(parent ?? dir)]
-        for (const child of listing) {
-          names.push(child.name)
-          stats.push(toStat(child.node))
-        }
-        cb(0, names, stats)
-      })
+    [Opcode.FORGET]: (header, body) => {
+      nodes.forget(header.nodeId, parseForget(body))
+      return undefined
     },
 
-    open(path: string, flags: number, cb: Cb): void {
-      answer('open', path, cb, async () => {
-        if ((flags & O_ACCMODE) !== 0) return cb(EROFS)
-        const node = await view.lookup(toViewPath(path))
-        if (!node) return cb(ENOENT)
-        if (node.type === 'dir') return cb(EISDIR)
-        cb(0, 0)
-      })
+    [Opcode.BATCH_FORGET]: (_header, body) => {
+      for (const { nodeId, count } of parseBatchForget(body)) nodes.forget(nodeId, count)
+      return undefined
     },
 
-    read(path: string, _fd: number, buf: Buffer, length: number, offset: number, cb: Cb): void {
-      const viewPath = toViewPath(path)
-      const ready = readIfReady(view, viewPath, offset, length, buf)
-      if (ready !== undefined) {
-        cb(ready)
-        return
-      }
-      answer('read', path, cb, async () => {
-        // Straight into the kernel's reply buffer when the view can (no copy, no garbage).
-        if (view.readInto) return cb(await view.readInto(viewPath, offset, length, buf))
-        const data = await view.read(viewPath, offset, length)
-        data.copy(buf)
-        cb(data.length)
-      })
+    [Opcode.GETATTR]: async (header) => {
+      const node = await nodeAt(header)
+      return node ? encodeAttr(toAttr(node), options.attrTimeoutSec) : Errno.ENOENT
     },
 
-    readlink(path: string, cb: Cb): void {
-      answer('readlink', path, cb, async () => {
-        const node = await view.lookup(toViewPath(path))
-        if (!node) return cb(ENOENT)
-        if (node.type !== 'symlink') return cb(EINVAL)
-        cb(0, node.linkName)
-      })
+    [Opcode.READLINK]: async (header) => {
+      const node = await nodeAt(header)
+      if (!node) return Errno.ENOENT
+      return node.type === 'symlink' ? Buffer.from(node.linkName) : Errno.EINVAL
     },
 
-    getxattr(path: string, name: string, _position: number, cb: Cb): void {
-      answer('getxattr', path, cb, async () => {
-        const node = await view.lookup(toViewPath(path))
-        if (!node) return cb(ENOENT)
-        const value = node.xattrs[name]
-        if (!value) return cb(ENODATA)
-        cb(0, value)
-      })
+    [Opcode.OPEN]: async (header, body) => {
+      if ((parseOpenFlags(body) & O_ACCMODE) !== 0) return Errno.EROFS
+      const node = await nodeAt(header)
+      if (!node) return Errno.ENOENT
+      if (node.type === 'dir') return Errno.EISDIR
+      return encodeOpen(0, options.kernelCache ? FOPEN_KEEP_CACHE : 0)
     },
 
-    listxattr(path: string, cb: Cb): void {
-      answer('listxattr', path, cb, async () => {
-        const node = await view.lookup(toViewPath(path))
-        if (!node) return cb(ENOENT)
-        cb(0, Object.keys(node.xattrs))
-      })
+    [Opcode.READ]: (header, body) => {
+      const path = nodes.pathOf(header.nodeId)
+      if (path === undefined) return Errno.EBADF
+      const { offset, size } = parseRead(body)
+      const target = Buffer.allocUnsafe(size)
+
+      const ready = readIfReady(view, path, offset, size, target)
+      if (ready !== undefined) return target.subarray(0, ready)
+      return readLater(view, path, offset, size, target).catch((err: unknown) =>
+        noteReadFailure(path, err),
+      )
     },
 
-    statfs(path: string, cb: Cb): void {
-      answer('statfs', path, cb, async () => {
-        const stats = await view.statfs()
-        cb(0, {
-          bsize: BLOCK_BYTES,
-          frsize: BLOCK_BYTES,
-          blocks: Math.ceil(stats.sizeBytes / BLOCK_BYTES),
-          bfree: 0,
-          bavail: 0,
-          files: stats.entryCount,
-          ffree: 0,
-          favail: 0,
-          fsid: 0,
-          flag: ST_RDONLY,
-          namemax: NAME_MAX,
-        })
+    [Opcode.RELEASE]: () => OK,
+    [Opcode.FLUSH]: () => OK,
+
+    [Opcode.OPENDIR]: async (header) => {
+      const path = nodes.pathOf(header.nodeId)
+      if (path === undefined) return Errno.ENOENT
+      const listing = await listDirectory(view, path)
+      if (typeof listing === 'number') return listing
+      const handle = nextDirHandle++
+      directories.set(handle, listing)
+      return encodeOpen(handle, options.kernelCache ? FOPEN_CACHE_DIR : 0)
+    },
+
+    [Opcode.READDIR]: (_header, body) => {
+      const { fileHandle, offset, size } = parseRead(body)
+      const dir = directories.get(fileHandle)
+      return dir ? fillDirents(dir, offset, size) : Errno.EBADF
+    },
+
+    [Opcode.READDIRPLUS]: (_header, body) => {
+      const { fileHandle, offset, size } = parseRead(body)
+      const dir = directories.get(fileHandle)
+      return dir ? fillDirentsPlus(dir, offset, size, nodes, valid) : Errno.EBADF
+    },
+
+    [Opcode.RELEASEDIR]: (_header, body) => {
+      directories.delete(parseReleaseHandle(body))
+      return OK
+    },
+
+    [Opcode.GETXATTR]: async (header, body) => {
+      const node = await nodeAt(header)
+      if (!node) return Errno.ENOENT
+      const value = node.xattrs[parseXattrName(body)]
+      return value ? sized(value, parseXattrSize(body)) : Errno.ENODATA
+    },
+
+    [Opcode.LISTXATTR]: async (header, body) => {
+      const node = await nodeAt(header)
+      if (!node) return Errno.ENOENT
+      const names = Object.keys(node.xattrs).map((name) => `${name}\0`)
+      return sized(Buffer.from(names.join('')), parseXattrSize(body))
+    },
+
+    [Opcode.STATFS]: async () => {
+      const stats = await view.statfs()
+      return encodeStatfs({
+        blocks: Math.ceil(stats.sizeBytes / BLOCK_BYTES),
+        files: stats.entryCount,
+        blockBytes: BLOCK_BYTES,
+        nameMax: NAME_MAX,
       })
     },
   }
 }
 
-// A throw here would escape into fuse-native's native dispatch: leave it to the awaited
-// path, which turns failures into EIO.
+/** An xattr answer: the size alone when the caller asked with size 0, else the value. */
+function sized(value: Buffer, callerSize: number): Answer {
+  if (callerSize === 0) return encodeXattrSize(value.length)
+  return callerSize < value.length ? Errno.ERANGE : value
+}
+
+// A throw here would escape into the session's dispatch as EIO without the view's own
+// error; leave failures to the awaited path, which logs them.
 function readIfReady(
   view: ImageView,
   path: string,
@@ -172,35 +221,89 @@ function readIfReady(
   }
 }
 
-/** A view node as fuse-native's stat object (mode with type bits, rdev encoded). */
-export function toStat(node: ViewNode): FuseStat {
-  const mtime = Math.max(0, node.mtimeMs)
+async function readLater(
+  view: ImageView,
+  path: string,
+  offset: number,
+  length: number,
+  target: Buffer,
+): Promise<Answer> {
+  if (view.readInto) return target.subarray(0, await view.readInto(path, offset, length, target))
+  return view.read(path, offset, length)
+}
+
+async function listDirectory(view: ImageView, path: string): Promise<OpenDirectory | number> {
+  const [dir, listing] = await Promise.all([view.lookup(path), view.readdir(path)])
+  if (!dir) return Errno.ENOENT
+  if (!listing) return Errno.ENOTDIR
+  const parent = path === '' ? dir : await view.lookup(parentPath(path))
   return {
-    mode: S_IFMT_BITS[node.type] | (node.mode & 0o7777),
-    uid: node.uid,
-    gid: node.gid,
-    size: node.sizeBytes,
-    nlink: node.nlink,
-    ino: node.ino,
-    rdev: makeDev(node.devMajor, node.devMinor),
-    blksize: BLOCK_BYTES,
-    blocks: Math.ceil(node.sizeBytes / 512),
-    atime: mtime,
-    mtime,
-    ctime: mtime,
+    path,
+    entries: [
+      { name: '.', node: dir },
+      { name: '..', node: parent ?? dir },
+      ...listing.map((child: DirEntry) => ({ ...child, path: childPath(path, child.name) })),
+    ],
   }
 }
 
-/** glibc's makedev() for the 32 bits fuse-native carries (major < 4096). */
+/** Entries from index `offset` that fit in `size` bytes; each entry's cookie is its index + 1. */
+function fillDirents(dir: OpenDirectory, offset: number, size: number): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  let used = 0
+  for (let index = offset; index < dir.entries.length; index++) {
+    const { name, node } = dir.entries[index]!
+    if (used + direntBytes(name) > size) break
+    used += writeDirent(out, used, direntOf(name, node, index))
+  }
+  return out.subarray(0, used)
+}
+
+/**
+ * `fillDirents` with each entry's lookup answer. Every entry sent with a node id counts as
+ * a lookup the kernel will forget later. `.`, `..` and subdirectories go with node id 0
+ * (no attributes): a listing knows a subdirectory's attributes but not its link count,
+ * which needs that directory's own listing, so the kernel looks it up by itself.
+ */
+function fillDirentsPlus(
+  dir: OpenDirectory,
+  offset: number,
+  size: number,
+  nodes: NodeTable,
+  valid: Validity,
+): Buffer {
+  const out = Buffer.allocUnsafe(size)
+  let used = 0
+  for (let index = offset; index < dir.entries.length; index++) {
+    const { name, node, path } = dir.entries[index]!
+    if (used + direntPlusBytes(name) > size) break
+    const nodeId = path === undefined || node.type === 'dir' ? 0 : nodes.remember(path)
+    used += writeDirentPlus(out, used, direntOf(name, node, index), nodeId, toAttr(node), valid)
+  }
+  return out.subarray(0, used)
+}
+
+function direntOf(name: string, node: ViewNode, index: number): Dirent {
+  return { ino: node.ino, nextOffset: index + 1, mode: S_IFMT_BITS[node.type], name }
+}
+
+/** A view node as the kernel's attributes (mode with type bits, rdev encoded). */
+export function toAttr(node: ViewNode): Attr {
+  return {
+    ino: node.ino,
+    sizeBytes: node.sizeBytes,
+    blocks: Math.ceil(node.sizeBytes / 512),
+    mtimeMs: Math.max(0, node.mtimeMs),
+    mode: S_IFMT_BITS[node.type] | (node.mode & 0o7777),
+    nlink: node.nlink,
+    uid: node.uid,
+    gid: node.gid,
+    rdev: makeDev(node.devMajor, node.devMinor),
+    blksize: BLOCK_BYTES,
+  }
+}
+
+/** The kernel's 32-bit device encoding (`new_encode_dev`; major < 4096). */
 function makeDev(major: number, minor: number): number {
   return (((major & 0xfff) << 8) | (minor & 0xff) | ((minor & 0xfff00) << 12)) >>> 0
-}
-
-function toViewPath(fusePath: string): string {
-  return fusePath.replace(/^\/+/, '').replace(/\/+$/, '')
-}
-
-function parentOf(path: string): string {
-  const slash = path.lastIndexOf('/')
-  return slash < 0 ? '' : path.slice(0, slash)
 }

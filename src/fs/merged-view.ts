@@ -279,7 +279,7 @@ export class MergedView implements ImageView {
 
   /**
    * A listed entry resolved as a lookup would (for directories only the attributes, enough
-   * for d_type and d_ino: libfuse 2 has no readdirplus).
+   * for d_type and d_ino; READDIRPLUS leaves directories to a lookup of their own).
    */
   async #childNode(layer: number, entry: LayerEntry): Promise<Resolved> {
     const target =

@@ -6,20 +6,22 @@ import { EdgestarError } from '../errors.js'
 const FUSE_DEVICE = '/dev/fuse'
 
 /**
- * Turns libfuse's refusal to mount at `dir` into an error that names the reason. libfuse
- * prints its reason on stderr and hands fuse-native only "-1", so the usual causes are
- * checked here, after the fact: /dev/fuse missing or not openable by this user, `dir`
- * missing, not a directory or not empty. Call it only once a stale mount at `dir` has
- * been cleared (a stat of a hung mount hangs).
+ * Why a FUSE mount at `dir` cannot work, checked before mounting: /dev/fuse missing or
+ * not openable by this user, `dir` missing, not a directory or not empty (the kernel
+ * would mount over a non-empty directory and hide its contents). Call it only once a
+ * stale mount at `dir` has been cleared (a stat of a hung mount hangs).
  * @returns EDGESTAR_FS_NO_FUSE, EDGESTAR_FS_FUSE_DENIED, EDGESTAR_FS_NO_MOUNTPOINT,
- *   EDGESTAR_FS_MOUNTPOINT_NOT_DIR, EDGESTAR_FS_MOUNTPOINT_NOT_EMPTY, or
- *   EDGESTAR_FS_MOUNT_FAILED when none of them applies.
+ *   EDGESTAR_FS_MOUNTPOINT_NOT_DIR, EDGESTAR_FS_MOUNTPOINT_NOT_EMPTY, or undefined when
+ *   none of them applies.
  */
-export async function explainMountFailure(dir: string, cause: unknown): Promise<EdgestarError> {
+export async function findMountProblem(
+  dir: string,
+  cause?: unknown,
+): Promise<EdgestarError | undefined> {
   const device = await errnoOf(access(FUSE_DEVICE, constants.R_OK | constants.W_OK))
   if (device === 'ENOENT') {
     return new EdgestarError('EDGESTAR_FS_NO_FUSE', `${FUSE_DEVICE} does not exist`, {
-      hint: 'load the FUSE kernel module (`modprobe fuse`) and install the fuse and libfuse2 packages',
+      hint: 'load the FUSE kernel module (`modprobe fuse`) and install the fuse package',
       cause,
     })
   }
@@ -28,9 +30,7 @@ export async function explainMountFailure(dir: string, cause: unknown): Promise<
       'EDGESTAR_FS_FUSE_DENIED',
       `cannot mount at ${dir}: this user (uid ${process.getuid?.()}) may not open ${FUSE_DEVICE}`,
       {
-        hint:
-          'run edgestar as root (sudo edgestar mount ...); a mount by another user needs ' +
-          'read-write access to /dev/fuse and the setuid fusermount of the fuse package',
+        hint: 'run edgestar as root (sudo edgestar mount ...): its mounts need CAP_SYS_ADMIN',
         cause,
       },
     )
@@ -52,12 +52,7 @@ export async function explainMountFailure(dir: string, cause: unknown): Promise<
       { hint: 'mount on an empty directory; its contents would be hidden', cause },
     )
   }
-  return new EdgestarError('EDGESTAR_FS_MOUNT_FAILED', `cannot mount the image at ${dir}`, {
-    hint:
-      'libfuse printed its reason on stderr just before this message; check that fuse and ' +
-      'libfuse2 are installed',
-    cause,
-  })
+  return undefined
 }
 
 /**

@@ -1,9 +1,15 @@
+import { execFile } from 'node:child_process'
 import { resolve } from 'node:path'
-import Fuse from 'fuse-native'
+import { setTimeout as delay } from 'node:timers/promises'
+import { promisify } from 'node:util'
+import { isEdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
-import { buildFuseOps } from './fuse-ops.js'
+import { buildFuseHandlers } from './fuse-ops.js'
 import type { ImageView } from './image-view.js'
-import { explainMountFailure } from './mount-failure.js'
+import { mountDevice, setReadAhead } from './kernel/kernel-mount.js'
+import { FuseSession } from './kernel/session.js'
+import { devicePoolReaders, releasePoolReaders } from './kernel/thread-pool.js'
+import { findMountProblem } from './mount-failure.js'
 import { abortMount, clearStaleMount } from './stale-mount.js'
 
 /** Kernel caching and access options of a mount; the defaults are chosen for speed. */
@@ -18,13 +24,19 @@ export interface MountOptions {
    * only verified bytes are ever served and the image is immutable. */
   kernelCache?: boolean
   /**
-   * Longest a single FUSE op may take before fuse-native answers ETIMEDOUT. Must exceed
-   * the scheduler's offline wait, so a read fails with the view's own EIO first.
+   * Kernel read-ahead of the mount in KiB, which is also the size of the READ requests a
+   * sequential reader causes (up to 1024). Large suits data in the chunk cache; small
+   * fetches less past what a process reads when chunks are still missing.
+   */
+  readAheadKiB?: number
+  /**
+   * Longest a single FUSE op may take before it is answered EIO. Must exceed the
+   * scheduler's offline wait, so a read fails with the view's own error first.
    */
   opTimeoutMs?: number
-  /** How long `unmount()` waits for fuse-native's callback before aborting the connection. */
+  /** How long `unmount()` waits for the kernel to end the connection before aborting it. */
   unmountTimeoutMs?: number
-  /** libfuse debug tracing on stderr. */
+  /** Log every FUSE request at debug level. */
   debug?: boolean
 }
 
@@ -44,21 +56,27 @@ export interface Mounted {
  */
 export const FSNAME_PREFIX = 'edgestar:'
 
+const execFileAsync = promisify(execFile)
+
+/** Largest READ request the mount negotiates (the kernel's limit is 256 pages). */
+const MAX_READ_BYTES = 1 << 20
+
 const DEFAULTS = {
   attrTimeoutSec: 3600,
   entryTimeoutSec: 3600,
   kernelCache: true,
+  readAheadKiB: 1024,
   opTimeoutMs: 10 * 60_000,
   unmountTimeoutMs: 5000,
 }
 
 /**
- * Mounts `view` read-only at `mountpoint` with fuse-native, after clearing a stale mount a
- * killed edgestar left there. Inode numbers come from the view (`use_ino`), so hardlinks
- * share one. Resolves once the kernel has sent FUSE `init`.
- * @throws EDGESTAR_FS_MOUNT_BUSY when a live server already serves `mountpoint`; when
- *   libfuse refuses the mount, the reason's code from `explainMountFailure`
- *   (EDGESTAR_FS_NO_MOUNTPOINT, EDGESTAR_FS_FUSE_DENIED, …, else EDGESTAR_FS_MOUNT_FAILED).
+ * Mounts `view` read-only at `mountpoint`, served by this process over /dev/fuse
+ * (`FuseSession`), after clearing a stale mount a killed edgestar left there. Inode numbers
+ * come from the view, so hardlinks share one. Resolves once the kernel's INIT is answered.
+ * @throws EDGESTAR_FS_MOUNT_BUSY when a live server already serves `mountpoint`;
+ *   EDGESTAR_FS_NO_MOUNTPOINT, EDGESTAR_FS_FUSE_DENIED, … from `findMountProblem`;
+ *   EDGESTAR_FS_MOUNT_FAILED with mount(8)'s reason when the kernel refuses.
  */
 export async function mountImage(
   view: ImageView,
@@ -69,52 +87,65 @@ export async function mountImage(
   const settings = { ...DEFAULTS, ...options }
   const log = moduleLogger('fs', { mountpoint: dir })
   await clearStaleMount(dir)
+  const problem = await findMountProblem(dir)
+  if (problem) throw problem
 
-  const fuse = new Fuse(dir, buildFuseOps(view, log), {
-    debug: settings.debug ?? false,
-    allowOther: settings.allowOther ?? false,
-    kernelCache: settings.kernelCache,
-    entryTimeout: settings.entryTimeoutSec,
-    attrTimeout: settings.attrTimeoutSec,
-    // fuse-native has no switch for these; its fsname is passed verbatim inside `-o`,
-    // so the extra comma-separated options ride along with it (fuse-native 2.2.6).
-    fsname: [
-      `${FSNAME_PREFIX}${process.pid}`,
-      'ro',
-      'use_ino',
-      'default_permissions',
-      `negative_timeout=${settings.entryTimeoutSec}`,
-    ].join(','),
+  const device = await mountDevice(dir, {
+    source: `${FSNAME_PREFIX}${process.pid}`,
     subtype: 'edgestar',
-    timeout: settings.opTimeoutMs,
+    allowOther: settings.allowOther ?? false,
+  }).catch(async (err: unknown) => {
+    throw isEdgestarError(err) ? err : ((await findMountProblem(dir, err)) ?? err)
   })
-
-  const failure = await new Promise<Error | null>((done) => fuse.mount(done))
-  if (failure) throw await explainMountFailure(dir, failure)
-  log.info('mount ready')
+  const readers = devicePoolReaders()
+  const session = new FuseSession(
+    device.fd,
+    buildFuseHandlers(view, log, settings),
+    {
+      maxReadBytes: MAX_READ_BYTES,
+      readdirPlus: true,
+      opTimeoutMs: settings.opTimeoutMs,
+      readers,
+      trace: settings.debug ?? false,
+    },
+    log,
+  )
+  await session.start()
+  void session.done.then(() => releasePoolReaders(readers))
+  if (!(await setReadAhead(dir, settings.readAheadKiB)))
+    log.warn({ readAheadKiB: settings.readAheadKiB }, 'could not set the read-ahead; 128 KiB stays')
+  log.info({ readAheadKiB: settings.readAheadKiB }, 'mount ready')
 
   let unmounting: Promise<void> | undefined
   const unmount = (): Promise<void> => {
-    unmounting ??= unmountFuse(fuse, dir, settings.unmountTimeoutMs).finally(() => view.close())
+    unmounting ??= unmountSession(session, dir, settings.unmountTimeoutMs).finally(() =>
+      view.close(),
+    )
     return unmounting
   }
   return { mountpoint: dir, unmount }
 }
 
-async function unmountFuse(fuse: Fuse, dir: string, timeoutMs: number): Promise<void> {
+/**
+ * umount(8), bounded; a busy or hung mount is aborted through fusectl and detached. Either
+ * way the kernel ends the connection and the session's readers stop.
+ */
+async function unmountSession(session: FuseSession, dir: string, timeoutMs: number) {
   const log = moduleLogger('fs', { mountpoint: dir })
   let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<boolean>((done) => {
+    timer = setTimeout(() => done(false), timeoutMs)
+  })
 
-  // NOTES.md: fuse-native's unmount callback sometimes never fires; bound it.
-  const finished = await Promise.race([
-    new Promise<boolean>((done) => fuse.unmount((err) => done(!err))),
-    new Promise<boolean>((done) => {
-      timer = setTimeout(() => done(false), timeoutMs)
-    }),
-  ])
+  const unmounted = execFileAsync('umount', [dir]).then(
+    () => session.done.then(() => true),
+    () => false,
+  )
+  const finished = await Promise.race([unmounted, timedOut])
   clearTimeout(timer)
-
-  const left = await abortMount(dir)
+  const left = finished ? 0 : await abortMount(dir)
+  // After an abort the readers wake at once with ENODEV; bounded all the same.
+  if (!finished) await Promise.race([session.done, delay(timeoutMs)])
   if (!finished || left > 0) log.warn({ aborted: left }, 'unmount forced')
   else log.info('unmounted')
 }

@@ -1,0 +1,121 @@
+import { spawn } from 'node:child_process'
+import { open, writeFile } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { EdgestarError } from '../../errors.js'
+import { findFuseMounts } from '../stale-mount.js'
+
+const FUSE_DEVICE = '/dev/fuse'
+// The fd number the FUSE device has inside mount(8); its `fd=` option names it.
+const CHILD_DEVICE_FD = 3
+
+export interface DeviceMountOptions {
+  /** The mount source, as /proc/self/mountinfo shows it (`edgestar:PID`). */
+  source: string
+  /** The type is `fuse.SUBTYPE`. */
+  subtype: string
+  /** Let other users (a container's uid) use the mount; permissions are still checked. */
+  allowOther: boolean
+}
+
+/** An open FUSE device attached to a mount at `mountpoint`. */
+export interface DeviceMount {
+  readonly fd: number
+  readonly mountpoint: string
+}
+
+/**
+ * Opens /dev/fuse and mounts it read-only at `dir` with mount(8), which passes the
+ * device to the kernel as `fd=3`. This needs root (CAP_SYS_ADMIN), as every edgestar
+ * mount does; no setuid helper is involved. The kernel queues its INIT request on the
+ * device at once; serve it before touching the mount.
+ * @throws EdgestarError EDGESTAR_FS_MOUNT_FAILED with mount(8)'s own reason; an error
+ *   opening /dev/fuse is rethrown as is (the caller explains it).
+ */
+export async function mountDevice(dir: string, options: DeviceMountOptions): Promise<DeviceMount> {
+  const mountpoint = resolve(dir)
+  const device = await open(FUSE_DEVICE, 'r+')
+  try {
+    await runMount(mountpoint, device.fd, options)
+  } catch (err) {
+    await device.close()
+    throw err
+  }
+  // The handle is given up on purpose: the session reads and writes the raw fd, and
+  // closes it once the connection is gone.
+  return { fd: detachFd(device), mountpoint }
+}
+
+function detachFd(handle: Awaited<ReturnType<typeof open>>): number {
+  const fd = handle.fd
+  // A FileHandle closes its fd when garbage-collected; keep it reachable for the
+  // process's life instead (one per mount).
+  keptHandles.add(handle)
+  return fd
+}
+
+const keptHandles = new Set<unknown>()
+
+function mountOptions(fd: number, options: DeviceMountOptions): string {
+  const uid = process.getuid?.() ?? 0
+  const gid = process.getgid?.() ?? 0
+  return [
+    'ro',
+    'nosuid',
+    'nodev',
+    `fd=${fd}`,
+    'rootmode=40000',
+    `user_id=${uid}`,
+    `group_id=${gid}`,
+    'default_permissions',
+    ...(options.allowOther ? ['allow_other'] : []),
+  ].join(',')
+}
+
+async function runMount(mountpoint: string, deviceFd: number, options: DeviceMountOptions) {
+  // -i: no /sbin/mount.fuse helper; the options go to the kernel as they are.
+  const args = [
+    '-i',
+    '-t',
+    `fuse.${options.subtype}`,
+    '-o',
+    mountOptions(CHILD_DEVICE_FD, options),
+    options.source,
+    mountpoint,
+  ]
+  const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'ignore', 'pipe', deviceFd]
+  const child = spawn('mount', args, { stdio })
+  let stderr = ''
+  child.stderr?.on('data', (chunk: Buffer) => {
+    stderr += chunk.toString()
+  })
+  const outcome = await new Promise<number | Error>((done) => {
+    child.on('error', done)
+    child.on('close', (code) => done(code ?? 1))
+  })
+  if (outcome === 0) return
+
+  const reason = outcome instanceof Error ? outcome.message : stderr.trim() || `exit ${outcome}`
+  throw new EdgestarError(
+    'EDGESTAR_FS_MOUNT_FAILED',
+    `mount(8) refused the FUSE mount: ${reason}`,
+    {
+      hint: 'mounting needs root (CAP_SYS_ADMIN) and the fuse kernel module; see docs/fuse.md',
+    },
+  )
+}
+
+/**
+ * Sets the kernel read-ahead of the mount at `mountpoint` (its backing device info in
+ * sysfs, `0:MINOR`). The kernel starts every FUSE mount at 128 KiB whatever the INIT
+ * reply says; a larger window is what lets sequential reads use 1 MiB requests.
+ * @returns false when the mount or its sysfs entry was not found (the default stays).
+ */
+export async function setReadAhead(mountpoint: string, kib: number): Promise<boolean> {
+  const mount = (await findFuseMounts(mountpoint)).at(-1)
+  if (!mount) return false
+  // A FUSE mount's device is 0:MINOR, and its minor is the fusectl connection id.
+  return writeFile(`/sys/class/bdi/0:${mount.connectionId}/read_ahead_kb`, String(kib)).then(
+    () => true,
+    () => false,
+  )
+}

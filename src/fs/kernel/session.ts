@@ -1,0 +1,232 @@
+import { close, read, writev } from 'node:fs'
+import type { Logger } from '../../log.js'
+import {
+  bodyOf,
+  encodeInit,
+  encodeReplyHeader,
+  InitFlag,
+  Opcode,
+  PROTOCOL_MAJOR,
+  parseHeader,
+  parseInit,
+  type RequestHeader,
+} from './protocol.js'
+
+/** Linux errno values, negated as the kernel wants them in a reply. */
+export const Errno = {
+  ENOENT: -2,
+  EIO: -5,
+  EBADF: -9,
+  ENOTDIR: -20,
+  EISDIR: -21,
+  EINVAL: -22,
+  EROFS: -30,
+  ERANGE: -34,
+  ENOSYS: -38,
+  ENODATA: -61,
+} as const
+
+/**
+ * What a handler answers: reply body parts, a negative errno, or nothing at all (FORGET
+ * gets no reply). A handler may answer synchronously: a read served from memory then
+ * costs no promise turn.
+ */
+export type Answer = Buffer | readonly Buffer[] | number | undefined
+export type Handler = (header: RequestHeader, body: Buffer) => Answer | Promise<Answer>
+
+export interface SessionOptions {
+  /** Largest READ the kernel may send, in bytes (a multiple of the page size, ≤ 1 MiB). */
+  maxReadBytes: number
+  /** Ask for READDIRPLUS: a listing carries each entry's attributes (fewer LOOKUPs). */
+  readdirPlus: boolean
+  /** Answer EIO when an asynchronous handler has not answered within this many ms. */
+  opTimeoutMs: number
+  /** Concurrent reads on the device (each holds one libuv thread-pool thread). */
+  readers: number
+  /** Log every request at debug level. */
+  trace: boolean
+}
+
+const PAGE_BYTES = 4096
+// The kernel refuses a device read smaller than this (FUSE_MIN_READ_BUFFER is 8 KiB; a
+// request also carries up to max_write bytes, which this read-only server keeps at 4 KiB).
+const REQUEST_BUFFER_BYTES = 64 * 1024
+const MAX_WRITE_BYTES = 4096
+const MAX_BACKGROUND = 16
+const CONGESTION_THRESHOLD = 12
+
+/**
+ * One FUSE connection served from JavaScript straight over /dev/fuse, with no libfuse in
+ * between: requests are read on libuv's thread pool, dispatched to `handlers` by opcode
+ * and answered with one vectored write each. Speaking the protocol ourselves lets the
+ * mount negotiate 1 MiB requests (`max_pages`); libfuse2 caps them at 128 KiB, which
+ * held warm reads to about half of what the disk gives. INIT is handled here; any
+ * opcode without a handler is answered ENOSYS, which tells the kernel not to ask again.
+ */
+export class FuseSession {
+  private readonly ready: Promise<void>
+  private markReady!: () => void
+  private ended = false
+  // The fd is closed only when no read or write on it is still queued: the number could
+  // be reused at once, and a late read would then take another file's bytes for requests.
+  private activeReaders = 0
+  private closing = false
+  private pendingWrites = 0
+  private readonly endedPromise: Promise<void>
+  private markEnded!: () => void
+
+  constructor(
+    private readonly fd: number,
+    private readonly handlers: Partial<Record<number, Handler>>,
+    private readonly options: SessionOptions,
+    private readonly log: Logger,
+  ) {
+    this.ready = new Promise((resolve) => {
+      this.markReady = resolve
+    })
+    this.endedPromise = new Promise((resolve) => {
+      this.markEnded = resolve
+    })
+  }
+
+  /** Starts reading requests; resolves once the kernel's INIT has been answered. */
+  start(): Promise<void> {
+    for (let i = 0; i < this.options.readers; i++) this.readLoop()
+    this.activeReaders = this.options.readers
+    return this.ready
+  }
+
+  /** Resolves when the connection is gone (unmounted or aborted) and the fd closed. */
+  get done(): Promise<void> {
+    return this.endedPromise
+  }
+
+  private readLoop(): void {
+    const buffer = Buffer.allocUnsafe(REQUEST_BUFFER_BYTES)
+    const next = (): void => {
+      read(this.fd, buffer, 0, buffer.length, null, (err, bytes) => {
+        if (err) {
+          this.onReadError(err, next)
+          return
+        }
+        // Copied so the buffer can take the next request while a handler awaits.
+        const request = Buffer.from(buffer.subarray(0, bytes))
+        next()
+        this.dispatch(request)
+      })
+    }
+    next()
+  }
+
+  private onReadError(err: NodeJS.ErrnoException, retry: () => void): void {
+    // EINTR/EAGAIN: a signal or an interrupted request; ENOENT: the request was aborted
+    // before it reached us. ENODEV: unmounted or aborted, the session is over.
+    if (!this.ended && ['EINTR', 'EAGAIN', 'ENOENT'].includes(err.code ?? '')) {
+      retry()
+      return
+    }
+    if (err.code !== 'ENODEV') this.log.warn({ err }, 'fuse device read failed')
+    this.activeReaders--
+    this.end()
+  }
+
+  private end(): void {
+    this.ended = true
+    if (this.activeReaders > 0 || this.pendingWrites > 0 || this.closing) return
+    this.closing = true
+    close(this.fd, () => this.markEnded())
+  }
+
+  private dispatch(request: Buffer): void {
+    const header = parseHeader(request)
+    const body = bodyOf(request)
+    if (this.options.trace) this.log.debug({ op: header.opcode, node: header.nodeId }, 'fuse op')
+
+    if (header.opcode === Opcode.INIT) {
+      this.init(header, body)
+      return
+    }
+    if (header.opcode === Opcode.INTERRUPT) return
+    const handler = this.handlers[header.opcode]
+    if (!handler) {
+      this.reply(header.unique, Errno.ENOSYS)
+      return
+    }
+
+    let answer: Answer | Promise<Answer>
+    try {
+      answer = handler(header, body)
+    } catch (err) {
+      this.log.debug({ op: header.opcode, err }, 'fuse op failed')
+      this.reply(header.unique, Errno.EIO)
+      return
+    }
+    if (answer instanceof Promise) this.answerLater(header, answer)
+    else if (answer !== undefined) this.reply(header.unique, answer)
+  }
+
+  private answerLater(header: RequestHeader, pending: Promise<Answer>): void {
+    let answered = false
+    const timer = setTimeout(() => {
+      answered = true
+      this.log.warn({ op: header.opcode, timeoutMs: this.options.opTimeoutMs }, 'fuse op timed out')
+      this.reply(header.unique, Errno.EIO)
+    }, this.options.opTimeoutMs)
+    timer.unref()
+
+    const finish = (answer: Answer): void => {
+      clearTimeout(timer)
+      if (answered) return
+      answered = true
+      if (answer !== undefined) this.reply(header.unique, answer)
+    }
+    pending.then(finish, (err: unknown) => {
+      this.log.debug({ op: header.opcode, err }, 'fuse op failed')
+      finish(Errno.EIO)
+    })
+  }
+
+  private init(header: RequestHeader, body: Buffer): void {
+    const kernel = parseInit(body)
+    if (kernel.major !== PROTOCOL_MAJOR) {
+      this.log.error({ kernelMajor: kernel.major }, 'fuse protocol version not supported')
+      this.reply(header.unique, Errno.EIO)
+      return
+    }
+
+    const wanted =
+      InitFlag.ASYNC_READ |
+      InitFlag.MAX_PAGES |
+      InitFlag.PARALLEL_DIROPS |
+      InitFlag.CACHE_SYMLINKS |
+      (this.options.readdirPlus ? InitFlag.DO_READDIRPLUS : 0)
+    const reply = encodeInit({
+      maxReadahead: Math.min(kernel.maxReadahead, this.options.maxReadBytes),
+      flags: kernel.flags & wanted,
+      maxBackground: MAX_BACKGROUND,
+      congestionThreshold: CONGESTION_THRESHOLD,
+      maxWrite: MAX_WRITE_BYTES,
+      maxPages: Math.floor(this.options.maxReadBytes / PAGE_BYTES),
+    })
+    this.reply(header.unique, reply)
+    this.log.debug({ kernelMinor: kernel.minor, flags: (kernel.flags & wanted) >>> 0 }, 'fuse init')
+    this.markReady()
+  }
+
+  private reply(unique: bigint, answer: Exclude<Answer, undefined>): void {
+    if (this.ended) return
+    const parts = typeof answer === 'number' ? [] : Buffer.isBuffer(answer) ? [answer] : answer
+    const error = typeof answer === 'number' ? answer : 0
+    let bodyBytes = 0
+    for (const part of parts) bodyBytes += part.length
+
+    this.pendingWrites++
+    writev(this.fd, [encodeReplyHeader(unique, error, bodyBytes), ...parts], (err) => {
+      this.pendingWrites--
+      // ENOENT: the request was interrupted and the kernel no longer waits for it.
+      if (err && err.code !== 'ENOENT' && err.code !== 'ENODEV')
+        this.log.warn({ err }, 'fuse reply failed')
+      if (this.ended) this.end()
+    })
+  }
+}
