@@ -1,19 +1,34 @@
 /**
- * The ceiling of a fuse-native (libfuse2) mount on this machine: one read-only file of
- * `sizeBytes` served from a 1 MiB buffer in memory, with no store, cache file or view
- * behind it and the same kernel options as edgestar's mounts. `bench/fuse` reads it side
- * by side with the real mount, so the figures separate what FUSE itself costs here
- * (libfuse2 asks for at most 128 KiB per request) from what edgestar adds.
+ * The ceiling of edgestar's FUSE transport on this machine: one read-only file of
+ * `sizeBytes` served from a 1 MiB buffer in memory by the same `FuseSession` and mount
+ * options as a real mount (1 MiB requests, 1 MiB read-ahead), with no store, cache file or
+ * view behind it. `bench/fuse` reads it side by side with the real mount, so the figures
+ * separate what FUSE itself costs here from what edgestar adds.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import Fuse, { type Callback } from 'fuse-native'
 import { abortMount } from '../src/fs/index.js'
+import { mountDevice, setReadAhead } from '../src/fs/kernel/kernel-mount.js'
+import {
+  type Attr,
+  cString,
+  encodeAttr,
+  encodeEntry,
+  encodeOpen,
+  FOPEN_KEEP_CACHE,
+  Opcode,
+  parseRead,
+} from '../src/fs/kernel/protocol.js'
+import { Errno, FuseSession, type Handler } from '../src/fs/kernel/session.js'
+import { moduleLogger } from '../src/log.js'
 
 const PATTERN_BYTES = 1 << 20
-const S_IFDIR = 0o040000
-const S_IFREG = 0o100000
+const MAX_READ_BYTES = 1 << 20
+const READ_AHEAD_KIB = 1024
+const ROOT_ID = 1
+const FILE_ID = 2
+const VALID = { entrySec: 3600, attrSec: 3600 }
 
 /** A mounted bare filesystem holding `FILE_NAME`. */
 export interface BareFuseMount {
@@ -25,50 +40,71 @@ export const FILE_NAME = 'big.bin'
 
 export async function mountBareFuse(sizeBytes: number): Promise<BareFuseMount> {
   const dir = await mkdtemp(join(tmpdir(), 'edgestar-bench-bare-'))
-  const pattern = Buffer.alloc(PATTERN_BYTES, 0x5a)
-  const now = new Date()
-  const stat = (mode: number, size: number, nlink: number) => ({
-    mode,
-    size,
-    nlink,
-    uid: 0,
-    gid: 0,
-    mtime: now,
-    atime: now,
-    ctime: now,
+  const device = await mountDevice(dir, {
+    source: 'edgestar-bench-bare',
+    subtype: 'edgestar-bare',
+    allowOther: false,
   })
-
-  const fuse = new Fuse(
-    dir,
+  const session = new FuseSession(
+    device.fd,
+    bareHandlers(sizeBytes),
     {
-      getattr(path: string, cb: Callback): void {
-        if (path === '/') cb(0, stat(S_IFDIR | 0o755, 4096, 2))
-        else if (path === `/${FILE_NAME}`) cb(0, stat(S_IFREG | 0o444, sizeBytes, 1))
-        else cb(-2)
-      },
-      open(_path: string, _flags: number, cb: Callback): void {
-        cb(0, 0)
-      },
-      read(_p: string, _fd: number, buf: Buffer, length: number, offset: number, cb: Callback) {
-        const wanted = Math.max(0, Math.min(length, sizeBytes - offset))
-        let done = 0
-        while (done < wanted) {
-          const from = (offset + done) % PATTERN_BYTES
-          done += pattern.copy(buf, done, from, Math.min(PATTERN_BYTES, from + wanted - done))
-        }
-        cb(done)
-      },
+      maxReadBytes: MAX_READ_BYTES,
+      readdirPlus: false,
+      opTimeoutMs: 60_000,
+      readers: 2,
+      trace: false,
     },
-    { fsname: 'edgestar-bench-bare,ro', kernelCache: true, attrTimeout: 3600, entryTimeout: 3600 },
+    moduleLogger('bench'),
   )
-  await new Promise<void>((done, fail) => fuse.mount((err) => (err ? fail(err) : done())))
+  await session.start()
+  await setReadAhead(dir, READ_AHEAD_KIB)
 
   return {
     dir,
     async close() {
-      await new Promise<void>((done) => fuse.unmount(() => done()))
-      await abortMount(dir).catch(() => {})
+      await abortMount(dir).catch(() => 0)
+      await session.done
       await rm(dir, { recursive: true, force: true })
     },
+  }
+}
+
+function bareHandlers(sizeBytes: number): Partial<Record<number, Handler>> {
+  const pattern = Buffer.alloc(PATTERN_BYTES, 0x5a)
+  const attrOf = (id: number): Attr => ({
+    ino: id,
+    sizeBytes: id === ROOT_ID ? 4096 : sizeBytes,
+    blocks: 0,
+    mtimeMs: Date.now(),
+    mode: id === ROOT_ID ? 0o040755 : 0o100444,
+    nlink: id === ROOT_ID ? 2 : 1,
+    uid: 0,
+    gid: 0,
+    rdev: 0,
+    blksize: 4096,
+  })
+
+  return {
+    [Opcode.LOOKUP]: (header, body) =>
+      header.nodeId === ROOT_ID && cString(body) === FILE_NAME
+        ? encodeEntry(FILE_ID, attrOf(FILE_ID), VALID)
+        : Errno.ENOENT,
+    [Opcode.GETATTR]: (header) => encodeAttr(attrOf(header.nodeId), VALID.attrSec),
+    [Opcode.OPEN]: () => encodeOpen(0, FOPEN_KEEP_CACHE),
+    [Opcode.READ]: (_header, body) => {
+      const { offset, size } = parseRead(body)
+      const wanted = Math.max(0, Math.min(size, sizeBytes - offset))
+      const parts: Buffer[] = []
+      for (let done = 0; done < wanted; ) {
+        const from = (offset + done) % PATTERN_BYTES
+        const part = pattern.subarray(from, Math.min(PATTERN_BYTES, from + wanted - done))
+        parts.push(part)
+        done += part.length
+      }
+      return parts
+    },
+    [Opcode.RELEASE]: () => [],
+    [Opcode.FORGET]: () => undefined,
   }
 }

@@ -9,4 +9,5 @@ npx tsc -p tsconfig.json
 EDGESTAR_TEST_ROOTFS=${EDGESTAR_TEST_ROOTFS:-$(bash scripts/build-rootfs.sh "$EDGESTAR_CACHE_DIR")}
 export EDGESTAR_TEST_ROOTFS
 export EDGESTAR_LOG_LEVEL=${EDGESTAR_LOG_LEVEL:-warn}
+export UV_THREADPOOL_SIZE=${UV_THREADPOOL_SIZE:-32}
 node --enable-source-maps dist/bench/fuse.js

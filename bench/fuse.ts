@@ -2,7 +2,7 @@
  * FUSE benchmark, local disk side by side in the same run:
  * 1. warm sequential read: one 256 MB file read through the mount (every chunk already in
  *    the cache) versus the same file on local disk, page caches dropped before each run,
- *    beside a bare libfuse2 mount serving from memory; then both re-read with page caches
+ *    beside a bare mount of the same FUSE transport serving from memory; then both re-read with page caches
  *    kept (kernel_cache on the mount);
  * 2. stat/readdir walk of a 10k-file tree (`find -printf` with sizes and modes), mount
  *    versus local disk, page caches dropped before each run;
@@ -181,7 +181,9 @@ async function readAndWalk(registryHost: string): Promise<void> {
     console.log(`  local disk  ${mbps(localRead)} MB/s`)
     console.log(`  FUSE mount  ${mbps(fuseRead)} MB/s`)
     console.log(`  ratio mount/local = ${(localRead / fuseRead).toFixed(2)} (target >= 0.5)`)
-    console.log(`  bare libfuse2 mount serving the file from memory ${mbps(bareRead)} MB/s`)
+    console.log(
+      `  bare FUSE mount (same transport) serving the file from memory ${mbps(bareRead)} MB/s`,
+    )
     console.log(
       `  ratio mount/bare FUSE = ${(bareRead / fuseRead).toFixed(2)} (what edgestar keeps)`,
     )

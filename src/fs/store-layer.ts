@@ -120,11 +120,13 @@ export class StoreLayer implements LayerSource {
   }
 
   /**
-   * Reads into `target` through the window cache: the whole chunk that holds `offset` is
-   * read once (it is the unit the scheduler fetches anyway) and later reads inside it are
-   * copied from memory. When the next chunks of the file are already cached they are read
-   * ahead, so a sequential reader keeps several cache-file reads in flight; a missing one
-   * is never fetched ahead. Other reads go straight into `target`.
+   * Reads into `target` through the window cache: each chunk the range touches is read
+   * whole once (it is the unit the scheduler fetches anyway) and later reads inside it are
+   * copied from memory. A request may span chunks (the kernel asks for up to 1 MiB from
+   * wherever its read-ahead window starts). When the next chunks of the file are already
+   * cached they are read ahead, so a sequential reader keeps several cache-file reads in
+   * flight; a missing one is never fetched ahead. Chunks too big for a window are read
+   * straight into `target`.
    */
   async readInto(
     entry: LayerEntry,
@@ -132,43 +134,71 @@ export class StoreLayer implements LayerSource {
     length: number,
     target: Buffer,
   ): Promise<number> {
-    if (entry.sizeBytes === 0 || length === 0 || offset >= entry.sizeBytes) return 0
-    const direct = async (): Promise<number> => {
-      const data = await this.#read(this.#digest, entry.name, offset, length, target)
-      // A read function may ignore `target` and answer with its own buffer.
-      if (data.buffer !== target.buffer || data.byteOffset !== target.byteOffset) data.copy(target)
-      return data.length
+    const end = Math.min(offset + length, entry.sizeBytes)
+    if (offset >= end) return 0
+    if (!this.#windows.isEnabled) return this.#readDirect(entry, offset, end - offset, target)
+
+    let copied = 0
+    for (let at = offset; at < end; ) {
+      const span = await this.#spanAt(entry.name, at)
+      if (!span || span.chunkSize > MAX_WINDOW_BYTES) {
+        const rest = target.subarray(copied)
+        return copied + (await this.#readDirect(entry, at, end - at, rest))
+      }
+      if (at === offset)
+        this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
+
+      const window = await this.#window(entry.name, span)
+      // Copy before anything else is awaited: the window cache recycles evicted buffers.
+      const from = at - span.chunkOffset
+      const n = window.copy(target, copied, from, Math.min(window.length, from + end - at))
+      if (n === 0) break
+      copied += n
+      at += n
     }
-    if (!this.#windows.isEnabled) return direct()
-
-    const span = await this.#spanAt(entry.name, offset)
-    const end = span ? span.chunkOffset + span.chunkSize : 0
-    if (!span || offset + length > end || span.chunkSize > MAX_WINDOW_BYTES) return direct()
-
-    const window = await this.#window(entry.name, span)
-    // Copy before anything else is awaited: the window cache recycles evicted buffers.
-    const from = offset - span.chunkOffset
-    const copied = window.copy(target, 0, from, Math.min(window.length, from + length))
-    this.#keepReadingAhead(entry, end, span.chunkSize)
     return copied
   }
 
-  /** The part of `readInto` that needs no await: a read inside a chunk already in memory. */
+  async #readDirect(
+    entry: LayerEntry,
+    offset: number,
+    length: number,
+    target: Buffer,
+  ): Promise<number> {
+    const data = await this.#read(this.#digest, entry.name, offset, length, target)
+    // A read function may ignore `target` and answer with its own buffer.
+    if (data.buffer !== target.buffer || data.byteOffset !== target.byteOffset) data.copy(target)
+    return data.length
+  }
+
+  /**
+   * The part of `readInto` that needs no await: a read whose chunks are all in memory.
+   * Undefined when one is not (the caller then awaits `readInto`).
+   */
   readIntoIfReady(
     entry: LayerEntry,
     offset: number,
     length: number,
     target: Buffer,
   ): number | undefined {
-    if (!this.#windows.isEnabled || offset >= entry.sizeBytes) return undefined
-    const span = findSpan(this.#spans.get(entry.name), offset)
-    if (!span || offset + length > span.chunkOffset + span.chunkSize) return undefined
-    const window = this.#windows.peek(this.#windowKey(entry.name, span))
-    if (!window) return undefined
+    const end = Math.min(offset + length, entry.sizeBytes)
+    if (!this.#windows.isEnabled || offset >= end) return undefined
+    const spans = this.#spans.get(entry.name)
 
-    const from = offset - span.chunkOffset
-    const copied = window.copy(target, 0, from, Math.min(window.length, from + length))
-    this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
+    let copied = 0
+    for (let at = offset; at < end; ) {
+      const span = findSpan(spans, at)
+      const window = span && this.#windows.peek(this.#windowKey(entry.name, span))
+      if (!span || !window) return undefined
+      if (at === offset)
+        this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
+
+      const from = at - span.chunkOffset
+      const n = window.copy(target, copied, from, Math.min(window.length, from + end - at))
+      if (n === 0) return undefined
+      copied += n
+      at += n
+    }
     return copied
   }
 

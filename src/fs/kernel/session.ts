@@ -27,11 +27,20 @@ export const Errno = {
 } as const
 
 /**
+ * Reply body parts whose memory the handler wants back: `written` runs once the kernel
+ * has copied them (or the reply was dropped), so the buffers can be reused.
+ */
+export interface LentReply {
+  parts: readonly Buffer[]
+  written(): void
+}
+
+/**
  * What a handler answers: reply body parts, a negative errno, or nothing at all (FORGET
  * gets no reply). A handler may answer synchronously: a read served from memory then
  * costs no promise turn.
  */
-export type Answer = Buffer | readonly Buffer[] | number | undefined
+export type Answer = Buffer | readonly Buffer[] | LentReply | number | undefined
 export type Handler = (header: RequestHeader, body: Buffer) => Answer | Promise<Answer>
 
 export interface SessionOptions {
@@ -214,8 +223,12 @@ export class FuseSession {
   }
 
   private reply(unique: bigint, answer: Exclude<Answer, undefined>): void {
-    if (this.ended) return
-    const parts = typeof answer === 'number' ? [] : Buffer.isBuffer(answer) ? [answer] : answer
+    const lent = isLent(answer) ? answer : undefined
+    if (this.ended) {
+      lent?.written()
+      return
+    }
+    const parts = partsOf(answer)
     const error = typeof answer === 'number' ? answer : 0
     let bodyBytes = 0
     for (const part of parts) bodyBytes += part.length
@@ -223,10 +236,21 @@ export class FuseSession {
     this.pendingWrites++
     writev(this.fd, [encodeReplyHeader(unique, error, bodyBytes), ...parts], (err) => {
       this.pendingWrites--
+      lent?.written()
       // ENOENT: the request was interrupted and the kernel no longer waits for it.
       if (err && err.code !== 'ENOENT' && err.code !== 'ENODEV')
         this.log.warn({ err }, 'fuse reply failed')
       if (this.ended) this.end()
     })
   }
+}
+
+function isLent(answer: Answer): answer is LentReply {
+  return typeof answer === 'object' && !Buffer.isBuffer(answer) && 'written' in answer
+}
+
+function partsOf(answer: Exclude<Answer, undefined>): readonly Buffer[] {
+  if (typeof answer === 'number') return []
+  if (Buffer.isBuffer(answer)) return [answer]
+  return isLent(answer) ? answer.parts : answer
 }
