@@ -135,7 +135,7 @@ export class LazyImageBackend implements ImageBackend {
   }
 
   async gc(): Promise<{ freedBytes: number }> {
-    const report = this.store.gc(0)
+    const report = await this.store.gcAsync(0)
     this.log.info({ ...report }, 'cache collected')
     return { freedBytes: report.evictedBytes }
   }

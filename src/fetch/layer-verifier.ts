@@ -2,22 +2,30 @@ import { createHash } from 'node:crypto'
 import { EdgestarError } from '../errors.js'
 import type { Store } from '../store/index.js'
 
+/** Units asked of the store's reader thread at once. */
+const PAGE_UNITS = 512
+
 /**
  * Rebuilds the uncompressed tar stream of a fully fetched layer from the cache (gap
  * objects, chunk objects and the tails recorded after single chunks, in blob order) and
- * returns its sha256 as `sha256:<hex>`, the value a diffID is compared with.
+ * returns its sha256 as `sha256:<hex>`, the value a diffID is compared with. The unit rows
+ * come page by page from the store's reader thread, off the event loop.
  * Throws EDGESTAR_FETCH_INCOMPLETE when a unit or a tail is missing.
  */
 export async function computeDiffID(store: Store, layerDigest: string): Promise<string> {
   const hash = createHash('sha256')
-  for (const unit of store.layers.units(layerDigest)) {
-    if (!unit.isPresent) throw incomplete(layerDigest, unit.offset)
-    hash.update(await store.chunks.readAll(unit.chunkKey))
-    if (unit.kind !== 'chunk' || unit.chunkDigest === null) continue
+  for (let fromOffset = 0; ; ) {
+    const page = await store.queries.unitsWithTails(layerDigest, fromOffset, PAGE_UNITS)
+    for (const unit of page) {
+      if (!unit.isPresent) throw incomplete(layerDigest, unit.offset)
+      hash.update(await store.chunks.readAll(unit.chunkKey))
+      if (unit.kind !== 'chunk' || unit.chunkDigest === null) continue
 
-    const tail = store.layers.unitTail(layerDigest, unit.offset)
-    if (tail === null) throw incomplete(layerDigest, unit.offset)
-    hash.update(tail)
+      if (unit.tail === null) throw incomplete(layerDigest, unit.offset)
+      hash.update(unit.tail)
+    }
+    if (page.length < PAGE_UNITS) break
+    fromOffset = page[page.length - 1]!.offset + 1
   }
   return `sha256:${hash.digest('hex')}`
 }

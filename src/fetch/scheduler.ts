@@ -4,7 +4,7 @@ import { EdgestarError, isEdgestarError } from '../errors.js'
 import type { LayerFormat } from '../estargz/index.js'
 import { moduleLogger } from '../log.js'
 import type { BlobReader, ByteRange } from '../registry/index.js'
-import type { LayerRow, Store, UnitRow } from '../store/index.js'
+import type { ChunkExtentInput, ChunkRef, LayerRow, Store, UnitRow } from '../store/index.js'
 import { computeDiffID } from './layer-verifier.js'
 import {
   type LinkChange,
@@ -21,8 +21,8 @@ export type FetchPriority = 'demand' | 'prefetch' | 'background'
 
 const PRIORITY_RANK: Record<FetchPriority, number> = { demand: 0, prefetch: 1, background: 2 }
 
-/** Files whose TOC row `readEntryRange` remembers. */
-const RECENT_FILES = 256
+/** Units whose storing `storedSince` remembers. */
+const RECENT_STORES = 4096
 
 /** What the scheduler needs from the registry client (RegistryClient satisfies it). */
 export interface BlobReaderSource {
@@ -84,6 +84,8 @@ interface Job {
   id: string
   layerDigest: string
   offset: number
+  /** The unit's row as read when the job was made (its fixed fields are what count). */
+  unit: UnitRow
   priority: FetchPriority
   waiters: Set<Waiter>
   isRunning: boolean
@@ -104,6 +106,8 @@ const log = moduleLogger('fetch')
  * Emits `link` (LinkChange), `unit` ({layerDigest, offset, priority, bytes}) and
  * `layer-complete` (layerDigest) when the background fetch has every unit of a layer,
  * and for layers queued `forDiffID`, `layer-verified` or `layer-failed` after the check.
+ * Its lookups go to the store's reader thread and its commits to the writer thread, so
+ * nothing here waits on SQLite on the event loop that serves FUSE.
  */
 export class FetchScheduler extends EventEmitter {
   readonly store: Store
@@ -120,7 +124,11 @@ export class FetchScheduler extends EventEmitter {
   private readonly layerRows = new Map<string, LayerRow>()
   private readonly wholeChecks = new Map<string, Promise<void>>()
   private readonly backgroundRetried = new Set<string>()
-  private readonly recentFiles = new Map<string, { size: number }>()
+  // Job ids of the units stored most recently, each with `unitsStored` after it. The
+  // reader thread answers from a snapshot taken after the question was sent, which may
+  // predate a store acknowledged meanwhile; this corrects such answers.
+  private readonly storedAt = new Map<string, number>()
+  private unitsStored = 0
   // Units (job ids) whose wait ran out during the current outage. The kernel asks
   // again at once after a failed read-ahead; that second ask must not wait the whole
   // --offline-wait again. Cleared when the link comes back.
@@ -133,6 +141,9 @@ export class FetchScheduler extends EventEmitter {
   private probeTimer: NodeJS.Timeout | undefined
   private backgroundLayers: { digest: string; forDiffID: boolean }[] = []
   private isBackgroundEnabled = true
+  private isRefilling = false
+  private isEvicting = false
+  private isRefillWanted = false
   private isClosed = false
   private readonly counters = {
     demandBytes: 0,
@@ -208,30 +219,20 @@ export class FetchScheduler extends EventEmitter {
    * prefetch wait fails with EDGESTAR_FETCH_OFFLINE once the link has been offline for
    * `offlineWaitMs`; EDGESTAR_FETCH_INTEGRITY when the unit failed verification twice.
    */
-  ensureUnit(
+  async ensureUnit(
     layerDigest: string,
     offset: number,
     priority: FetchPriority,
     needTail = false,
   ): Promise<void> {
-    if (this.isClosed) return Promise.reject(closedError())
-    const unit = this.store.layers.unit(layerDigest, offset)
-    if (unit === undefined)
-      return Promise.reject(new Error(`no unit at ${offset} in layer ${layerDigest}`))
-    if (unit.isPresent && !(needTail && unit.kind === 'chunk' && unit.memberBytes === null))
-      return Promise.resolve()
+    if (this.isClosed) throw closedError()
+    const job = this.jobs.get(jobId(layerDigest, offset))
+    if (job !== undefined) return this.awaitUnit(job.unit, priority, needTail, this.unitsStored)
 
-    const hasFailedOffline = this.offlineFailures.has(`${layerDigest}@${offset}`)
-    if (this.link.state === 'offline' && hasFailedOffline && priority !== 'background')
-      return Promise.reject(this.offlineError(layerDigest, offset))
-
-    return new Promise<void>((resolve, reject) => {
-      const job = this.jobFor(layerDigest, offset, priority)
-      const waiter: Waiter = { resolve, reject, priority }
-      job.waiters.add(waiter)
-      if (this.link.state === 'offline') this.armOfflineTimer(job, waiter)
-      this.dispatch()
-    })
+    const mark = this.unitsStored
+    const unit = await this.ask(this.store.queries.unit(layerDigest, offset))
+    if (unit === undefined) throw new Error(`no unit at ${offset} in layer ${layerDigest}`)
+    return this.awaitUnit(unit, priority, needTail, mark)
   }
 
   /**
@@ -249,24 +250,8 @@ export class FetchScheduler extends EventEmitter {
     priority: FetchPriority = 'demand',
     into?: Buffer,
   ): Promise<Buffer> {
-    if (this.isClosed) throw closedError()
-    // A layer with nothing to check chunks against is served only as a whole verified
-    // layer; after an eviction it is fetched and checked whole again.
-    const layer = this.layer(layerDigest)
-    if (layer.verification === 'whole') {
-      const refs = this.store.toc.chunks(layerDigest, name, offset, length)
-      if (layer.state !== 'verified' || refs.some((ref) => !ref.isPresent))
-        await this.verifyWhole(layerDigest, priority)
-    }
-
-    const entry = this.regularFile(layerDigest, name)
     for (let attempt = 0; ; attempt++) {
-      // TODO(fetch): this index lookup is a synchronous better-sqlite3 query on the FUSE
-      // event loop (about 50 µs, at most 0.4 ms, once per chunk a mount loads: measured on
-      // a warm 256 MiB read). Lookups and listings already go through the query worker;
-      // this one still blocks the loop for that long. So do the chunk cache's durable
-      // commits after each fetched batch (see ChunkCache.writeMany).
-      const refs = this.store.toc.chunks(layerDigest, name, offset, length)
+      const { refs, size } = await this.planRead(layerDigest, name, offset, length, priority)
       const missing = refs.filter((ref) => !ref.isPresent)
       if (missing.length > 0) {
         await Promise.all(
@@ -275,12 +260,40 @@ export class FetchScheduler extends EventEmitter {
         if (this.isClosed) throw closedError()
       }
       try {
-        return await this.assemble(refs, entry.size, offset, length, into)
+        return await this.assemble(refs, size, offset, length, into)
       } catch (err) {
+        if (this.isClosed) throw closedError()
         // Evicted between the wait and the read: fetch again, once.
         if (attempt > 0 || !isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING')) throw err
       }
     }
+  }
+
+  // The file's size and the chunks of the range, from one snapshot the reader thread
+  // takes. A layer with nothing to check chunks against is served only as a whole
+  // verified layer; after an eviction it is fetched and checked whole again.
+  private async planRead(
+    layerDigest: string,
+    name: string,
+    offset: number,
+    length: number,
+    priority: FetchPriority,
+  ): Promise<{ refs: ChunkRef[]; size: number }> {
+    if (this.isClosed) throw closedError()
+    let plan = await this.ask(this.store.queries.readPlan(layerDigest, name, offset, length))
+    const layer = this.rememberLayer(layerDigest, plan.layer)
+    const isWholeDue = layer.state !== 'verified' || plan.refs.some((ref) => !ref.isPresent)
+    if (layer.verification === 'whole' && isWholeDue) {
+      await this.verifyWhole(layerDigest, priority)
+      plan = await this.ask(this.store.queries.readPlan(layerDigest, name, offset, length))
+    }
+
+    if (plan.entry === undefined || plan.entry.type !== 'reg')
+      throw new EdgestarError(
+        'EDGESTAR_FETCH_NO_SUCH_FILE',
+        `no regular file ${JSON.stringify(name)} in layer ${layerDigest}`,
+      )
+    return { refs: plan.refs, size: plan.entry.size }
   }
 
   /**
@@ -300,8 +313,9 @@ export class FetchScheduler extends EventEmitter {
   /** Queues the prefetch set (units before the prefetch landmark) of a layer. */
   async prefetch(layerDigest: string): Promise<void> {
     if (this.isClosed) throw closedError()
-    const units = this.store.layers.units(layerDigest).filter((u) => u.rank === 0 && !u.isPresent)
-    await Promise.all(units.map((u) => this.ensureUnit(layerDigest, u.offset, 'prefetch')))
+    const mark = this.unitsStored
+    const units = await this.ask(this.store.queries.missingPrefetchUnits(layerDigest))
+    await Promise.all(units.map((unit) => this.awaitUnit(unit, 'prefetch', false, mark)))
   }
 
   /**
@@ -348,10 +362,28 @@ export class FetchScheduler extends EventEmitter {
     this.backgroundLayers = []
   }
 
-  private layer(layerDigest: string): LayerRow {
+  // A question to the store's threads. Once the scheduler is closed the store may be
+  // closed under it: any answer or failure then becomes EDGESTAR_FETCH_CLOSED.
+  private async ask<T>(question: Promise<T>): Promise<T> {
+    try {
+      const answer = await question
+      if (this.isClosed) throw closedError()
+      return answer
+    } catch (err) {
+      throw this.isClosed ? closedError() : err
+    }
+  }
+
+  // A verified layer's row is final; any other is asked for again (its state moves on,
+  // and recording another image can change how it is verified).
+  private async layerRow(layerDigest: string): Promise<LayerRow> {
     const cached = this.layerRows.get(layerDigest)
     if (cached !== undefined && cached.state === 'verified') return cached
-    const row = this.store.layers.get(layerDigest)
+    const row = await this.ask(this.store.queries.layer(layerDigest))
+    return this.rememberLayer(layerDigest, row)
+  }
+
+  private rememberLayer(layerDigest: string, row: LayerRow | undefined): LayerRow {
     if (row === undefined)
       throw new EdgestarError(
         'EDGESTAR_STORE_UNKNOWN_LAYER',
@@ -361,8 +393,36 @@ export class FetchScheduler extends EventEmitter {
     return row
   }
 
-  private jobFor(layerDigest: string, offset: number, priority: FetchPriority): Job {
-    const id = `${layerDigest}@${offset}`
+  // Resolves once `unit` (its row read when `unitsStored` was `mark`) is in the cache:
+  // joins or makes its job.
+  private awaitUnit(
+    unit: UnitRow,
+    priority: FetchPriority,
+    needTail: boolean,
+    mark: number,
+  ): Promise<void> {
+    if (this.isClosed) return Promise.reject(closedError())
+    const id = jobId(unit.layerDigest, unit.offset)
+    const isTailDue = needTail && unit.kind === 'chunk' && unit.memberBytes === null
+    if (unit.isPresent && !isTailDue) return Promise.resolve()
+    // Stored (with its tail) after the row was read: the row is older than the cache.
+    if (!this.jobs.has(id) && this.storedSince(id, mark)) return Promise.resolve()
+
+    const hasFailedOffline = this.offlineFailures.has(id)
+    if (this.link.state === 'offline' && hasFailedOffline && priority !== 'background')
+      return Promise.reject(this.offlineError(unit.layerDigest, unit.offset))
+
+    return new Promise<void>((resolve, reject) => {
+      const job = this.jobFor(unit, priority)
+      const waiter: Waiter = { resolve, reject, priority }
+      job.waiters.add(waiter)
+      if (this.link.state === 'offline') this.armOfflineTimer(job, waiter)
+      this.dispatch()
+    })
+  }
+
+  private jobFor(unit: UnitRow, priority: FetchPriority): Job {
+    const id = jobId(unit.layerDigest, unit.offset)
     const existing = this.jobs.get(id)
     if (existing !== undefined) {
       if (PRIORITY_RANK[priority] < PRIORITY_RANK[existing.priority]) existing.priority = priority
@@ -370,8 +430,9 @@ export class FetchScheduler extends EventEmitter {
     }
     const job: Job = {
       id,
-      layerDigest,
-      offset,
+      layerDigest: unit.layerDigest,
+      offset: unit.offset,
+      unit,
       priority,
       waiters: new Set(),
       isRunning: false,
@@ -381,32 +442,25 @@ export class FetchScheduler extends EventEmitter {
     return job
   }
 
-  // TOC rows never change for a layer digest, so the few files being read are remembered:
-  // a sequential reader then costs one index query per read instead of two.
-  private regularFile(layerDigest: string, name: string): { size: number } {
-    const id = `${layerDigest}\0${name}`
-    const known = this.recentFiles.get(id)
-    if (known !== undefined) return known
-    const entry = this.store.toc.get(layerDigest, name)
-    if (entry === undefined || entry.type !== 'reg')
-      throw new EdgestarError(
-        'EDGESTAR_FETCH_NO_SUCH_FILE',
-        `no regular file ${JSON.stringify(name)} in layer ${layerDigest}`,
-      )
-    const file = { size: entry.size }
-    this.recentFiles.set(id, file)
-    if (this.recentFiles.size > RECENT_FILES) {
-      const oldest = this.recentFiles.keys().next().value
-      if (oldest !== undefined) this.recentFiles.delete(oldest)
-    }
-    return file
+  private noteStored(id: string): void {
+    this.unitsStored++
+    this.storedAt.delete(id)
+    this.storedAt.set(id, this.unitsStored)
+    if (this.storedAt.size <= RECENT_STORES) return
+    const oldest = this.storedAt.keys().next().value
+    if (oldest !== undefined) this.storedAt.delete(oldest)
+  }
+
+  // True when the unit was stored after `unitsStored` was `mark` (as far as remembered).
+  private storedSince(id: string, mark: number): boolean {
+    return (this.storedAt.get(id) ?? 0) > mark
   }
 
   // Reads the wanted bytes of the chunk objects straight into one buffer (in parallel when
   // the range spans several); bytes no chunk covers (holes of zstd:chunked `zeros` chunks)
   // read as zeros, up to the end of the file. A short object counts as missing.
   private async assemble(
-    refs: ReturnType<Store['toc']['chunks']>,
+    refs: ChunkRef[],
     fileSize: number,
     offset: number,
     length: number,
@@ -450,7 +504,7 @@ export class FetchScheduler extends EventEmitter {
   ): Promise<void> {
     const n = await this.store.chunks.readInto(key, objectOffset, target, targetOffset, length)
     if (n === length) return
-    this.store.chunks.markMissing(key)
+    await this.store.chunks.forget(key)
     throw new EdgestarError(
       'EDGESTAR_STORE_CHUNK_MISSING',
       `chunk ${key} is shorter than its row says`,
@@ -540,7 +594,7 @@ export class FetchScheduler extends EventEmitter {
   }
 
   private unitSize(job: Job): number {
-    return this.store.layers.unit(job.layerDigest, job.offset)?.sizeBytes ?? 0
+    return job.unit.sizeBytes
   }
 
   private wakeAfter(ms: number): void {
@@ -554,9 +608,16 @@ export class FetchScheduler extends EventEmitter {
   private async runBatch(batch: Job[]): Promise<void> {
     this.running++
     const layerDigest = batch[0]!.layerDigest
-    const units = batch.map((job) => this.store.layers.unit(layerDigest, job.offset)!)
+    const units = batch.map((job) => job.unit)
     try {
-      const layer = this.layer(layerDigest)
+      // Format and source of a layer never change for its digest: any row read will do.
+      const layer = this.layerRows.get(layerDigest) ?? (await this.layerRow(layerDigest))
+      const chunkOffsets = units.filter((u) => u.kind === 'chunk').map((u) => u.offset)
+      // Asked while the bytes are on their way; settled (not left unhandled) on any path.
+      const extents = this.store.queries.unitExtents(layerDigest, chunkOffsets).then(
+        (lists) => ({ lists }),
+        (err: unknown) => ({ err }),
+      )
       const reader = this.readerFor(layer)
       this.trace(units)
       const buffers = await this.fetchUnits(reader, units, batch[0]!.priority)
@@ -564,7 +625,11 @@ export class FetchScheduler extends EventEmitter {
       if (this.isClosed) return
       this.counters.batches++
       this.link.succeeded()
-      await this.storeUnits(batch, layer, units, buffers)
+      const answer = await extents
+      if (this.isClosed) return
+      if ('err' in answer) throw answer.err
+      const byOffset = new Map(chunkOffsets.map((offset, i) => [offset, answer.lists[i]!]))
+      await this.storeUnits(batch, layer, units, buffers, byOffset)
     } catch (err) {
       this.onBatchError(batch, err)
     } finally {
@@ -620,23 +685,26 @@ export class FetchScheduler extends EventEmitter {
     layer: LayerRow,
     units: UnitRow[],
     buffers: Buffer[],
+    extents: Map<number, ChunkExtentInput[]>,
   ): Promise<void> {
     const verified: { job: Job; unit: UnitRow; decoded: ReturnType<typeof decodeUnit> }[] = []
     for (const [i, job] of batch.entries()) {
-      const decoded = this.decodeOrReport(job, layer, units[i]!, buffers[i]!)
-      if (decoded !== undefined) verified.push({ job, unit: units[i]!, decoded })
+      const unit = units[i]!
+      const decoded = this.decodeOrReport(job, layer, unit, buffers[i]!, extents.get(unit.offset))
+      if (decoded !== undefined) verified.push({ job, unit, decoded })
     }
 
     const writing = this.store.chunks.writeMany(
       verified.map(({ unit, decoded }) => ({
         key: unit.chunkKey,
         data: decoded.object,
-        alsoInCommit: () =>
-          this.store.layers.setUnitDecoded(layer.digest, unit.offset, {
-            memberBytes: decoded.memberBytes,
-            dataBytes: decoded.object.length,
-            tail: decoded.tail,
-          }),
+        unit: {
+          layerDigest: layer.digest,
+          offset: unit.offset,
+          memberBytes: decoded.memberBytes,
+          dataBytes: decoded.object.length,
+          tail: decoded.tail,
+        },
       })),
     )
     this.writes.add(writing)
@@ -654,12 +722,11 @@ export class FetchScheduler extends EventEmitter {
     layer: LayerRow,
     unit: UnitRow,
     compressed: Buffer,
+    extents: ChunkExtentInput[] = [],
   ): ReturnType<typeof decodeUnit> | undefined {
     try {
       if (compressed.length !== unit.sizeBytes)
         throw new Error(`got ${compressed.length} of ${unit.sizeBytes} bytes`)
-      const extents =
-        unit.kind === 'chunk' ? this.store.layers.unitExtents(layer.digest, unit.offset) : []
       return decodeUnit(layer.format as LayerFormat, unit, extents, compressed)
     } catch (err) {
       this.onIntegrityError(job, unit, err)
@@ -668,6 +735,7 @@ export class FetchScheduler extends EventEmitter {
   }
 
   private finishUnit(job: Job, layer: LayerRow, unit: UnitRow): void {
+    this.noteStored(job.id)
     this.counters.units++
     this.maybeEvict()
     this.jobs.delete(job.id)
@@ -771,26 +839,68 @@ export class FetchScheduler extends EventEmitter {
   }
 
   // Keeps a window of background jobs queued from the first unfinished background layer.
+  // The reader thread says which units are missing; one question at a time, asked again
+  // when a dispatch came meanwhile (a batch stored units the answer may still list).
   private fillBackground(): void {
     if (!this.isBackgroundEnabled || this.link.state === 'offline') return
-    let queued = 0
-    for (const job of this.jobs.values()) if (job.priority === 'background') queued++
-    while (this.backgroundLayers.length > 0 && queued < 64) {
+    if (this.backgroundLayers.length === 0 || this.queuedBackground() >= 64) return
+    if (this.isRefilling) {
+      this.isRefillWanted = true
+      return
+    }
+    this.isRefilling = true
+    this.refillBackground().then(
+      (hasChanged) => this.afterRefill(hasChanged),
+      (err: unknown) => {
+        if (!this.isClosed) log.warn({ err: String(err) }, 'background fetch not refilled')
+        this.afterRefill(false)
+      },
+    )
+  }
+
+  private afterRefill(hasChanged: boolean): void {
+    this.isRefilling = false
+    const isWanted = this.isRefillWanted
+    this.isRefillWanted = false
+    if (hasChanged || isWanted) this.dispatch()
+  }
+
+  // Queues background jobs; true when it queued any or finished a layer.
+  private async refillBackground(): Promise<boolean> {
+    let hasChanged = false
+    while (this.backgroundLayers.length > 0 && this.queuedBackground() < 64) {
       const { digest, forDiffID } = this.backgroundLayers[0]!
-      const missing = this.store.layers.missingUnits(digest, 128, forDiffID)
-      const fresh = missing.filter((u) => !this.jobs.has(`${digest}@${u.offset}`))
-      for (const unit of fresh.slice(0, 64 - queued)) {
-        const job = this.jobFor(digest, unit.offset, 'background')
+      const mark = this.unitsStored
+      const missing = await this.ask(this.store.queries.missingUnits(digest, 128, forDiffID))
+      if (this.isClosed || !this.isBackgroundEnabled || this.link.state === 'offline')
+        return hasChanged
+      // Dropped (it failed) while the question was out.
+      if (this.backgroundLayers[0]?.digest !== digest) continue
+
+      const fresh = missing.filter((unit) => {
+        const id = jobId(digest, unit.offset)
+        return !this.jobs.has(id) && !this.storedSince(id, mark)
+      })
+      for (const unit of fresh.slice(0, 64 - this.queuedBackground())) {
+        const job = this.jobFor(unit, 'background')
         job.waiters.add({ resolve: () => {}, reject: () => {}, priority: 'background' })
-        queued++
+        hasChanged = true
       }
-      if (missing.length > 0) return
+      if (missing.length > 0) return hasChanged
       const stillRunning = [...this.jobs.values()].some((job) => job.layerDigest === digest)
-      if (stillRunning) return
+      if (stillRunning) return hasChanged
       this.backgroundLayers.shift()
+      hasChanged = true
       this.emit('layer-complete', digest)
       if (forDiffID) void this.verifyInBackground(digest)
     }
+    return hasChanged
+  }
+
+  private queuedBackground(): number {
+    let queued = 0
+    for (const job of this.jobs.values()) if (job.priority === 'background') queued++
+    return queued
   }
 
   // A layer the background fetched whole is checked against its diffID; a mismatch drops
@@ -817,9 +927,17 @@ export class FetchScheduler extends EventEmitter {
 
   // Keeps the cache under its limit while fetching (pinned images are never evicted).
   private maybeEvict(): void {
-    if (this.store.chunks.limitBytes <= 0 || ++this.unitsSinceGc < 16) return
+    if (this.store.chunks.limitBytes <= 0 || ++this.unitsSinceGc < 16 || this.isEvicting) return
     this.unitsSinceGc = 0
-    this.store.gc()
+    this.isEvicting = true
+    this.store
+      .gcAsync()
+      .catch((err: unknown) => {
+        if (!this.isClosed) log.warn({ err: String(err) }, 'cache eviction failed')
+      })
+      .finally(() => {
+        this.isEvicting = false
+      })
   }
 
   private dropBackgroundLayer(layerDigest: string): void {
@@ -877,8 +995,7 @@ export class FetchScheduler extends EventEmitter {
     this.probeTimer = setTimeout(async () => {
       this.probeTimer = undefined
       const job = this.jobs.values().next().value as Job | undefined
-      const layer =
-        job === undefined ? [...this.layerRows.values()][0] : this.layer(job.layerDigest)
+      const layer = (job && this.layerRows.get(job.layerDigest)) ?? [...this.layerRows.values()][0]
       if (layer === undefined) {
         this.link.succeeded()
         return
@@ -914,11 +1031,10 @@ export class FetchScheduler extends EventEmitter {
     for (let attempt = 0; ; attempt++) {
       for (;;) {
         if (this.isClosed) throw closedError()
-        const missing = this.store.layers.missingUnits(layerDigest, 256, true)
+        const mark = this.unitsStored
+        const missing = await this.ask(this.store.queries.missingUnits(layerDigest, 256, true))
         if (missing.length === 0) break
-        await Promise.all(
-          missing.map((unit) => this.ensureUnit(layerDigest, unit.offset, priority, true)),
-        )
+        await Promise.all(missing.map((unit) => this.awaitUnit(unit, priority, true, mark)))
       }
       if (this.isClosed) throw closedError()
       if (await this.verifyLayer(layerDigest)) return
@@ -939,10 +1055,10 @@ export class FetchScheduler extends EventEmitter {
    * A layer with no recorded diffID counts as verified when complete.
    */
   async verifyLayer(layerDigest: string): Promise<boolean> {
-    const layer = this.layer(layerDigest)
-    const computed = await computeDiffID(this.store, layerDigest)
+    const layer = await this.layerRow(layerDigest)
+    const computed = await this.ask(computeDiffID(this.store, layerDigest))
     if (layer.diffID === null || computed === layer.diffID) {
-      this.store.layers.setState(layerDigest, 'verified')
+      await this.ask(this.store.setLayerState(layerDigest, 'verified'))
       this.layerRows.delete(layerDigest)
       log.info({ layer: layerDigest, diffID: computed }, 'layer verified')
       return true
@@ -957,6 +1073,10 @@ export class FetchScheduler extends EventEmitter {
     this.layerRows.delete(layerDigest)
     return false
   }
+}
+
+function jobId(layerDigest: string, offset: number): string {
+  return `${layerDigest}@${offset}`
 }
 
 function closedError(): EdgestarError {

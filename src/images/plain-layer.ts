@@ -84,12 +84,16 @@ export async function recordPlainLayer(input: {
     chunks: indexer.extents.map((e) => ({ ...e, compressedOffset: 0, compressedSize: layer.size })),
     blobSizeBytes: layer.size,
   })
-  await store.chunks.adopt(key, tmp, tarBytes, () => {
-    store.layers.setUnitDecoded(layer.digest, 0, {
-      memberBytes: tarBytes,
-      dataBytes: tarBytes,
-      tail: null,
-    })
-    store.layers.setState(layer.digest, 'verified')
+  await store.chunks.adopt(key, tmp, tarBytes, {
+    units: [
+      {
+        layerDigest: layer.digest,
+        offset: 0,
+        memberBytes: tarBytes,
+        dataBytes: tarBytes,
+        tail: null,
+      },
+    ],
+    layerStates: [{ digest: layer.digest, state: 'verified' }],
   })
 }

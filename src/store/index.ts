@@ -3,7 +3,13 @@
  * state, deployments, executed commands, telemetry outbox) and the chunk cache directory.
  * Fetches nothing; `fetch/` fills it.
  */
-export type { CacheStatus, ChunkWrite, GcReport, ReconcileReport } from './chunk-cache.js'
+export type {
+  CacheStatus,
+  ChunkBookkeeping,
+  ChunkWrite,
+  GcReport,
+  ReconcileReport,
+} from './chunk-cache.js'
 export { ChunkCache } from './chunk-cache.js'
 export type { CommandLogEntry } from './command-log.js'
 export { CommandLog } from './command-log.js'
@@ -11,6 +17,7 @@ export type { DeploymentHistoryRow, DeploymentRow } from './deployments.js'
 export { DeploymentRecords } from './deployments.js'
 export type { ImageInput } from './images.js'
 export { ImageRecords } from './images.js'
+export { IndexQueries, type ReadPlan, type UnitWithTail } from './index-queries.js'
 export type { LayerIndexInput } from './layers.js'
 export { LayerRecords } from './layers.js'
 export { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'

@@ -33,6 +33,7 @@ interface RawUnit {
   member_bytes: number | null
   rank: number
   chunk_digest: string | null
+  tail: Buffer | null
   state: string | null
 }
 
@@ -275,6 +276,19 @@ export class LayerRecords {
     return rows.map(toUnitRow)
   }
 
+  /** Units of the prefetch set (rank 0) not yet present, in blob order. */
+  missingPrefetchUnits(layerDigest: string): UnitRow[] {
+    const rows = this.db
+      .prepare(
+        `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+         WHERE u.layer_digest = ? AND u.rank = 0 AND u.kind = 'chunk'
+           AND (c.state IS NULL OR c.state != 'present')
+         ORDER BY u.offset`,
+      )
+      .all(layerDigest) as RawUnit[]
+    return rows.map(toUnitRow)
+  }
+
   /** The chunk extents a unit holds (one, or several when the writer packed them). */
   unitExtents(layerDigest: string, unitOffset: number): ChunkExtentInput[] {
     const rows = this.db
@@ -317,6 +331,27 @@ export class LayerRecords {
         'UPDATE layer_units SET member_bytes = ?, data_bytes = ?, tail = ? WHERE layer_digest = ? AND offset = ?',
       )
       .run(decoded.memberBytes, decoded.dataBytes, decoded.tail, layerDigest, offset)
+  }
+
+  /**
+   * Up to `limit` units from blob offset `fromOffset` on, in blob order, each with its
+   * decoded tail as `unitTail` gives it (for a diffID check, a page at a time).
+   */
+  unitsWithTails(
+    layerDigest: string,
+    fromOffset: number,
+    limit: number,
+  ): (UnitRow & { tail: Buffer | null })[] {
+    const rows = this.db
+      .prepare(
+        `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+         WHERE u.layer_digest = ? AND u.offset >= ? ORDER BY u.offset LIMIT ?`,
+      )
+      .all(layerDigest, fromOffset, limit) as RawUnit[]
+    return rows.map((row) => ({
+      ...toUnitRow(row),
+      tail: row.member_bytes === null ? null : (row.tail ?? Buffer.alloc(0)),
+    }))
   }
 
   /** The decoded tail of a single-chunk unit (empty when none), or null when unknown. */

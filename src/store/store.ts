@@ -7,11 +7,14 @@ import { type CacheStatus, ChunkCache, type GcReport, type ReconcileReport } fro
 import { CommandLog } from './command-log.js'
 import { DeploymentRecords } from './deployments.js'
 import { ImageRecords } from './images.js'
+import { IndexQueries } from './index-queries.js'
+import { IndexWorker } from './index-worker.js'
 import { LayerRecords } from './layers.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'
 import { Outbox, type OutboxLimits } from './outbox.js'
 import { isProcessAlive, Pins } from './pins.js'
 import { TocRecords } from './toc.js'
+import type { LayerState } from './types.js'
 
 /** Default state directory of an installed agent. */
 export const DEFAULT_STATE_DIR = '/var/lib/edgestar'
@@ -44,14 +47,21 @@ export class Store {
   readonly deployments: DeploymentRecords
   readonly commandLog: CommandLog
   readonly outbox: Outbox
+  /** Lookups of the read and fetch path, answered off the event loop (a reader thread). */
+  readonly queries: IndexQueries
   /** What start-up reconciliation found (zeros when it did not run). */
   readonly reconciled: ReconcileReport
+  private readonly reader: IndexWorker
+  private readonly writer: IndexWorker
 
   private constructor(stateDir: string, db: Database.Database, options: StoreOptions) {
     this.stateDir = stateDir
     this.dbPath = join(stateDir, 'edgestar.db')
     this.db = db
     const durably = <T>(fn: () => T): T => this.durably(fn)
+    this.reader = new IndexWorker(this.dbPath, 'reader')
+    this.writer = new IndexWorker(this.dbPath, 'writer')
+    this.queries = new IndexQueries(this.reader)
     this.images = new ImageRecords(db)
     this.layers = new LayerRecords(db)
     this.toc = new TocRecords(db)
@@ -60,6 +70,7 @@ export class Store {
       join(stateDir, 'chunks'),
       options.cacheLimitBytes ?? 0,
       durably,
+      this.writer,
     )
     this.pins = new Pins(db)
     this.deployments = new DeploymentRecords(db, durably)
@@ -104,14 +115,28 @@ export class Store {
     return store
   }
 
-  /** Runs `fn` in one transaction committed with synchronous=FULL (survives power loss). */
+  /**
+   * Runs `fn` in one transaction committed with synchronous=FULL (survives power loss).
+   * It takes the write lock at its start (BEGIN IMMEDIATE), so a read-then-write body never
+   * meets SQLITE_BUSY_SNAPSHOT after the writer thread committed in between.
+   */
   durably<T>(fn: () => T): T {
     this.db.pragma('synchronous = FULL')
     try {
-      return this.db.transaction(fn)()
+      return this.db.transaction(fn).immediate()
     } finally {
       this.db.pragma('synchronous = NORMAL')
     }
+  }
+
+  /**
+   * `layers.setState` committed durably by the writer thread (a verified layer stays
+   * verified after a power cut), off the event loop. Rejects as `IndexWorker` calls do.
+   */
+  setLayerState(digest: string, state: LayerState): Promise<void> {
+    return this.writer.call('commit', [
+      { chunks: [], layerStates: [{ digest, state }], atMs: Date.now() },
+    ])
   }
 
   /** Cache usage, pinned bytes included. */
@@ -119,13 +144,27 @@ export class Store {
     return this.chunks.status(this.pins.pinnedKeysSql())
   }
 
-  /** Evicts LRU chunks of unpinned images down to `targetBytes` (default: the limit). */
+  /**
+   * Evicts LRU chunks of unpinned images down to `targetBytes` (default: the limit), on
+   * this thread (CLI); `gcAsync` does it in the writer thread.
+   */
   gc(targetBytes?: number): GcReport {
     return this.chunks.gc(this.pins.pinnedKeysSql(), targetBytes)
   }
 
-  /** Writes pending chunk uses, closes open chunk files, then closes the database. */
+  /** `gc` off the event loop (for a process that serves FUSE); see `ChunkCache.gcAsync`. */
+  gcAsync(targetBytes?: number): Promise<GcReport> {
+    return this.chunks.gcAsync(targetBytes)
+  }
+
+  /**
+   * Lets the writer thread finish the commits it was sent (blocking, see
+   * `IndexWorker.close`), stops the reader thread, writes pending chunk uses, closes open
+   * chunk files, then closes the database.
+   */
   close(): void {
+    this.writer.close()
+    this.reader.close()
     this.chunks.close()
     if (this.db.open) this.db.close()
   }

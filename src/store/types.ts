@@ -148,3 +148,29 @@ export interface Progress {
   presentUnits: number
   totalUnits: number
 }
+
+/** What fetching a unit taught about it (see `LayerRecords.setUnitDecoded`). */
+export interface UnitDecoded {
+  layerDigest: string
+  /** Offset of the unit in the compressed blob. */
+  offset: number
+  /** Decoded size of the whole unit. */
+  memberBytes: number
+  /** Bytes of the stored object. */
+  dataBytes: number
+  /** Decoded bytes after a single chunk (tar padding, next headers); null for others. */
+  tail: Uint8Array | null
+}
+
+/**
+ * One durable transaction of the chunk cache, described as data so that the store's writer
+ * thread can run it: chunk objects marked present, and in the same transaction what their
+ * units taught and layer state changes.
+ */
+export interface ChunkCommit {
+  chunks: { key: string; sizeBytes: number }[]
+  units?: UnitDecoded[]
+  layerStates?: { digest: string; state: LayerState }[]
+  /** Time of the commit (the chunks' last use), in ms since the epoch. */
+  atMs: number
+}

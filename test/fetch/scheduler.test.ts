@@ -128,6 +128,11 @@ async function setup(
 
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex')
 
+/** Resolves once `condition` holds (checked every few ms; the test's timeout bounds it). */
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 5))
+}
+
 describe('fetch scheduler', () => {
   it('reads every file byte-exactly and then verifies the layer against its diffID', async () => {
     const { store, scheduler, files, cleanup } = await setup()
@@ -188,7 +193,7 @@ describe('fetch scheduler', () => {
           late === 'background' ? 'background' : 'prefetch',
         )
         scheduler.startBackground([LAYER], { forDiffID: true })
-        await new Promise((resolve) => setTimeout(resolve, 20))
+        await until(() => registry.requests.length > 0)
         assert.ok(scheduler.stats().running > 0)
 
         scheduler.close()
@@ -236,10 +241,11 @@ describe('fetch scheduler', () => {
     try {
       registry.hold()
       scheduler.startBackground([LAYER])
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      // One background request held, the only one: one slot stays free of background work.
+      await until(() => registry.requests.length === 1)
       const lastChunk = store.toc.chunks(LAYER, 'data/large.bin', 3145728 - 1, 1)[0]!
       const demand = scheduler.readEntryRange(LAYER, 'data/large.bin', 3145728 - 100, 100)
-      await new Promise((resolve) => setTimeout(resolve, 20))
+      await until(() => registry.requests.length === 2)
       registry.release()
       await demand
       const order = registry.requests.map((batch) => batch[0]!.offset)
@@ -366,4 +372,49 @@ describe('fetch scheduler', () => {
       cleanup()
     }
   })
+
+  it('runs no SQLite statement on the event loop while reading, fetching and verifying', async () => {
+    const { store, scheduler, files, cleanup } = await setup({ concurrency: 2 })
+    const statements = countMainThreadStatements(store)
+    try {
+      const file = files.find((f) => f.name === 'data/large.bin')!
+      const fetched = await scheduler.readEntryRange(LAYER, file.name, 0, file.size)
+      const cached = await scheduler.readEntryRange(LAYER, file.name, 0, file.size)
+      assert.ok(fetched.equals(cached))
+      assert.equal(sha(cached), file.sha256)
+      const verified = new Promise((resolve) => scheduler.once('layer-verified', resolve))
+      scheduler.startBackground([LAYER], { forDiffID: true })
+      await scheduler.whenIdle()
+      assert.equal(await verified, LAYER)
+      await scheduler.completeLayer(LAYER)
+
+      assert.deepEqual(statements.seen, [])
+      statements.restore()
+      assert.equal(store.layers.get(LAYER)?.state, 'verified')
+    } finally {
+      statements.restore()
+      cleanup()
+    }
+  })
 })
+
+/** Records the SQL of every statement this thread runs on `store`'s module until `restore`. */
+function countMainThreadStatements(store: Store): { seen: string[]; restore: () => void } {
+  const proto = Object.getPrototypeOf(store.db.prepare('SELECT 1')) as Record<string, unknown>
+  const seen: string[] = []
+  const originals = new Map<string, unknown>()
+  for (const method of ['run', 'get', 'all', 'iterate']) {
+    const original = proto[method] as (...args: unknown[]) => unknown
+    originals.set(method, original)
+    proto[method] = function (this: { source: string }, ...args: unknown[]) {
+      seen.push(this.source)
+      return original.apply(this, args)
+    }
+  }
+  return {
+    seen,
+    restore: () => {
+      for (const [method, original] of originals) proto[method] = original
+    },
+  }
+}

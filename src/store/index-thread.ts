@@ -1,0 +1,132 @@
+/**
+ * Body of the store's worker threads (see `IndexWorker`): a connection of its own on the
+ * state database, so that the synchronous better-sqlite3 calls of the chunk path never run
+ * on the event loop that serves FUSE. A `reader` opens the database read-only and answers
+ * the lookups of reads and fetches; the `writer` commits chunk presence durably and records
+ * uses and evictions. WAL lets both work beside the main connection.
+ * Protocol: `{ id, op, args }` in, `{ id, result }` or `{ id, error }` out, answered in
+ * order. `close` is answered after everything sent before it; the thread then closes its
+ * connection and sets the shared flag a waiting `IndexWorker.close` sleeps on.
+ */
+import { parentPort, workerData } from 'node:worker_threads'
+import Database from 'better-sqlite3'
+import { ChunkRows } from './chunk-rows.js'
+import type { ReadPlan } from './index-queries.js'
+import { LayerRecords } from './layers.js'
+import { Pins } from './pins.js'
+import { TocRecords } from './toc.js'
+import type { ChunkCommit } from './types.js'
+
+/** Which connection a thread keeps. */
+export type IndexRole = 'reader' | 'writer'
+
+/** Data a thread is started with. */
+export interface IndexThreadData {
+  dbPath: string
+  role: IndexRole
+  /** One Int32: 0 while the thread works, 1 once its connection is closed. */
+  closed: SharedArrayBuffer
+}
+
+/** A request as the thread receives it. */
+export interface IndexRequest {
+  id: number
+  op: string
+  args: unknown[]
+}
+
+/** An answer: `result`, or `error` with the SQLite or edgestar code when there is one. */
+export interface IndexAnswer {
+  id: number
+  result?: unknown
+  error?: { message: string; code?: string }
+}
+
+const data = workerData as IndexThreadData
+const closedFlag = new Int32Array(data.closed)
+const db = new Database(data.dbPath, { readonly: data.role === 'reader', fileMustExist: true })
+// A writer waits for the main connection's transactions (one that records a 100k-entry TOC
+// takes seconds) instead of failing.
+db.pragma('busy_timeout = 10000')
+const ops = data.role === 'reader' ? readerOps(db) : writerOps(db)
+
+function readerOps(db: Database.Database): Record<string, (...args: never[]) => unknown> {
+  const toc = new TocRecords(db)
+  const layers = new LayerRecords(db)
+  // Several lookups answered together read one snapshot.
+  const readPlan = db.transaction(
+    (layer: string, name: string, offset: number, length: number): ReadPlan => {
+      const entry = toc.get(layer, name)
+      return {
+        layer: layers.get(layer),
+        entry: entry && { type: entry.type, size: entry.size },
+        refs: toc.chunks(layer, name, offset, length),
+      }
+    },
+  )
+  return {
+    readPlan,
+    unitExtents: (layer: string, offsets: number[]) =>
+      offsets.map((offset) => layers.unitExtents(layer, offset)),
+    chunkRefs: (layer: string, name: string, offset: number, length: number) =>
+      toc.chunks(layer, name, offset, length),
+    layer: (digest: string) => layers.get(digest),
+    unit: (layer: string, offset: number) => layers.unit(layer, offset),
+    missingUnits: (layer: string, limit: number, forDiffID: boolean) =>
+      layers.missingUnits(layer, limit, forDiffID),
+    missingPrefetchUnits: (layer: string) => layers.missingPrefetchUnits(layer),
+    unitsWithTails: (layer: string, fromOffset: number, limit: number) =>
+      layers.unitsWithTails(layer, fromOffset, limit),
+  }
+}
+
+function writerOps(db: Database.Database): Record<string, (...args: never[]) => unknown> {
+  // Every commit of this connection must survive a power cut (DESIGN.md): full sync of
+  // the WAL; uses are the exception and switch it off for their own transaction.
+  db.pragma('synchronous = FULL')
+  const rows = new ChunkRows(db)
+  const pins = new Pins(db)
+  return {
+    gc: (targetBytes: number) =>
+      db.transaction(() => rows.evict(pins.pinnedKeysSql(), targetBytes)).immediate(),
+    commit: (commit: ChunkCommit) => db.transaction(() => rows.commit(commit)).immediate(),
+    markMissing: (keys: string[]) => db.transaction(() => rows.missing(keys)).immediate(),
+    recordUses: (uses: [string, number][]) => {
+      db.pragma('synchronous = NORMAL')
+      try {
+        db.transaction(() => rows.used(uses)).immediate()
+      } finally {
+        db.pragma('synchronous = FULL')
+      }
+    },
+  }
+}
+
+function answer(request: IndexRequest): IndexAnswer {
+  try {
+    const op = ops[request.op]
+    if (op === undefined) throw new Error(`unknown ${data.role} request ${request.op}`)
+    return { id: request.id, result: op(...(request.args as never[])) }
+  } catch (err) {
+    const code = (err as { code?: unknown }).code
+    return {
+      id: request.id,
+      error: {
+        message: String((err as Error).message ?? err),
+        ...(typeof code === 'string' ? { code } : {}),
+      },
+    }
+  }
+}
+
+parentPort?.on('message', (request: IndexRequest) => {
+  if (request.op !== 'close') {
+    parentPort?.postMessage(answer(request))
+    return
+  }
+  db.close()
+  parentPort?.postMessage({ id: request.id, result: null })
+  Atomics.store(closedFlag, 0, 1)
+  Atomics.notify(closedFlag, 0)
+  parentPort?.close()
+})

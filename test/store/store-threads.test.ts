@@ -1,0 +1,226 @@
+import assert from 'node:assert/strict'
+import { spawn } from 'node:child_process'
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, describe, it } from 'node:test'
+import { fileURLToPath } from 'node:url'
+import Database from 'better-sqlite3'
+import { isEdgestarError } from '../../src/errors.js'
+import { Store } from '../../src/store/index.js'
+import { keyOf, LAYER, sizeOf, UNITS } from './commit-child.js'
+
+const CHILD = fileURLToPath(new URL('./commit-child.js', import.meta.url))
+const KILLS = 8
+
+const dirs: string[] = []
+function stateDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'edgestar-threads-'))
+  dirs.push(dir)
+  return dir
+}
+after(() => {
+  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
+})
+
+const OTHER_LAYER = `sha256:${'a'.repeat(64)}`
+const key = (c: string): string => `sha256-${c.repeat(64)}`
+
+function recordLayer(store: Store, layer = OTHER_LAYER, chunkChars = ['b', 'c', 'd']): number {
+  store.layers.upsert({
+    digest: layer,
+    sizeBytes: 10_000,
+    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
+    diffID: null,
+    tocDigest: null,
+    tocOffset: 9000,
+    format: 'estargz',
+    verification: 'lazy',
+    sourceReference: 'r/x:1',
+  })
+  store.layers.recordIndex(layer, {
+    entries: chunkChars.map((c) => ({ name: `f${c}`, type: 'reg', size: 10 })),
+    chunks: chunkChars.map((c, i) => ({
+      entryName: `f${c}`,
+      chunkOffset: 0,
+      chunkSize: 10,
+      compressedOffset: 100 + i * 100,
+      compressedSize: 100,
+      innerOffset: 0,
+      chunkDigest: `sha256:${c.repeat(64)}`,
+    })),
+    blobSizeBytes: 10_000,
+  })
+  return store.images.record({
+    reference: `r/${layer.slice(7, 12)}:1`,
+    manifestDigest: 'sha256:m',
+    platform: 'linux/amd64',
+    config: {},
+    layers: [layer],
+  }).id
+}
+
+/** Rows of the crash layer's units, read with a connection of the test's own. */
+function unitRows(
+  dir: string,
+): { key: string; size: number | null; state: string | null; memberBytes: number | null }[] {
+  const db = new Database(join(dir, 'edgestar.db'), { readonly: true })
+  try {
+    return db
+      .prepare(
+        `SELECT u.chunk_key AS key, c.size_bytes AS size, c.state, u.member_bytes AS memberBytes
+         FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+         WHERE u.layer_digest = ? AND u.kind = 'chunk'`,
+      )
+      .all(LAYER) as {
+      key: string
+      size: number | null
+      state: string | null
+      memberBytes: number | null
+    }[]
+  } finally {
+    db.close()
+  }
+}
+
+// Runs the child until it has reported `afterUnits` stored units, then kills it with
+// SIGKILL after `afterMs`; resolves with the last count it reported.
+function storeAndKill(dir: string, afterUnits: number, afterMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [CHILD, dir], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+      env: { ...process.env, EDGESTAR_LOG_LEVEL: 'silent' },
+    })
+    let acknowledged = 0
+    let killTimer: NodeJS.Timeout | undefined
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (text: string) => {
+      for (const match of text.matchAll(/stored (\d+)/g)) acknowledged = Number(match[1])
+      if (acknowledged >= afterUnits && killTimer === undefined)
+        killTimer = setTimeout(() => child.kill('SIGKILL'), afterMs)
+    })
+    child.on('error', reject)
+    child.on('exit', () => {
+      clearTimeout(killTimer)
+      resolve(acknowledged)
+    })
+  })
+}
+
+describe('store threads', () => {
+  it('commits a chunk and its unit bookkeeping together, seen by the reader at once', async () => {
+    const store = Store.open(stateDir())
+    try {
+      recordLayer(store)
+      const before = await store.queries.readPlan(OTHER_LAYER, 'fb', 0, 10)
+      assert.equal(before.refs[0]?.isPresent, false)
+      assert.deepEqual(before.entry, { type: 'reg', size: 10 })
+
+      await store.chunks.write(key('b'), Buffer.from('0123456789'), {
+        layerDigest: OTHER_LAYER,
+        offset: 100,
+        memberBytes: 522,
+        dataBytes: 10,
+        tail: Buffer.alloc(512, 1),
+      })
+      const after = await store.queries.readPlan(OTHER_LAYER, 'fb', 0, 10)
+      assert.equal(after.refs[0]?.isPresent, true)
+      const [unit] = await store.queries.unitsWithTails(OTHER_LAYER, 100, 1)
+      assert.equal(unit?.memberBytes, 522)
+      assert.deepEqual(Buffer.from(unit!.tail!), Buffer.alloc(512, 1))
+      assert.equal(store.chunks.has(key('b')), true, 'the main connection sees it too')
+    } finally {
+      store.close()
+    }
+  })
+
+  it('lets the writer finish what it was sent before close returns', async () => {
+    const dir = stateDir()
+    let store = Store.open(dir)
+    recordLayer(store)
+    const committing = store.setLayerState(OTHER_LAYER, 'verified')
+    store.close()
+    await committing
+    store = Store.open(dir)
+    assert.equal(store.layers.get(OTHER_LAYER)?.state, 'verified')
+    store.close()
+  })
+
+  it('rejects questions to a closed store with EDGESTAR_STORE_CLOSED', async () => {
+    const store = Store.open(stateDir())
+    recordLayer(store)
+    await store.queries.layer(OTHER_LAYER)
+    store.close()
+    await assert.rejects(store.queries.layer(OTHER_LAYER), (err) =>
+      isEdgestarError(err, 'EDGESTAR_STORE_CLOSED'),
+    )
+    await assert.rejects(store.setLayerState(OTHER_LAYER, 'verified'), (err) =>
+      isEdgestarError(err, 'EDGESTAR_STORE_CLOSED'),
+    )
+  })
+
+  it('evicts off the event loop as gc does: least recently used first, never a pinned image', async () => {
+    const store = Store.open(stateDir(), { cacheLimitBytes: 15 })
+    try {
+      const pinnedImage = recordLayer(store, OTHER_LAYER, ['b'])
+      recordLayer(store, `sha256:${'9'.repeat(64)}`, ['c', 'd'])
+      for (const c of ['b', 'c', 'd']) await store.chunks.write(key(c), Buffer.from('0123456789'))
+      store.db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?').run(1, key('b'))
+      store.db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?').run(2, key('c'))
+      store.db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?').run(3, key('d'))
+      store.pins.add(pinnedImage, '/mnt/x')
+      // A use still held in memory counts: `c` becomes the most recent, so `d` goes.
+      store.chunks.touch(key('c'))
+
+      const report = await store.gcAsync(20)
+      assert.equal(report.evictedChunks, 1)
+      assert.equal(
+        store.chunks.has(key('b')),
+        true,
+        'pinned chunk kept although least recently used',
+      )
+      assert.equal(store.chunks.has(key('c')), true)
+      assert.equal(store.chunks.has(key('d')), false)
+      assert.equal(existsSync(store.chunks.pathOf(key('d'))), false)
+    } finally {
+      store.close()
+    }
+  })
+
+  it(`leaves rows and files in agreement when killed while committing (${KILLS} kills)`, async () => {
+    let stored = 0
+    for (let run = 0; run < KILLS; run++) {
+      const dir = stateDir()
+      // Kill points spread over the first commits, from at once to a few batches later.
+      const acknowledged = await storeAndKill(dir, 1 + run * 16, run * 7)
+      const rows = unitRows(dir)
+      assert.equal(rows.length, UNITS)
+
+      const present = rows.filter((row) => row.state === 'present')
+      stored += present.length
+      assert.ok(
+        present.length >= acknowledged,
+        `run ${run}: ${present.length} rows, ${acknowledged} acknowledged`,
+      )
+      for (const row of rows) {
+        const i = Number.parseInt(row.key.slice(7), 16)
+        const path = join(dir, 'chunks', row.key.slice(7, 9), row.key)
+        if (row.state === 'present') {
+          // Marked present only after the file was complete and renamed.
+          assert.equal(row.size, sizeOf(i), `run ${run}: row size of ${i}`)
+          assert.equal(statSync(path).size, sizeOf(i), `run ${run}: file of ${i}`)
+        }
+        // The unit bookkeeping went in the same transaction as the chunk row.
+        assert.equal(row.memberBytes !== null, row.state === 'present', `run ${run}: unit ${i}`)
+        assert.equal(keyOf(i), row.key)
+      }
+
+      // Reopening reconciles: whatever the kill left, rows and files agree and nothing is lost.
+      const store = Store.open(dir)
+      assert.equal(store.reconciled.rowsMarkedMissing, 0, `run ${run}`)
+      assert.equal(store.cacheStatus().presentChunks, present.length)
+      store.close()
+    }
+    assert.ok(stored > 0, 'some runs were killed after commits')
+  })
+})
