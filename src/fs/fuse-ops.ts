@@ -1,5 +1,5 @@
 import type { Logger } from '../log.js'
-import type { DirEntry, ImageView, NodeType, ViewNode } from './image-view.js'
+import type { DirEntry, ImageView, LentBytes, NodeType, ViewNode } from './image-view.js'
 import { childPath, NodeTable, parentPath } from './kernel/node-table.js'
 import {
   type Attr,
@@ -137,17 +137,22 @@ export function buildFuseHandlers(
       const path = nodes.pathOf(header.nodeId)
       if (path === undefined) return Errno.EBADF
       const { offset, size } = parseRead(body)
+      const failed = (err: unknown): Answer => noteReadFailure(path, err)
+
+      // Slices of the view's memory go to the kernel as they are, without a copy.
+      if (view.readSlices) {
+        const ready = sliceIfReady(view, path, offset, size)
+        if (ready) return lendReply(ready)
+        return view.readSlices(path, offset, size).then(lendReply, failed)
+      }
       const target = replyBuffers.take(size)
       const lend = (bytes: number): Answer => ({
         parts: [target.subarray(0, bytes)],
         written: () => replyBuffers.give(target),
       })
-
-      const ready = readIfReady(view, path, offset, size, target)
-      if (ready !== undefined) return lend(ready)
       return readLater(view, path, offset, size, target).then(lend, (err: unknown) => {
         replyBuffers.give(target)
-        return noteReadFailure(path, err)
+        return failed(err)
       })
     },
 
@@ -215,18 +220,21 @@ function sized(value: Buffer, callerSize: number): Answer {
 
 // A throw here would escape into the session's dispatch as EIO without the view's own
 // error; leave failures to the awaited path, which logs them.
-function readIfReady(
+function sliceIfReady(
   view: ImageView,
   path: string,
   offset: number,
   length: number,
-  target: Buffer,
-): number | undefined {
+): LentBytes | undefined {
   try {
-    return view.readIntoIfReady?.(path, offset, length, target)
+    return view.sliceIfReady?.(path, offset, length)
   } catch {
     return undefined
   }
+}
+
+function lendReply(lent: LentBytes): Answer {
+  return { parts: lent.parts, written: lent.release }
 }
 
 /** Bytes read into `target`. */

@@ -63,19 +63,22 @@ export interface LayerSource {
    */
   readInto?(entry: LayerEntry, offset: number, length: number, target: Buffer): Promise<number>
   /**
-   * `readInto` answered at once when the bytes are already in memory; undefined when
-   * they are not (the caller then awaits `readInto`). Optional.
+   * The bytes as slices of memory the source keeps for the caller until `release`, so
+   * they can be sent without a copy. Optional: the merged view falls back to `readInto`.
    */
-  readIntoIfReady?(
-    entry: LayerEntry,
-    offset: number,
-    length: number,
-    target: Buffer,
-  ): number | undefined
+  readSlices?(entry: LayerEntry, offset: number, length: number): Promise<LentBytes>
+  /** `readSlices` answered at once when the bytes are already in memory; else undefined. */
+  sliceIfReady?(entry: LayerEntry, offset: number, length: number): LentBytes | undefined
   /** Uncompressed size of the layer's content in bytes (for statfs). */
   readonly contentBytes: number
   /** Number of entries in the layer (for statfs). */
   readonly entryCount: number
+}
+
+/** Bytes lent by a source: `parts` in order, valid until `release` (call it exactly once). */
+export interface LentBytes {
+  readonly parts: readonly Buffer[]
+  release(): void
 }
 
 /** One file-system object of the merged view, with everything `stat` reports. */
@@ -128,11 +131,12 @@ export interface ImageView {
    */
   readInto?(path: string, offset: number, length: number, target: Buffer): Promise<number>
   /**
-   * `readInto` answered synchronously when the file is resolved and its bytes are in
-   * memory; undefined otherwise. A warm sequential read then costs no promise turns
-   * (most of a libfuse2 request's time in JavaScript went to them). Optional.
+   * `read` as lent slices (no copy); `release` once they have been sent. Optional: the
+   * FUSE handler falls back to `readInto`.
    */
-  readIntoIfReady?(path: string, offset: number, length: number, target: Buffer): number | undefined
+  readSlices?(path: string, offset: number, length: number): Promise<LentBytes>
+  /** `readSlices` answered synchronously when the bytes are in memory; else undefined. */
+  sliceIfReady?(path: string, offset: number, length: number): LentBytes | undefined
   statfs(): Promise<ViewStats>
   /** Releases what the view holds (database handles, readers). */
   close(): Promise<void>

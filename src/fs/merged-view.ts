@@ -4,6 +4,7 @@ import type {
   ImageView,
   LayerEntry,
   LayerSource,
+  LentBytes,
   ViewNode,
   ViewStats,
 } from './image-view.js'
@@ -113,18 +114,28 @@ export class MergedView implements ImageView {
     return data.copy(target)
   }
 
-  readIntoIfReady(
-    path: string,
-    offset: number,
-    length: number,
-    target: Buffer,
-  ): number | undefined {
+  async readSlices(path: string, offset: number, length: number): Promise<LentBytes> {
+    const resolved = await this.#resolve(path)
+    if (!resolved?.content) {
+      throw new EdgestarError('EDGESTAR_FS_NOT_A_FILE', `no regular file at /${path}`)
+    }
+
+    const { layer, entry } = resolved.content
+    const end = Math.min(entry.sizeBytes, offset + length)
+    if (offset >= end) return { parts: [], release: () => {} }
+    const source = this.#layers[layer]
+    if (source.readSlices) return source.readSlices(entry, offset, end - offset)
+    const data = await source.read(entry, offset, end - offset)
+    return { parts: [data], release: () => {} }
+  }
+
+  sliceIfReady(path: string, offset: number, length: number): LentBytes | undefined {
     const content = this.#nodes.get(path)?.content
     if (!content) return undefined
     const { layer, entry } = content
     const end = Math.min(entry.sizeBytes, offset + length)
-    if (offset >= end) return 0
-    return this.#layers[layer].readIntoIfReady?.(entry, offset, end - offset, target)
+    if (offset >= end) return { parts: [], release: () => {} }
+    return this.#layers[layer].sliceIfReady?.(entry, offset, end - offset)
   }
 
   async statfs(): Promise<ViewStats> {

@@ -6,9 +6,10 @@
  *
  * Window buffers are recycled: an evicted one is reused for a later load of the same size,
  * so a sequential read allocates nothing (fresh 1 MiB buffers made V8 collect garbage
- * every few milliseconds). Callers therefore never keep a window: `get` hands it out to
- * be copied before the caller's next await, and an evicted buffer is reused only after
- * the current turn of the event loop has finished.
+ * every few milliseconds). Callers therefore never keep a window unless they `pin` it:
+ * `get` hands it out to be copied or pinned before the caller's next await, and an evicted
+ * buffer is reused only after the current turn of the event loop has finished and once
+ * nobody holds a pin on it (a FUSE reply sends slices of a window without copying them).
  */
 export class ReadWindowCache {
   readonly #maxBytes: number
@@ -18,6 +19,9 @@ export class ReadWindowCache {
   // Only buffers this cache allocated are ever recycled (a load may answer with its own).
   readonly #owned = new WeakSet<ArrayBufferLike>()
   #cooling: Buffer[] = []
+  readonly #pins = new Map<ArrayBufferLike, number>()
+  // Evicted while pinned: recycled when the last pin goes.
+  readonly #evictedPinned = new Map<ArrayBufferLike, Buffer>()
   #freeBytes = 0
   #bytes = 0
 
@@ -70,6 +74,24 @@ export class ReadWindowCache {
     return window
   }
 
+  /** Keeps `window`'s memory from being reused until `unpin`. */
+  pin(window: Buffer): void {
+    this.#pins.set(window.buffer, (this.#pins.get(window.buffer) ?? 0) + 1)
+  }
+
+  unpin(window: Buffer): void {
+    const left = (this.#pins.get(window.buffer) ?? 1) - 1
+    if (left > 0) {
+      this.#pins.set(window.buffer, left)
+      return
+    }
+    this.#pins.delete(window.buffer)
+    const evicted = this.#evictedPinned.get(window.buffer)
+    if (evicted === undefined) return
+    this.#evictedPinned.delete(window.buffer)
+    this.#recycle(evicted)
+  }
+
   // A recycled buffer of exactly `size` bytes, else a new one outside Node's small pool.
   #take(size: number): Buffer {
     const list = this.#free.get(size)
@@ -106,6 +128,10 @@ export class ReadWindowCache {
     if (this.#cooling.length > 1) return
     setImmediate(() => {
       for (const buffer of this.#cooling) {
+        if (this.#pins.has(buffer.buffer)) {
+          this.#evictedPinned.set(buffer.buffer, buffer)
+          continue
+        }
         const list = this.#free.get(buffer.length) ?? []
         list.push(buffer)
         this.#free.set(buffer.length, list)

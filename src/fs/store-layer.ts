@@ -1,4 +1,4 @@
-import type { LayerEntry, LayerSource, NodeType } from './image-view.js'
+import type { LayerEntry, LayerSource, LentBytes, NodeType } from './image-view.js'
 import { decodeXattrs, impliedDir, modtimeMs, parentOf } from './layer-entry.js'
 import type { ReadWindowCache } from './read-window-cache.js'
 import type { TocQueryClient } from './toc-query-client.js'
@@ -120,13 +120,7 @@ export class StoreLayer implements LayerSource {
   }
 
   /**
-   * Reads into `target` through the window cache: each chunk the range touches is read
-   * whole once (it is the unit the scheduler fetches anyway) and later reads inside it are
-   * copied from memory. A request may span chunks (the kernel asks for up to 1 MiB from
-   * wherever its read-ahead window starts). When the next chunks of the file are already
-   * cached they are read ahead, so a sequential reader keeps several cache-file reads in
-   * flight; a missing one is never fetched ahead. Chunks too big for a window are read
-   * straight into `target`.
+   * Reads into `target` through the window cache (see `readSlices`), copying the slices.
    */
   async readInto(
     entry: LayerEntry,
@@ -137,26 +131,43 @@ export class StoreLayer implements LayerSource {
     const end = Math.min(offset + length, entry.sizeBytes)
     if (offset >= end) return 0
     if (!this.#windows.isEnabled) return this.#readDirect(entry, offset, end - offset, target)
+    return copyOut(await this.readSlices(entry, offset, end - offset), target)
+  }
 
-    let copied = 0
-    for (let at = offset; at < end; ) {
-      const span = await this.#spanAt(entry.name, at)
-      if (!span || span.chunkSize > MAX_WINDOW_BYTES) {
-        const rest = target.subarray(copied)
-        return copied + (await this.#readDirect(entry, at, end - at, rest))
+  /**
+   * The bytes at `offset` as slices of the window cache, pinned until `release`: each
+   * chunk the range touches is read whole once (it is the unit the scheduler fetches
+   * anyway) and later reads inside it come from memory without a copy. A request may span
+   * chunks (the kernel asks for up to 1 MiB from wherever its read-ahead window starts).
+   * When the next chunks of the file are already cached they are read ahead, so a
+   * sequential reader keeps several cache-file reads in flight; a missing one is never
+   * fetched ahead. Chunks too big for a window are read into a buffer of their own.
+   */
+  async readSlices(entry: LayerEntry, offset: number, length: number): Promise<LentBytes> {
+    const end = Math.min(offset + length, entry.sizeBytes)
+    const lent = new WindowLoan(this.#windows)
+    try {
+      for (let at = offset; at < end; ) {
+        const span = this.#windows.isEnabled ? await this.#spanAt(entry.name, at) : undefined
+        if (!span || span.chunkSize > MAX_WINDOW_BYTES) {
+          const rest = Buffer.allocUnsafe(end - at)
+          lent.parts.push(rest.subarray(0, await this.#readDirect(entry, at, end - at, rest)))
+          break
+        }
+        if (at === offset)
+          this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
+
+        // Pinned before anything else is awaited: the window cache recycles evicted buffers.
+        const window = await this.#window(entry.name, span)
+        const taken = lent.take(window, at - span.chunkOffset, end - at)
+        if (taken === 0) break
+        at += taken
       }
-      if (at === offset)
-        this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
-
-      const window = await this.#window(entry.name, span)
-      // Copy before anything else is awaited: the window cache recycles evicted buffers.
-      const from = at - span.chunkOffset
-      const n = window.copy(target, copied, from, Math.min(window.length, from + end - at))
-      if (n === 0) break
-      copied += n
-      at += n
+    } catch (err) {
+      lent.release()
+      throw err
     }
-    return copied
+    return lent
   }
 
   async #readDirect(
@@ -172,34 +183,28 @@ export class StoreLayer implements LayerSource {
   }
 
   /**
-   * The part of `readInto` that needs no await: a read whose chunks are all in memory.
-   * Undefined when one is not (the caller then awaits `readInto`).
+   * The part of `readSlices` that needs no await: a read whose chunks are all in memory.
+   * Undefined when one is not (the caller then awaits `readSlices`).
    */
-  readIntoIfReady(
-    entry: LayerEntry,
-    offset: number,
-    length: number,
-    target: Buffer,
-  ): number | undefined {
+  sliceIfReady(entry: LayerEntry, offset: number, length: number): LentBytes | undefined {
     const end = Math.min(offset + length, entry.sizeBytes)
     if (!this.#windows.isEnabled || offset >= end) return undefined
     const spans = this.#spans.get(entry.name)
 
-    let copied = 0
+    const lent = new WindowLoan(this.#windows)
     for (let at = offset; at < end; ) {
       const span = findSpan(spans, at)
       const window = span && this.#windows.peek(this.#windowKey(entry.name, span))
-      if (!span || !window) return undefined
+      const taken = span && window ? lent.take(window, at - span.chunkOffset, end - at) : 0
+      if (taken === 0) {
+        lent.release()
+        return undefined
+      }
       if (at === offset)
-        this.#keepReadingAhead(entry, span.chunkOffset + span.chunkSize, span.chunkSize)
-
-      const from = at - span.chunkOffset
-      const n = window.copy(target, copied, from, Math.min(window.length, from + end - at))
-      if (n === 0) return undefined
-      copied += n
-      at += n
+        this.#keepReadingAhead(entry, span!.chunkOffset + span!.chunkSize, span!.chunkSize)
+      at += taken
     }
-    return copied
+    return lent
   }
 
   // Keeps READ_AHEAD_BYTES of chunks in flight beyond the one being read (at most half
@@ -314,6 +319,39 @@ function findSpan(spans: ChunkSpan[] | undefined, offset: number): ChunkSpan | u
     if (offset < span.chunkOffset + span.chunkSize) return span
   }
   return undefined
+}
+
+/** Slices of windows, each pinned until `release`. */
+class WindowLoan implements LentBytes {
+  readonly parts: Buffer[] = []
+  readonly #pinned: Buffer[] = []
+  #released = false
+
+  constructor(private readonly windows: ReadWindowCache) {}
+
+  /** Takes up to `length` bytes of `window` from `from`; returns how many. */
+  take(window: Buffer, from: number, length: number): number {
+    const to = Math.min(window.length, from + length)
+    if (to <= from) return 0
+    this.windows.pin(window)
+    this.#pinned.push(window)
+    this.parts.push(window.subarray(from, to))
+    return to - from
+  }
+
+  release = (): void => {
+    if (this.#released) return
+    this.#released = true
+    for (const window of this.#pinned) this.windows.unpin(window)
+  }
+}
+
+/** Copies `lent` into `target` and releases it; returns the bytes copied. */
+function copyOut(lent: LentBytes, target: Buffer): number {
+  let copied = 0
+  for (const part of lent.parts) copied += part.copy(target, copied)
+  lent.release()
+  return copied
 }
 
 /** Sets `key` in a small most-recently-used map of at most RECENT_SPANS files. */
