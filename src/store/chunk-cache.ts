@@ -134,7 +134,7 @@ export class ChunkCache {
 
     await this.commit({
       chunks: items.map((item) => ({ key: item.key, sizeBytes: item.data.length })),
-      units: items.flatMap((item) => (item.unit ? [item.unit] : [])),
+      units: items.flatMap((item) => (item.unit ? [ownTail(item.unit)] : [])),
       atMs: Date.now(),
     })
   }
@@ -399,6 +399,12 @@ export class ChunkCache {
       log.warn({ ...report }, 'cache reconciled')
     return report
   }
+}
+
+// A tail is usually a view into the whole decoded unit, and a view crosses to the writer
+// thread with all of the memory under it (megabytes per unit): send a copy of its bytes.
+function ownTail(unit: UnitDecoded): UnitDecoded {
+  return unit.tail === null ? unit : { ...unit, tail: Buffer.from(unit.tail) }
 }
 
 function fileSize(path: string): number | null {
