@@ -1,6 +1,7 @@
 /**
  * The FUSE view of an image: a read-only merged view of its layers (whiteouts and opaque
- * directories applied), served with fuse-native, with clean recovery from stale mounts.
+ * directories applied), served over /dev/fuse by our own protocol server (`kernel/`), with
+ * clean recovery from stale mounts.
  */
 export type {
   DirEntry,

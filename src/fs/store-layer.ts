@@ -32,7 +32,12 @@ const SPANS_PER_QUERY = 16
 /** Spans remembered per file. */
 const MAX_SPANS_PER_FILE = 64
 
-/** Entry ids per layer: 2^24, so 255 layers fit the 32-bit inode numbers fuse-native passes. */
+/**
+ * Entry ids per layer: 2^24, so 255 layers keep every inode number below 2^32. The FUSE
+ * protocol carries 64 bits, but a 32-bit kernel (armv7) folds larger ones into its 32-bit
+ * inode numbers, where two entries may collide, and 32-bit programs built without large
+ * file support fail stat() with EOVERFLOW on them.
+ */
 export const IDS_PER_LAYER = 1 << 24
 
 /**
