@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Cross-builds a self-contained edgestar package for an ARM gateway and smoke-tests it
-# under qemu-user: the target's Node.js, dist/, production node_modules with the three
-# native addons (better-sqlite3, zstd-napi, fuse-native) compiled for the target, and a
-# bin/edgestar launcher that uses the bundled Node.
+# under qemu-user: the target's Node.js, dist/, production node_modules with the two
+# native addons (better-sqlite3, zstd-napi) compiled for the target, and a bin/edgestar
+# launcher that uses the bundled Node. FUSE needs no addon: edgestar speaks the kernel
+# protocol over /dev/fuse itself.
 #
 # Usage: scripts/build-arm.sh arm64|armv7 [OUTDIR] [--no-smoke] [--node-tarball FILE]
 #   as root, on Debian 12 x86-64. OUTDIR defaults to .cache/arm/out; the tarball is
@@ -11,7 +12,7 @@
 #
 # Packages the committed tree (HEAD), not uncommitted edits. Installs what it needs,
 # idempotently: Debian's cross compilers, qemu-user-static and the target's libstdc++6/
-# libatomic1/libfuse2 (dpkg --add-architecture), and the target Node from the npm registry.
+# libatomic1 (dpkg --add-architecture), and the target Node from the npm registry.
 # Work happens in .cache/arm/ARCH/ (built addons are kept there for the next run); the
 # checkout's node_modules and dist/ are never used (they hold the x86-64 addons tests need).
 set -euo pipefail
@@ -145,10 +146,9 @@ npm_quiet=(--ignore-scripts --no-audit --no-fund --loglevel=error)
   fail "tsc failed on src/ of commit $commit" "fix the type errors (npx tsc -p tsconfig.json shows them), then run this again"
 (cd "$stage" && npm prune --omit=dev "${npm_quiet[@]}") || fail "npm prune --omit=dev in $stage failed"
 
-# 5. The three addons, cross-compiled against the target Node's headers. They are kept,
+# 5. The two addons, cross-compiled against the target Node's headers. They are kept,
 # keyed by everything that shapes them, so a rebuild of the same lock file takes seconds.
-addons=(better-sqlite3/build/Release/better_sqlite3.node zstd-napi/build/Release/binding.node
-  fuse-native/build/Release/fuse.node)
+addons=(better-sqlite3/build/Release/better_sqlite3.node zstd-napi/build/Release/binding.node)
 key=$( (cat "$stage/package-lock.json" "$repo/scripts/arm/build-addons.sh"
   echo "node $NODE_VERSION $GYP_ARCH"   # the headers, not where the binary came from
   "$TRIPLET-gcc" --version | head -n 1) | sha256sum | cut -c1-16)

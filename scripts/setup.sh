@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
-  libfuse2 fuse             # fuse-native links libfuse.so.2; fusermount for unmount
+  mount                     # mount(8) hands /dev/fuse to the kernel; no libfuse or fusermount
   docker-registry           # the CNCF distribution server, used on loopback by tests and the demo
   mosquitto mosquitto-clients
   runc                      # crun fails on this kernel's hybrid cgroups (shared/NOTES.md)

@@ -18,8 +18,8 @@ packages=(
   make python3 binutils           # node-gyp; readelf checks what was built
   qemu-user-static binfmt-support # runs the target Node for the smoke test
   "libstdc++6:$deb_arch" "libatomic1:$deb_arch"  # the target Node links them
-  "libfuse2:$deb_arch"            # fuse-native links the target's libfuse.so.2
-  docker-registry fuse            # the smoke test's registry on loopback; fusermount
+  docker-registry                 # the smoke test's registry on loopback
+  mount                           # mount(8), which the smoke test's FUSE mount runs
 )
 
 # Multiarch: without the foreign architecture apt cannot see the :arm64/:armhf packages.

@@ -31,9 +31,9 @@ cp -r "$stage/node_modules" "$out/node_modules"
 install -m 0755 "$(dirname "$0")/launcher.sh" "$out/bin/edgestar"
 
 # Build leftovers and binaries for other machines: object files and sources of the addons,
-# the x86-64/macOS prebuilds, the libfuse copies fuse-shared-library carries for building.
+# and the x86-64/macOS prebuilds.
 modules="$out/node_modules"
-for addon in better-sqlite3 zstd-napi fuse-native; do
+for addon in better-sqlite3 zstd-napi; do
   build="$modules/$addon/build"
   find "$build" -mindepth 1 -maxdepth 1 ! -name Release -exec rm -rf {} +
   find "$build/Release" -mindepth 1 ! -name '*.node' -exec rm -rf {} +
@@ -43,9 +43,7 @@ rm -f "$modules/better-sqlite3/build/Release/test_extension.node"
 # Packages for the Bare runtime (optional deps of streamx) carry prebuilds for other systems.
 find "$modules" -type d -path '*/prebuilds/*' -prune ! -name "$prebuild_dir" -exec rm -rf {} +
 find "$modules" -type d -name prebuilds -empty -delete
-rm -rf "$modules"/fuse-shared-library-*/libfuse/lib "$modules"/fuse-shared-library-*/libfuse/bin \
-  "$modules"/fuse-shared-library-*/example "$modules/fuse-shared-library-darwin/osxfuse" \
-  "$modules/.package-lock.json"
+rm -f "$modules/.package-lock.json"
 
 # Every ELF left must be for the target; one for the build machine would fail on the device.
 wrong=$(find "$out" -type f -size +3c | while read -r file; do
@@ -56,11 +54,9 @@ done)
 [ -z "$wrong" ] || fail "binaries for another machine in the package: $wrong" \
   "a dependency ships prebuilt binaries; remove them in scripts/arm/assemble.sh"
 for addon in "$modules"/better-sqlite3/build/Release/better_sqlite3.node \
-  "$modules"/zstd-napi/build/Release/binding.node "$modules"/fuse-native/build/Release/fuse.node; do
+  "$modules"/zstd-napi/build/Release/binding.node; do
   [ -f "$addon" ] || fail "$addon was not built" "see the node-gyp log under the staging directory"
 done
-readelf -d "$modules/fuse-native/build/Release/fuse.node" | grep -q 'NEEDED.*\[libfuse.so.2\]' ||
-  fail "fuse.node does not link libfuse.so.2" "check scripts/arm/build-addons.sh's libfuse swap"
 
 # The device's C libraries must be at least as new as the ones the addons were linked with.
 versions=$(find "$out" -type f \( -name '*.node' -o -path '*/node/bin/node' \) -exec readelf -V --wide {} + |

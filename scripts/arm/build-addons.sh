@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cross-compiles edgestar's three native addons inside a staging node_modules.
+# Cross-compiles edgestar's two native addons inside a staging node_modules.
 # Usage: scripts/arm/build-addons.sh STAGE NODEDIR GYP_ARCH TRIPLET
 #   STAGE    a directory with node_modules installed by npm ci --ignore-scripts
 #   NODEDIR  the unpacked target Node package (bin/node, include/node)
@@ -21,20 +21,10 @@ node_gyp="$(npm root -g)/npm/node_modules/node-gyp/bin/node-gyp.js"
 [ -f "$node_gyp" ] || fail "node-gyp not found at $node_gyp" \
   "it ships with npm; reinstall npm (npm install -g npm@11) or check npm root -g"
 
-# fuse-native's binding.gyp links the library that fuse-shared-library names for the machine
-# running gyp, an x86-64 libfuse.so. Put the target's libfuse.so.2 in its place, so the addon
-# links it and records libfuse.so.2 (Debian's libfuse2 on the device) as its dependency.
-[ -e "/usr/lib/$triplet/libfuse.so.2" ] ||
-  fail "the target's libfuse.so.2 is missing from /usr/lib/$triplet" "install libfuse2 for the target architecture"
-target_fuse=$(readlink -f "/usr/lib/$triplet/libfuse.so.2")
-for shared in "$stage"/node_modules/fuse-shared-library-linux*/libfuse/lib; do
-  cp "$target_fuse" "$shared/libfuse.so"
-done
-
 export CC="$triplet-gcc" CXX="$triplet-g++" LINK="$triplet-g++" AR="$triplet-ar"
 export CC_host=gcc CXX_host=g++ LINK_host=g++ AR_host=ar
 jobs=$(nproc)
-for addon in better-sqlite3 zstd-napi fuse-native; do
+for addon in better-sqlite3 zstd-napi; do
   dir="$stage/node_modules/$addon"
   [ -d "$dir" ] || fail "$addon is not in $stage/node_modules" "it is a dependency in package.json; rerun the build"
   say "  $addon: node-gyp rebuild --arch=$gyp_arch"
