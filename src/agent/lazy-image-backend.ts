@@ -1,6 +1,12 @@
 import { EdgestarError } from '../errors.js'
 import { FetchScheduler, type LinkChange } from '../fetch/index.js'
-import { mountImage, openStoreView } from '../fs/index.js'
+import {
+  FULL_READ_AHEAD_KIB,
+  LAZY_READ_AHEAD_KIB,
+  type Mounted,
+  mountImage,
+  openStoreView,
+} from '../fs/index.js'
 import { ImageService } from '../images/index.js'
 import { moduleLogger } from '../log.js'
 import {
@@ -27,6 +33,8 @@ import type {
 const RATE_SAMPLE_MS = 1000
 /** The fetch rate `status` shows is averaged over this window. */
 const RATE_WINDOW_MS = 10_000
+/** How often a mount of an incomplete image checks whether its chunks are all cached. */
+const COMPLETION_CHECK_MS = 5000
 
 /**
  * The agent's real image backend: the registry client, one fetch scheduler, the image
@@ -97,13 +105,35 @@ export class LazyImageBackend implements ImageBackend {
       layerDigests: image.layers,
       read: this.images.readLayerFile,
     })
+    const isComplete = this.progress(imageId).isComplete
     // allowOther: the container may run as a user other than root.
-    const mounted = await mountImage(view, mountpoint, { allowOther: true })
+    const mounted = await mountImage(view, mountpoint, {
+      allowOther: true,
+      readAheadKiB: isComplete ? FULL_READ_AHEAD_KIB : LAZY_READ_AHEAD_KIB,
+    })
     for (const layer of image.layers) void this.scheduler.prefetch(layer).catch(() => undefined)
     this.scheduler.startBackground(this.images.layersInBackgroundOrder(image), {
       forDiffID: true,
     })
-    return mounted
+    return isComplete ? mounted : this.raiseReadAheadWhenComplete(imageId, mounted)
+  }
+
+  // The background fetch has no completion event of its own here: look every few seconds,
+  // and give the mount its full read-ahead once every chunk is cached.
+  private raiseReadAheadWhenComplete(imageId: string, mounted: Mounted): MountedImage {
+    const timer = setInterval(() => {
+      if (!this.progress(imageId).isComplete) return
+      clearInterval(timer)
+      void mounted.setReadAhead(FULL_READ_AHEAD_KIB)
+    }, COMPLETION_CHECK_MS)
+    timer.unref()
+    return {
+      mountpoint: mounted.mountpoint,
+      unmount: () => {
+        clearInterval(timer)
+        return mounted.unmount()
+      },
+    }
   }
 
   async prefetch(imageId: string): Promise<void> {

@@ -20,7 +20,14 @@ export {
   WHITEOUT_PREFIX,
 } from './merged-view.js'
 export { checkMountpointExists } from './mount-failure.js'
-export { FSNAME_PREFIX, type Mounted, type MountOptions, mountImage } from './mount-image.js'
+export {
+  FSNAME_PREFIX,
+  FULL_READ_AHEAD_KIB,
+  LAZY_READ_AHEAD_KIB,
+  type Mounted,
+  type MountOptions,
+  mountImage,
+} from './mount-image.js'
 export { abortMount, clearStaleMount, type FuseMountInfo, findFuseMounts } from './stale-mount.js'
 export { IDS_PER_LAYER, type LayerReadFn, StoreLayer } from './store-layer.js'
 export { openStoreView, type StoreViewOptions } from './store-view.js'

@@ -25,8 +25,10 @@ export interface MountOptions {
   kernelCache?: boolean
   /**
    * Kernel read-ahead of the mount in KiB, which is also the size of the READ requests a
-   * sequential reader causes (up to 1024). Large suits data in the chunk cache; small
-   * fetches less past what a process reads when chunks are still missing.
+   * sequential reader causes (up to 1024). `FULL_READ_AHEAD_KIB` suits an image whose
+   * chunks are all cached; `LAZY_READ_AHEAD_KIB` fetches less past what a process reads
+   * (a page fault in a mapped library reads the whole window around it) and rarely makes
+   * a read wait for a second missing chunk. Change it later with `setReadAhead`.
    */
   readAheadKiB?: number
   /**
@@ -48,7 +50,14 @@ export interface Mounted {
    * detached) and closes the view. Safe to call more than once.
    */
   unmount(): Promise<void>
+  /** Changes the kernel read-ahead (KiB); false when the kernel did not take it. */
+  setReadAhead(kib: number): Promise<boolean>
 }
+
+/** Read-ahead for an image whose chunks are all in the cache: 1 MiB READ requests. */
+export const FULL_READ_AHEAD_KIB = 1024
+/** Read-ahead while chunks are still missing: the kernel's own default for FUSE. */
+export const LAZY_READ_AHEAD_KIB = 128
 
 /**
  * The mount source in /proc/self/mountinfo is `edgestar:PID`, so `edgestar umount` can ask
@@ -65,7 +74,7 @@ const DEFAULTS = {
   attrTimeoutSec: 3600,
   entryTimeoutSec: 3600,
   kernelCache: true,
-  readAheadKiB: 1024,
+  readAheadKiB: FULL_READ_AHEAD_KIB,
   opTimeoutMs: 10 * 60_000,
   unmountTimeoutMs: 5000,
 }
@@ -112,9 +121,14 @@ export async function mountImage(
   )
   await session.start()
   void session.done.then(() => releasePoolReaders(readers))
-  if (!(await setReadAhead(dir, settings.readAheadKiB)))
-    log.warn({ readAheadKiB: settings.readAheadKiB }, 'could not set the read-ahead; 128 KiB stays')
-  log.info({ readAheadKiB: settings.readAheadKiB }, 'mount ready')
+  const changeReadAhead = async (kib: number): Promise<boolean> => {
+    const taken = await setReadAhead(dir, kib)
+    if (!taken) log.warn({ readAheadKiB: kib }, 'the kernel did not take the read-ahead')
+    else log.info({ readAheadKiB: kib }, 'read-ahead set')
+    return taken
+  }
+  await changeReadAhead(settings.readAheadKiB)
+  log.info('mount ready')
 
   let unmounting: Promise<void> | undefined
   const unmount = (): Promise<void> => {
@@ -123,7 +137,7 @@ export async function mountImage(
     )
     return unmounting
   }
-  return { mountpoint: dir, unmount }
+  return { mountpoint: dir, unmount, setReadAhead: changeReadAhead }
 }
 
 /**

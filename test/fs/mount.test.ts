@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict'
+import { readFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
-import { MergedView } from '../../src/fs/index.js'
+import { findFuseMounts, LAZY_READ_AHEAD_KIB, MergedView } from '../../src/fs/index.js'
 import {
   mountForTest,
   runChild,
@@ -112,5 +113,16 @@ describe('FUSE mount of a layer stack', () => {
     const df = await runChild('stat', ['-f', '-c', '%S %b', mount.dir])
     const [blockBytes, blocks] = df.stdout.trim().split(' ').map(Number)
     assert.equal(blockBytes * blocks, 4096 * Math.ceil(29 / 4096))
+  })
+
+  it('sets the kernel read-ahead it is given, and changes it on request', async () => {
+    const readAheadKiB = async (): Promise<number> => {
+      const [info] = await findFuseMounts(mount.dir)
+      const text = await readFile(`/sys/class/bdi/0:${info!.connectionId}/read_ahead_kb`, 'utf8')
+      return Number(text)
+    }
+    assert.equal(await readAheadKiB(), 1024, 'a mount of cached data starts at 1 MiB')
+    assert.equal(await mount.mounted.setReadAhead(LAZY_READ_AHEAD_KIB), true)
+    assert.equal(await readAheadKiB(), LAZY_READ_AHEAD_KIB)
   })
 })

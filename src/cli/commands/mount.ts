@@ -11,8 +11,10 @@ import { installBandwidthControl } from '../../fetch/index.js'
 import {
   checkMountpointExists,
   FSNAME_PREFIX,
+  FULL_READ_AHEAD_KIB,
   findFuseMounts,
   type ImageView,
+  LAZY_READ_AHEAD_KIB,
   type MountOptions,
   mountImage,
   openLocalView,
@@ -36,7 +38,10 @@ import { printResult } from '../output.js'
 interface Served {
   view: ImageView
   label: string
-  start(): void
+  /** True when every chunk is already cached (the mount then gets its full read-ahead). */
+  isComplete(): boolean
+  /** Starts fetching what is missing; `onComplete` runs once the image is whole. */
+  start(onComplete: () => void): void
   stop(): Promise<void>
 }
 
@@ -96,13 +101,16 @@ export function register(program: Command): void {
 
       const served = ref === undefined ? await serveLayers(options) : await serveImage(ref, options)
       try {
-        const mounted = await mountImage(served.view, dir, mountOptions(options))
+        const mounted = await mountImage(served.view, dir, {
+          ...mountOptions(options),
+          readAheadKiB: served.isComplete() ? FULL_READ_AHEAD_KIB : LAZY_READ_AHEAD_KIB,
+        })
         printResult(
           options,
           { ok: true, mountpoint: mounted.mountpoint, pid: process.pid },
           () => `mounted ${served.label} at ${mounted.mountpoint} (Ctrl-C to unmount)`,
         )
-        served.start()
+        served.start(() => void mounted.setReadAhead(FULL_READ_AHEAD_KIB))
         await untilStopped(mounted.mountpoint)
         await mounted.unmount()
       } finally {
@@ -132,6 +140,7 @@ async function serveLayers(options: MountCommandOptions): Promise<Served> {
   return {
     view,
     label: options.layer.join(' '),
+    isComplete: () => true,
     start: () => {},
     stop: () => view.close(),
   }
@@ -156,7 +165,14 @@ async function serveImage(ref: string, options: MountCommandOptions): Promise<Se
     return {
       view,
       label: ref,
-      start: () => void fetchInBackground(services, image, () => isStopping),
+      isComplete: () => {
+        const progress = services.images.progress(image)
+        return progress.totalBytes > 0 && progress.presentBytes >= progress.totalBytes
+      },
+      start: (onComplete) =>
+        void fetchInBackground(services, image, () => isStopping).then((complete) => {
+          if (complete) onComplete()
+        }),
       stop: async () => {
         isStopping = true
         removeControl()
@@ -177,19 +193,21 @@ async function fetchInBackground(
   services: Services,
   image: ImageRow,
   isStopping: () => boolean,
-): Promise<void> {
+): Promise<boolean> {
   const log = moduleLogger('fs', { reference: image.reference })
   try {
     await Promise.all(image.layers.map((layer) => services.scheduler.prefetch(layer)))
-    if (!services.config.backgroundFetch) return
+    if (!services.config.backgroundFetch) return false
     const progress = await services.images.pull(image, { priority: 'background' })
     log.info(
       { presentBytes: progress.presentBytes, verifiedLayers: progress.verifiedLayers },
       'image complete',
     )
+    return true
   } catch (err) {
-    if (isStopping() || isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED')) return
+    if (isStopping() || isEdgestarError(err, 'EDGESTAR_FETCH_CLOSED')) return false
     log.warn({ err }, 'background fetch stopped')
+    return false
   }
 }
 
