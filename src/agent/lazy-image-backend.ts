@@ -105,7 +105,7 @@ export class LazyImageBackend implements ImageBackend {
       layerDigests: image.layers,
       read: this.images.readLayerFile,
     })
-    const isComplete = this.progress(imageId).isComplete
+    const isComplete = await this.isComplete(image)
     // allowOther: the container may run as a user other than root.
     const mounted = await mountImage(view, mountpoint, {
       allowOther: true,
@@ -115,16 +115,21 @@ export class LazyImageBackend implements ImageBackend {
     this.scheduler.startBackground(this.images.layersInBackgroundOrder(image), {
       forDiffID: true,
     })
-    return isComplete ? mounted : this.raiseReadAheadWhenComplete(imageId, mounted)
+    return isComplete ? mounted : this.raiseReadAheadWhenComplete(image, mounted)
   }
 
   // The background fetch has no completion event of its own here: look every few seconds,
   // and give the mount its full read-ahead once every chunk is cached.
-  private raiseReadAheadWhenComplete(imageId: string, mounted: Mounted): MountedImage {
+  private raiseReadAheadWhenComplete(image: ImageRow, mounted: Mounted): MountedImage {
     const timer = setInterval(() => {
-      if (!this.progress(imageId).isComplete) return
-      clearInterval(timer)
-      void mounted.setReadAhead(FULL_READ_AHEAD_KIB)
+      void this.isComplete(image).then(
+        (isComplete) => {
+          if (!isComplete) return
+          clearInterval(timer)
+          void mounted.setReadAhead(FULL_READ_AHEAD_KIB)
+        },
+        () => {},
+      )
     }, COMPLETION_CHECK_MS)
     timer.unref()
     return {
@@ -139,6 +144,13 @@ export class LazyImageBackend implements ImageBackend {
   async prefetch(imageId: string): Promise<void> {
     const image = this.store.images.require(Number(imageId))
     await this.images.pull(image, { priority: 'background' })
+  }
+
+  // `progress(...).isComplete` from the store's reader thread: summing every unit row of
+  // an image takes milliseconds, too long for the event loop that serves the mounts.
+  private async isComplete(image: ImageRow): Promise<boolean> {
+    const progress = await this.images.progressAsync(image)
+    return progress.totalBytes > 0 && progress.presentBytes >= progress.totalBytes
   }
 
   progress(imageId: string): ImageProgress {

@@ -1,5 +1,5 @@
 import type { IndexWorker } from './index-worker.js'
-import type { ChunkExtentInput, ChunkRef, LayerRow, UnitRow } from './types.js'
+import type { ChunkExtentInput, ChunkRef, LayerRow, Progress, UnitRow } from './types.js'
 
 /** What a read of a file range needs to know, from one snapshot (`IndexQueries.readPlan`). */
 export interface ReadPlan {
@@ -8,6 +8,11 @@ export interface ReadPlan {
   entry: { type: string; size: number } | undefined
   /** The chunk extents of the file overlapping the range, in file order. */
   refs: ChunkRef[]
+}
+
+/** `LayerRecords.progress` summed over an image's layers, and how many are verified. */
+export interface ImageUnitsProgress extends Progress {
+  verifiedLayers: number
 }
 
 /** A unit with the decoded tail a diffID check needs (see `IndexQueries.unitsWithTails`). */
@@ -47,6 +52,11 @@ export class IndexQueries {
     length: number,
   ): Promise<ChunkRef[]> {
     return this.reader.call('chunkRefs', [layerDigest, name, offset, length])
+  }
+
+  /** Bytes and units present versus total over `layerDigests`, and the verified layers. */
+  imageProgress(layerDigests: readonly string[]): Promise<ImageUnitsProgress> {
+    return this.reader.call('imageProgress', [layerDigests])
   }
 
   /** `LayerRecords.get`: a layer row, or undefined. */

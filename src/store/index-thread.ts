@@ -11,7 +11,7 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { ChunkRows } from './chunk-rows.js'
-import type { ReadPlan } from './index-queries.js'
+import type { ImageUnitsProgress, ReadPlan } from './index-queries.js'
 import { LayerRecords } from './layers.js'
 import { Pins } from './pins.js'
 import { TocRecords } from './toc.js'
@@ -64,8 +64,27 @@ function readerOps(db: Database.Database): Record<string, (...args: never[]) => 
       }
     },
   )
+  const imageProgress = db.transaction((digests: string[]): ImageUnitsProgress => {
+    const total = {
+      presentBytes: 0,
+      totalBytes: 0,
+      presentUnits: 0,
+      totalUnits: 0,
+      verifiedLayers: 0,
+    }
+    for (const digest of digests) {
+      const progress = layers.progress(digest)
+      total.presentBytes += progress.presentBytes
+      total.totalBytes += progress.totalBytes
+      total.presentUnits += progress.presentUnits
+      total.totalUnits += progress.totalUnits
+      if (layers.get(digest)?.state === 'verified') total.verifiedLayers++
+    }
+    return total
+  })
   return {
     readPlan,
+    imageProgress,
     unitExtents: (layer: string, offsets: number[]) =>
       offsets.map((offset) => layers.unitExtents(layer, offset)),
     chunkRefs: (layer: string, name: string, offset: number, length: number) =>

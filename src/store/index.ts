@@ -17,7 +17,12 @@ export type { DeploymentHistoryRow, DeploymentRow } from './deployments.js'
 export { DeploymentRecords } from './deployments.js'
 export type { ImageInput } from './images.js'
 export { ImageRecords } from './images.js'
-export { IndexQueries, type ReadPlan, type UnitWithTail } from './index-queries.js'
+export {
+  type ImageUnitsProgress,
+  IndexQueries,
+  type ReadPlan,
+  type UnitWithTail,
+} from './index-queries.js'
 export type { LayerIndexInput } from './layers.js'
 export { LayerRecords } from './layers.js'
 export { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'
