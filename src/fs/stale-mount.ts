@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process'
-import { readFile, stat, writeFile } from 'node:fs/promises'
+import { readFile, statfs, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { EdgestarError } from '../errors.js'
@@ -81,8 +81,11 @@ async function answers(dir: string): Promise<boolean> {
   const timeout = new Promise<boolean>((done) => {
     timer = setTimeout(() => done(false), LIVENESS_TIMEOUT_MS)
   })
-  // A stat of a hung mount stays pending in the thread pool until the abort releases it.
-  const probe = stat(dir).then(
+  // statfs, not stat: the kernel answers a stat of the root from its attribute cache
+  // (edgestar keeps attributes an hour) even once the server is dead, while STATFS is
+  // never cached and fails at once with ENOTCONN. A probe of a hung mount stays pending
+  // in the thread pool until the abort releases it.
+  const probe = statfs(dir).then(
     () => true,
     (err: NodeJS.ErrnoException) => err.code !== ENOTCONN,
   )
