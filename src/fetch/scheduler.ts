@@ -23,6 +23,8 @@ const PRIORITY_RANK: Record<FetchPriority, number> = { demand: 0, prefetch: 1, b
 
 /** Units whose storing `storedSince` remembers. */
 const RECENT_STORES = 4096
+/** Read plans whose chunks were all read, remembered by `readEntryRange`. */
+const RECENT_PLANS = 1024
 
 /** What the scheduler needs from the registry client (RegistryClient satisfies it). */
 export interface BlobReaderSource {
@@ -129,6 +131,11 @@ export class FetchScheduler extends EventEmitter {
   // predate a store acknowledged meanwhile; this corrects such answers.
   private readonly storedAt = new Map<string, number>()
   private unitsStored = 0
+  // Plans of ranges read in full, by layer, file and range: a re-read of cached data (a
+  // running container's usual read) then asks no thread at all. A chunk only leaves the
+  // cache by eviction, which its read reports (EDGESTAR_STORE_CHUNK_MISSING): the plan is
+  // then dropped and made afresh.
+  private readonly readPlans = new Map<string, { refs: ChunkRef[]; size: number }>()
   // Units (job ids) whose wait ran out during the current outage. The kernel asks
   // again at once after a failed read-ahead; that second ask must not wait the whole
   // --offline-wait again. Cleared when the link comes back.
@@ -250,8 +257,12 @@ export class FetchScheduler extends EventEmitter {
     priority: FetchPriority = 'demand',
     into?: Buffer,
   ): Promise<Buffer> {
+    const planKey = `${layerDigest}\0${name}\0${offset}\0${length}`
     for (let attempt = 0; ; attempt++) {
-      const { refs, size } = await this.planRead(layerDigest, name, offset, length, priority)
+      if (this.isClosed) throw closedError()
+      const known = attempt === 0 ? this.readPlans.get(planKey) : undefined
+      const { refs, size } =
+        known ?? (await this.planRead(layerDigest, name, offset, length, priority))
       const missing = refs.filter((ref) => !ref.isPresent)
       if (missing.length > 0) {
         await Promise.all(
@@ -260,13 +271,27 @@ export class FetchScheduler extends EventEmitter {
         if (this.isClosed) throw closedError()
       }
       try {
-        return await this.assemble(refs, size, offset, length, into)
+        const data = await this.assemble(refs, size, offset, length, into)
+        this.rememberPlan(planKey, refs, size)
+        return data
       } catch (err) {
         if (this.isClosed) throw closedError()
+        this.readPlans.delete(planKey)
         // Evicted between the wait and the read: fetch again, once.
         if (attempt > 0 || !isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING')) throw err
       }
     }
+  }
+
+  private rememberPlan(key: string, refs: ChunkRef[], size: number): void {
+    const read = refs.every((ref) => ref.isPresent)
+      ? refs
+      : refs.map((ref) => ({ ...ref, isPresent: true }))
+    this.readPlans.delete(key)
+    this.readPlans.set(key, { refs: read, size })
+    if (this.readPlans.size <= RECENT_PLANS) return
+    const oldest = this.readPlans.keys().next().value
+    if (oldest !== undefined) this.readPlans.delete(oldest)
   }
 
   // The file's size and the chunks of the range, from one snapshot the reader thread

@@ -373,6 +373,24 @@ describe('fetch scheduler', () => {
     }
   })
 
+  it('reads a range again after its chunks were evicted, fetching them once more', async () => {
+    const { store, registry, scheduler, files, cleanup } = await setup()
+    try {
+      const file = files.find((f) => f.name === 'data/large.bin')!
+      const first = await scheduler.readEntryRange(LAYER, file.name, 0, file.size)
+      const requests = registry.requests.length
+      assert.ok((await scheduler.readEntryRange(LAYER, file.name, 0, file.size)).equals(first))
+      assert.equal(registry.requests.length, requests, 'a re-read of cached chunks fetches nothing')
+
+      assert.ok(store.gc(0).evictedChunks > 0)
+      const again = await scheduler.readEntryRange(LAYER, file.name, 0, file.size)
+      assert.equal(sha(again), file.sha256)
+      assert.ok(registry.requests.length > requests, 'the evicted chunks were fetched again')
+    } finally {
+      cleanup()
+    }
+  })
+
   it('runs no SQLite statement on the event loop while reading, fetching and verifying', async () => {
     const { store, scheduler, files, cleanup } = await setup({ concurrency: 2 })
     const statements = countMainThreadStatements(store)
