@@ -44,11 +44,19 @@ export interface IndexAnswer {
 
 const data = workerData as IndexThreadData
 const closedFlag = new Int32Array(data.closed)
-const db = new Database(data.dbPath, { readonly: data.role === 'reader', fileMustExist: true })
-// A writer waits for the main connection's transactions (one that records a 100k-entry TOC
-// takes seconds) instead of failing.
-db.pragma('busy_timeout = 10000')
-const ops = data.role === 'reader' ? readerOps(db) : writerOps(db)
+let db: Database.Database
+let ops: Record<string, (...args: never[]) => unknown>
+try {
+  db = new Database(data.dbPath, { readonly: data.role === 'reader', fileMustExist: true })
+  // A writer waits for the main connection's transactions (one that records a 100k-entry
+  // TOC takes seconds) instead of failing.
+  db.pragma('busy_timeout = 10000')
+  ops = data.role === 'reader' ? readerOps(db) : writerOps(db)
+} catch (err) {
+  // A thread that cannot start answers nothing: wake a close that may be waiting on it.
+  markClosed()
+  throw err
+}
 
 function readerOps(db: Database.Database): Record<string, (...args: never[]) => unknown> {
   const toc = new TocRecords(db)
@@ -145,7 +153,11 @@ parentPort?.on('message', (request: IndexRequest) => {
   }
   db.close()
   parentPort?.postMessage({ id: request.id, result: null })
-  Atomics.store(closedFlag, 0, 1)
-  Atomics.notify(closedFlag, 0)
+  markClosed()
   parentPort?.close()
 })
+
+function markClosed(): void {
+  Atomics.store(closedFlag, 0, 1)
+  Atomics.notify(closedFlag, 0)
+}
