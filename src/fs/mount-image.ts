@@ -120,7 +120,10 @@ export async function mountImage(
     log,
   )
   await session.start()
-  void session.done.then(() => releasePoolReaders(readers))
+  void session.done.then(() => {
+    releasePoolReaders(readers)
+    device.release()
+  })
   const changeReadAhead = async (kib: number): Promise<boolean> => {
     const taken = await setReadAhead(dir, kib)
     if (!taken) log.warn({ readAheadKiB: kib }, 'the kernel did not take the read-ahead')

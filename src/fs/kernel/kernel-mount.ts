@@ -1,10 +1,12 @@
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
 import { open, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { EdgestarError } from '../../errors.js'
 import { findFuseMounts } from '../stale-mount.js'
 
 const FUSE_DEVICE = '/dev/fuse'
+const FUSECTL_DIR = '/sys/fs/fuse/connections'
 // The fd number the FUSE device has inside mount(8); its `fd=` option names it.
 const CHILD_DEVICE_FD = 3
 
@@ -21,6 +23,11 @@ export interface DeviceMountOptions {
 export interface DeviceMount {
   readonly fd: number
   readonly mountpoint: string
+  /**
+   * Call once the session has ended: the connection no longer needs aborting should the
+   * process exit.
+   */
+  release(): void
 }
 
 /**
@@ -42,7 +49,48 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
   }
   // The handle is given up on purpose: the session reads and writes the raw fd, and
   // closes it once the connection is gone.
-  return { fd: detachFd(device), mountpoint }
+  const fd = detachFd(device)
+  const connectionId = (await findFuseMounts(mountpoint)).at(-1)?.connectionId
+  if (connectionId !== undefined) abortAtExit(connectionId, mountpoint)
+  return { fd, mountpoint, release: () => liveConnections.delete(connectionId ?? -1) }
+}
+
+// Connections of this process's mounts that are still served, by fusectl id. Their
+// device reads hold libuv pool threads, and Node joins those threads when it exits: a
+// process that exits with a mount still up (process.exit, an uncaught exception) would
+// hang there for ever, and with it every process touching the mount. Aborting the
+// connection wakes the reads (ECONNABORTED), so the exit completes.
+const liveConnections = new Map<number, string>()
+let isExitHooked = false
+
+function abortAtExit(connectionId: number, mountpoint: string): void {
+  if (!isExitHooked) process.once('exit', abortLiveConnections)
+  isExitHooked = true
+  liveConnections.set(connectionId, mountpoint)
+}
+
+function abortLiveConnections(): void {
+  for (const [connectionId, mountpoint] of liveConnections) {
+    abortConnectionSync(connectionId)
+    spawnSync('umount', ['-l', mountpoint], { stdio: 'ignore' })
+  }
+}
+
+// Synchronous, as an exit handler must be.
+function abortConnectionSync(connectionId: number): void {
+  const abortFile = `${FUSECTL_DIR}/${connectionId}/abort`
+  try {
+    writeFileSync(abortFile, '1')
+    return
+  } catch {
+    // fusectl is not mounted yet (ENOENT): mount it and try once more.
+  }
+  spawnSync('mount', ['-t', 'fusectl', 'fusectl', FUSECTL_DIR], { stdio: 'ignore' })
+  try {
+    writeFileSync(abortFile, '1')
+  } catch {
+    // Nothing more can be done while exiting; the next mount clears what is left.
+  }
 }
 
 function detachFd(handle: Awaited<ReturnType<typeof open>>): number {
