@@ -1090,11 +1090,7 @@ export class FetchScheduler extends EventEmitter {
     }
 
     log.error({ layer: layerDigest, expected: layer.diffID, computed }, 'layer diffID mismatch')
-    this.store.layers.setState(layerDigest, 'failed')
-    this.store.layers.resetUnitsDecoded(layerDigest)
-    for (const unit of this.store.layers.units(layerDigest))
-      if (unit.kind === 'gap' || unit.chunkDigest === null)
-        this.store.chunks.markMissing(unit.chunkKey)
+    await this.ask(this.store.chunks.dropUnverified(layerDigest))
     this.layerRows.delete(layerDigest)
     return false
   }

@@ -292,6 +292,21 @@ export class ChunkCache {
     await this.writer.call('markMissing', [[key]])
   }
 
+  /**
+   * After layer `layerDigest` failed its diffID check: marks it failed, forgets what
+   * fetches learned about its units and marks the objects no chunk digest vouches for (gap
+   * units, objects of layers without chunk digests) missing, in one durable transaction in
+   * the writer thread; then removes their files (rows first, as `gc`). Rejects as `write`.
+   */
+  async dropUnverified(layerDigest: string): Promise<void> {
+    const keys = await this.writer.call<string[]>('failLayer', [layerDigest])
+    for (const key of keys) {
+      this.pendingUses.delete(key)
+      this.handles.drop(key)
+    }
+    await Promise.all(keys.map((key) => rm(this.pathOf(key), { force: true })))
+  }
+
   /** Cache usage; `pinnedKeysSql` selects the keys held by mounted images. */
   status(pinnedKeysSql: string): CacheStatus {
     return { ...this.rows.usage(pinnedKeysSql), limitBytes: this.limitBytes }

@@ -113,7 +113,21 @@ function writerOps(db: Database.Database): Record<string, (...args: never[]) => 
   db.pragma('synchronous = FULL')
   const rows = new ChunkRows(db)
   const pins = new Pins(db)
+  const layers = new LayerRecords(db)
   return {
+    failLayer: (digest: string) =>
+      db
+        .transaction(() => {
+          layers.setState(digest, 'failed')
+          layers.resetUnitsDecoded(digest)
+          const unvouched = layers
+            .units(digest)
+            .filter((unit) => unit.kind === 'gap' || unit.chunkDigest === null)
+            .map((unit) => unit.chunkKey)
+          rows.missing(unvouched)
+          return unvouched
+        })
+        .immediate(),
     gc: (targetBytes: number) =>
       db.transaction(() => rows.evict(pins.pinnedKeysSql(), targetBytes)).immediate(),
     commit: (commit: ChunkCommit) => db.transaction(() => rows.commit(commit)).immediate(),

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -79,6 +79,8 @@ async function setup(
     maxBatchBytes?: number
     rateBytesPerSec?: number
     burstBytes?: number
+    /** Recorded instead of the layer's own diffID (a registry serving a wrong layer). */
+    diffID?: string
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'edgestar-fetch-'))
@@ -95,7 +97,7 @@ async function setup(
     digest: LAYER,
     sizeBytes: blob.length,
     mediaType: sidecar.mediaType,
-    diffID: sidecar.diffID,
+    diffID: options.diffID ?? sidecar.diffID,
     tocDigest: index.tocDigest,
     tocOffset: index.tocOffset,
     format: index.format,
@@ -387,6 +389,33 @@ describe('fetch scheduler', () => {
       assert.equal(sha(again), file.sha256)
       assert.ok(registry.requests.length > requests, 'the evicted chunks were fetched again')
     } finally {
+      cleanup()
+    }
+  })
+
+  it('drops what a failed diffID check cannot vouch for, fetches it again, then fails', async () => {
+    const { store, registry, scheduler, cleanup } = await setup({
+      diffID: `sha256:${'0'.repeat(64)}`,
+    })
+    const statements = countMainThreadStatements(store)
+    try {
+      await assert.rejects(scheduler.completeLayer(LAYER), (err) =>
+        isEdgestarError(err, 'EDGESTAR_FETCH_INTEGRITY'),
+      )
+      assert.deepEqual(statements.seen, [], 'no SQLite on the event loop')
+      statements.restore()
+
+      assert.equal(store.layers.get(LAYER)?.state, 'failed')
+      const gaps = store.layers.units(LAYER).filter((unit) => unit.kind === 'gap')
+      assert.ok(gaps.length > 0)
+      for (const gap of gaps) {
+        const asked = registry.requests.flat().filter((r) => r.offset === gap.offset)
+        assert.equal(asked.length, 2, `gap unit at ${gap.offset} fetched once per attempt`)
+        assert.equal(store.chunks.has(gap.chunkKey), false)
+        assert.equal(existsSync(store.chunks.pathOf(gap.chunkKey)), false)
+      }
+    } finally {
+      statements.restore()
       cleanup()
     }
   })
