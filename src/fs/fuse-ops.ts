@@ -189,7 +189,10 @@ export function buildFuseHandlers(
     [Opcode.GETXATTR]: async (header, body) => {
       const node = await nodeAt(header)
       if (!node) return Errno.ENOENT
-      const value = node.xattrs[parseXattrName(body)]
+      // Own names only: any name reaches here (the kernel passes them through), and
+      // `constructor` or `__proto__` would otherwise find the object's prototype chain.
+      const name = parseXattrName(body)
+      const value = Object.hasOwn(node.xattrs, name) ? node.xattrs[name] : undefined
       return value ? sized(value, parseXattrSize(body)) : Errno.ENODATA
     },
 

@@ -4,8 +4,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
-import { abortMount, findFuseMounts } from '../../src/fs/index.js'
-import { runChild } from '../helpers/mount.js'
+import { abortMount, findFuseMounts, MergedView } from '../../src/fs/index.js'
+import { mountForTest, runChild, type TestMount } from '../helpers/mount.js'
+import { buildLayers } from './layer-builder.js'
 
 // A process that mounts a one-file image, then leaves without unmounting: by
 // process.exit, or by an uncaught exception. Run with the compiled modules' URLs.
@@ -54,4 +55,48 @@ describe('a process that leaves with its mount still up', () => {
       assert.deepEqual(await readdir(dir), [])
     })
   }
+})
+
+// getxattr(2) into a buffer of `size` bytes, in a child: the errno name or the value.
+const GETXATTR = `
+import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+path, name, size = sys.argv[1].encode(), sys.argv[2].encode(), int(sys.argv[3])
+buf = ctypes.create_string_buffer(max(size, 1))
+n = libc.getxattr(path, name, buf if size else None, size)
+print(errno.errorcode[ctypes.get_errno()] if n < 0 else buf.raw[:n].decode() if size else n)
+`
+
+describe('extended attributes over the kernel transport', () => {
+  let mount: TestMount
+  const value = 'v'.repeat(100)
+
+  before(async () => {
+    const xattrs = { 'user.a': Buffer.from(value).toString('base64') }
+    mount = await mountForTest(new MergedView(buildLayers({ f: { content: 'x', xattrs } })))
+  })
+
+  after(async () => {
+    await mount?.cleanup()
+  })
+
+  const getxattr = async (name: string, size: number): Promise<string> => {
+    const child = await runChild('python3', ['-c', GETXATTR, join(mount.dir, 'f'), name, `${size}`])
+    return child.stdout.trim()
+  }
+
+  it('answers the size probe, the value, and ERANGE for a buffer too small', async () => {
+    assert.equal(await getxattr('user.a', 0), '100')
+    assert.equal(await getxattr('user.a', 100), value)
+    assert.equal(await getxattr('user.a', 99), 'ERANGE')
+    assert.equal(await getxattr('user.b', 0), 'ENODATA')
+  })
+
+  it('knows no attribute named after an object property, and keeps serving', async () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      assert.equal(await getxattr(name, 0), 'ENODATA', name)
+      assert.equal(await getxattr(name, 64), 'ENODATA', name)
+    }
+    assert.equal(await getxattr('user.a', 100), value)
+  })
 })

@@ -228,8 +228,15 @@ export class FuseSession {
       lent?.written()
       return
     }
-    const parts = partsOf(answer)
-    const error = typeof answer === 'number' ? answer : 0
+    let parts = partsOf(answer)
+    let error = typeof answer === 'number' ? answer : 0
+    if (!parts.every((part) => Buffer.isBuffer(part))) {
+      // A handler bug: answered EIO rather than thrown here, where it would end the
+      // process (and an exiting process waits on its blocked device reads).
+      this.log.error({ unique: String(unique) }, 'fuse handler answered with no buffer')
+      parts = []
+      error = Errno.EIO
+    }
     let bodyBytes = 0
     for (const part of parts) bodyBytes += part.length
 
@@ -252,5 +259,6 @@ function isLent(answer: Answer): answer is LentReply {
 function partsOf(answer: Exclude<Answer, undefined>): readonly Buffer[] {
   if (typeof answer === 'number') return []
   if (Buffer.isBuffer(answer)) return [answer]
-  return isLent(answer) ? answer.parts : answer
+  const parts = isLent(answer) ? answer.parts : answer
+  return Array.isArray(parts) ? parts : [parts as unknown as Buffer]
 }
