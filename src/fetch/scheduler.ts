@@ -742,6 +742,10 @@ export class FetchScheduler extends EventEmitter {
     for (const { job, unit } of verified) this.finishUnit(job, layer, unit)
   }
 
+  // TODO(fetch): units are decoded and checked on the event loop (gunzipSync, twice per
+  // chunk unit): 1.3 s for the 5867 units of the 62 MB Debian layer, up to 13 ms for one,
+  // during which a read of cached data waits. zlib's asynchronous API, or the store's
+  // threads' pattern, would take it off the loop.
   private decodeOrReport(
     job: Job,
     layer: LayerRow,
