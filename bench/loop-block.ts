@@ -13,6 +13,7 @@
  *   iterate step on this thread, transactions' BEGIN and COMMIT included): calls, total,
  *   longest; and the longest of the COMMITs alone;
  * - messages this thread posted to worker threads (`postMessage` calls and their time);
+ * - the process's resident memory once the pull is done;
  * - the child's re-reads (whole files through the mount): p50, p99, max ms per file.
  *
  * Run: `bash bench/loop-block.sh [OTHER_CHECKOUT]` (with another checkout, built first, its
@@ -230,6 +231,7 @@ async function runRound(ref: string): Promise<Record<string, unknown>> {
           })),
       },
       postMessage: { messages: posted.messages, totalMs: round(posted.totalMs) },
+      rssMiB: round(process.memoryUsage().rss / 2 ** 20),
       reReadMsPerFile: {
         files: readSet.files,
         reads: reads.length,
