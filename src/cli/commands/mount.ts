@@ -89,7 +89,7 @@ export function register(program: Command): void {
     )
     .option('--detach', 'serve the mount from a background process and return once it is ready')
     .option('--log-file <path>', 'with --detach: where the background process logs')
-    .option('--allow-other', 'let other users access the mount (needs user_allow_other or root)')
+    .option('--allow-other', 'let other users (a container running as non-root) access the mount')
     .option('--attr-timeout <seconds>', 'kernel attribute cache lifetime', '3600')
     .option('--entry-timeout <seconds>', 'kernel name (and negative lookup) cache lifetime', '3600')
     .option('--no-kernel-cache', 'drop file pages from the kernel cache at each open')
