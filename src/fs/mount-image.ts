@@ -85,6 +85,8 @@ const DEFAULTS = {
  * come from the view, so hardlinks share one. Resolves once the kernel's INIT is answered.
  * @throws EDGESTAR_FS_MOUNT_BUSY when a live server already serves `mountpoint`;
  *   EDGESTAR_FS_NO_MOUNTPOINT, EDGESTAR_FS_FUSE_DENIED, … from `findMountProblem`;
+ *   EDGESTAR_FS_THREAD_POOL_FULL when this process's mounts hold all the libuv pool
+ *   threads it can spare (`devicePoolReaders`);
  *   EDGESTAR_FS_MOUNT_FAILED with mount(8)'s reason when the kernel refuses.
  */
 export async function mountImage(
@@ -99,14 +101,16 @@ export async function mountImage(
   const problem = await findMountProblem(dir)
   if (problem) throw problem
 
+  // Taken before mounting: a mount the pool cannot serve would hang whoever touches it.
+  const readers = devicePoolReaders()
   const device = await mountDevice(dir, {
     source: `${FSNAME_PREFIX}${process.pid}`,
     subtype: 'edgestar',
     allowOther: settings.allowOther ?? false,
   }).catch(async (err: unknown) => {
+    releasePoolReaders(readers)
     throw isEdgestarError(err) ? err : ((await findMountProblem(dir, err)) ?? err)
   })
-  const readers = devicePoolReaders()
   const session = new FuseSession(
     device.fd,
     buildFuseHandlers(view, log, settings),

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { mkdtemp, readdir, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -20,6 +20,28 @@ if (how === 'exit') process.exit(3)
 setImmediate(() => {
   throw new Error('crash with the mount up')
 })
+`
+
+// A process with libuv's default pool of 4 threads that mounts the same image at three
+// directories, has cat read through the mounts it got, prints one line per step and
+// unmounts. (A read of its own mount from its own pool would hold the thread its reply
+// needs.)
+const THREE_MOUNTS = `
+const [fsUrl, builderUrl, ...dirs] = process.argv.slice(1)
+const { execFile } = await import('node:child_process')
+const { promisify } = await import('node:util')
+const cat = async (path) => (await promisify(execFile)('cat', [path])).stdout
+const { MergedView, mountImage } = await import(fsUrl)
+const { buildLayers } = await import(builderUrl)
+const mounts = []
+for (const dir of dirs) {
+  const view = new MergedView(buildLayers({ f: 'x' }))
+  const mounted = await mountImage(view, dir).catch((err) => err)
+  console.log(mounted.code ?? 'mounted')
+  if (!mounted.code) mounts.push(mounted)
+}
+for (const mounted of mounts) console.log(await cat(mounted.mountpoint + '/f'))
+for (const mounted of mounts) await mounted.unmount()
 `
 
 const compiled = (path: string): string => pathToFileURL(join(import.meta.dirname, path)).href
@@ -55,6 +77,36 @@ describe('a process that leaves with its mount still up', () => {
       assert.deepEqual(await readdir(dir), [])
     })
   }
+})
+
+describe('mounts of a process whose libuv pool has the default 4 threads', () => {
+  let base: string
+
+  before(async () => {
+    base = await mkdtemp(join(tmpdir(), 'edgestar-mnt-pool-'))
+  })
+
+  after(async () => {
+    for (const name of ['a', 'b', 'c']) await abortMount(join(base, name)).catch(() => {})
+    await rm(base, { recursive: true, force: true })
+  })
+
+  it('refuses the mount that would take the last thread, and the others keep serving', async () => {
+    const dirs = ['a', 'b', 'c'].map((name) => join(base, name))
+    for (const dir of dirs) await mkdir(dir)
+    const { UV_THREADPOOL_SIZE: _size, ...env } = process.env
+    const args = [compiled('../../src/fs/index.js'), compiled('layer-builder.js'), ...dirs]
+    // A hang here is the failure: a third mount used to take the pool's last thread.
+    const child = await runChild(
+      process.execPath,
+      ['--input-type=module', '-e', THREE_MOUNTS, ...args],
+      { timeoutMs: 60_000, env },
+    )
+
+    assert.equal(child.code, 0, child.stderr)
+    const lines = child.stdout.trim().split('\n')
+    assert.deepEqual(lines, ['mounted', 'mounted', 'EDGESTAR_FS_THREAD_POOL_FULL', 'x', 'x'])
+  })
 })
 
 // getxattr(2) into a buffer of `size` bytes, in a child: the errno name or the value.

@@ -146,13 +146,13 @@ export async function scanTree(dir: string, withContent = true): Promise<Scanned
 export async function runChild(
   file: string,
   args: string[],
-  options: { timeoutMs?: number } = {},
+  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((done) => {
     execFile(
       file,
       args,
-      { timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 << 20 },
+      { timeout: options.timeoutMs ?? 120_000, maxBuffer: 64 << 20, env: options.env },
       (err, stdout, stderr) => {
         const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0
         done({ code, stdout: String(stdout), stderr: String(stderr) })
