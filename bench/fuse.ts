@@ -21,7 +21,7 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
-import { convertLayer } from '../src/estargz/index.js'
+import { convertLayer, DEFAULT_CHUNK_SIZE_BYTES } from '../src/estargz/index.js'
 import { RegistryClient } from '../src/registry/index.js'
 import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
 import { type ImageMount, mountImageFromRegistry } from '../test/helpers/mount.js'
@@ -35,8 +35,12 @@ const CAP_WINDOW_SEC = Number(process.env.BENCH_CAP_WINDOW_SEC ?? 30)
 const BIG_FILE_BYTES = 256 << 20
 const TREE_FILES = 10_000
 const MB = 1_000_000
+const MIB = 1 << 20
 const CAP_RATES = [256 << 10, 1 << 20, 2 << 20]
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 5)
+// The tree image's chunk size: the converter's default (4 MiB) unless BENCH_CHUNK_MIB says
+// otherwise (1 makes four times as many chunk files to read through the mount).
+const CHUNK_BYTES = Number(process.env.BENCH_CHUNK_MIB ?? DEFAULT_CHUNK_SIZE_BYTES / MIB) * MIB
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b)
@@ -67,10 +71,10 @@ async function benchTree(): Promise<string> {
 
 /** `dir` converted to eStargz once (cached next to it). */
 async function layerOf(dir: string, name: string): Promise<TestLayer> {
-  const blobPath = join(CACHE_DIR, 'bench-fuse', `${name}.estargz`)
+  const blobPath = join(CACHE_DIR, 'bench-fuse', `${name}-${CHUNK_BYTES / MIB}m.estargz`)
   const resultPath = `${blobPath}.json`
   if (!existsSync(resultPath)) {
-    const result = await convertLayer(dir, blobPath, { chunkSizeBytes: 1 << 20, level: 1 })
+    const result = await convertLayer(dir, blobPath, { chunkSizeBytes: CHUNK_BYTES, level: 1 })
     await writeFile(resultPath, JSON.stringify(result))
   }
   const result = JSON.parse(await readFile(resultPath, 'utf8')) as TestLayer & {
@@ -88,7 +92,7 @@ async function mountStack(
   ref: string,
   rateBytesPerSec: number,
   background: boolean,
-): Promise<ImageMount & { mountpoint: string }> {
+): Promise<ImageMount & { mountpoint: string; stateDir: string }> {
   const stateDir = await mkdtemp(join(tmpdir(), 'edgestar-bench-state-'))
   const stack = await mountImageFromRegistry(stateDir, ref, {
     bandwidthBytesPerSec: rateBytesPerSec,
@@ -97,6 +101,7 @@ async function mountStack(
   return {
     ...stack,
     mountpoint: stack.mount.dir,
+    stateDir,
     async close() {
       await stack.close()
       await rm(stateDir, { recursive: true, force: true })
@@ -135,11 +140,19 @@ async function readAndWalk(registryHost: string): Promise<void> {
 
     const read = (dir: string): string => `cat '${dir}/big.bin' > /dev/null`
     const walk = (dir: string): string => `find '${dir}/tree' -printf '%s %m %n\\n' | wc -l`
+    // The mount's own storage: big.bin's chunk files (the only files of a full chunk's
+    // size) read straight from the chunk cache, six at a time as the mount reads ahead.
+    const chunkFiles = `find '${stack.stateDir}/chunks' -type f -size ${CHUNK_BYTES}c -print0`
+    const readChunkFiles = `${chunkFiles} | xargs -0 -P 6 -n 4 cat > /dev/null`
+    const chunkFileCount = Number(
+      (await run('sh', ['-c', `${chunkFiles} | tr -cd '\\0' | wc -c`])).stdout,
+    )
     // The VM disk is noisy: alternate local and mount, ROUNDS times, and take medians.
     const samples = {
       localRead: [],
       fuseRead: [],
       bareRead: [],
+      chunkRead: [],
       localWalk: [],
       fuseWalk: [],
     } as Record<string, number[]>
@@ -147,6 +160,7 @@ async function readAndWalk(registryHost: string): Promise<void> {
       samples.localRead.push(await timed(read(tree)))
       samples.fuseRead.push(await timed(read(stack.mountpoint)))
       samples.bareRead.push(await timed(`cat '${bare.dir}/${FILE_NAME}' > /dev/null`))
+      samples.chunkRead.push(await timed(readChunkFiles))
       samples.localWalk.push(await timed(walk(tree)))
       samples.fuseWalk.push(await timed(walk(stack.mountpoint)))
     }
@@ -176,7 +190,8 @@ async function readAndWalk(registryHost: string): Promise<void> {
     const mbps = (seconds: number): string => (BIG_FILE_BYTES / MB / seconds).toFixed(0).padStart(6)
     const rates = (list: number[]): string => list.map((s) => mbps(s).trim()).join(' ')
     console.log(
-      `\nwarm sequential read, 256 MiB file (chunk cache full; page caches dropped; median of ${ROUNDS})`,
+      `\nwarm sequential read, 256 MiB file in ${CHUNK_BYTES / MIB} MiB chunks (chunk cache full; ` +
+        `page caches dropped; median of ${ROUNDS})`,
     )
     console.log(`  local disk  ${mbps(localRead)} MB/s`)
     console.log(`  FUSE mount  ${mbps(fuseRead)} MB/s`)
@@ -189,6 +204,12 @@ async function readAndWalk(registryHost: string): Promise<void> {
     )
     console.log(
       `  samples MB/s local ${rates(samples.localRead)}; mount ${rates(samples.fuseRead)}`,
+    )
+    const chunkBytes = chunkFileCount * CHUNK_BYTES
+    const chunkRates = samples.chunkRead.map((s) => (chunkBytes / MB / s).toFixed(0))
+    console.log(
+      `  the chunk files themselves (${chunkFileCount} files, cat 6 at a time; the mount's ` +
+        `storage) MB/s ${chunkRates.join(' ')}`,
     )
     // Each round reads local then mount back to back: their ratio shares the moment's load.
     const perRound = samples.localRead.map((local, i) => (local / samples.fuseRead[i]!).toFixed(2))
@@ -215,7 +236,7 @@ async function backgroundCap(registryHost: string): Promise<void> {
   const pusher = new RegistryClient({ dockerConfigPath: null })
   await pushTestImage(pusher, rootfsRef, [rootfs])
   await pusher.close()
-  // The tree image (pushed by readAndWalk) is 300 MB, mostly 1 MiB chunks of random data.
+  // The tree image (pushed by readAndWalk) is 300 MB, mostly chunks of random data.
   const treeRef = `${registryHost}/bench/tree:v1`
 
   console.log(`\nbackground cap accuracy (${CAP_WINDOW_SEC} s window after a 3 s warm-up)`)
