@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
-import { abortMount, findFuseMounts, MergedView } from '../../src/fs/index.js'
+import { abortMount, findFuseMounts, type ImageView, MergedView } from '../../src/fs/index.js'
 import { mountForTest, runChild, type TestMount } from '../helpers/mount.js'
 import { buildLayers } from './layer-builder.js'
 
@@ -150,5 +150,48 @@ describe('extended attributes over the kernel transport', () => {
       assert.equal(await getxattr(name, 64), 'ENODATA', name)
     }
     assert.equal(await getxattr('user.a', 100), value)
+  })
+})
+
+/** `view` with `overrides` in place of its own methods (the rest bound to it). */
+function withMethods(view: MergedView, overrides: Partial<ImageView>): ImageView {
+  return new Proxy(view, {
+    get(target, key) {
+      if (Object.hasOwn(overrides, key)) return overrides[key as keyof ImageView]
+      const value = Reflect.get(target, key, target)
+      return typeof value === 'function' ? value.bind(target) : value
+    },
+  })
+}
+
+describe('directory listings over the kernel transport', () => {
+  let mount: TestMount
+  const listed: string[] = []
+
+  before(async () => {
+    const spec: Record<string, string> = { 'big/': '' }
+    for (let i = 0; i < 2000; i++) spec[`big/file-${i}`] = ''
+    const view = new MergedView(buildLayers({ 'big/': {}, ...spec }))
+    const readdir = (path: string) => {
+      listed.push(path)
+      return view.readdir(path)
+    }
+    mount = await mountForTest(withMethods(view, { readdir }))
+  })
+
+  after(async () => {
+    await mount?.cleanup()
+  })
+
+  it('lists a directory once; the kernel answers later opens from its cache', async () => {
+    const first = await runChild('ls', ['-f', join(mount.dir, 'big')])
+    const second = await runChild('ls', ['-f', join(mount.dir, 'big')])
+
+    assert.equal(first.stdout.trim().split('\n').length, 2002)
+    assert.equal(second.stdout, first.stdout)
+    assert.deepEqual(
+      listed.filter((path) => path === 'big'),
+      ['big'],
+    )
   })
 })
