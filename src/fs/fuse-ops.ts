@@ -374,7 +374,7 @@ export function toAttr(node: ViewNode): Attr {
     ino: node.ino,
     sizeBytes: node.sizeBytes,
     blocks: Math.ceil(node.sizeBytes / 512),
-    mtimeMs: Math.max(0, node.mtimeMs),
+    mtimeMs: node.mtimeMs,
     mode: S_IFMT_BITS[node.type] | (node.mode & 0o7777),
     nlink: node.nlink,
     uid: node.uid,

@@ -195,3 +195,28 @@ describe('directory listings over the kernel transport', () => {
     )
   })
 })
+
+describe('attributes over the kernel transport', () => {
+  let mount: TestMount
+
+  before(async () => {
+    const view = new MergedView(
+      buildLayers({
+        old: { content: 'x', modtime: '1969-06-01T00:00:00Z' },
+        older: { content: 'x', modtime: '1969-12-31T23:59:59.25Z' },
+      }),
+    )
+    mount = await mountForTest(view)
+  })
+
+  after(async () => {
+    await mount?.cleanup()
+  })
+
+  it('gives times before 1970 as the image has them, as extract does', async () => {
+    const script = 'import os, sys; print(*[os.lstat(p).st_mtime_ns for p in sys.argv[1:]])'
+    const paths = ['old', 'older'].map((name) => join(mount.dir, name))
+    const child = await runChild('python3', ['-c', script, ...paths])
+    assert.equal(child.stdout.trim(), `${-18_489_600n * 1_000_000_000n} -750000000`)
+  })
+})

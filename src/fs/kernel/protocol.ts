@@ -146,12 +146,14 @@ export interface Attr {
 }
 
 function writeAttr(out: Buffer, at: number, attr: Attr): void {
-  const seconds = BigInt(Math.floor(attr.mtimeMs / 1000))
-  const nanos = Math.round((attr.mtimeMs % 1000) * 1e6)
+  // The kernel takes the seconds as signed (time64_t): an image may hold times before
+  // 1970, which `edgestar extract` keeps too. The nanoseconds are never negative.
+  const seconds = Math.floor(attr.mtimeMs / 1000)
+  const nanos = Math.round((attr.mtimeMs - seconds * 1000) * 1e6)
   out.writeBigUInt64LE(BigInt(attr.ino), at)
   out.writeBigUInt64LE(BigInt(attr.sizeBytes), at + 8)
   out.writeBigUInt64LE(BigInt(attr.blocks), at + 16)
-  for (const field of [24, 32, 40]) out.writeBigUInt64LE(seconds, at + field)
+  for (const field of [24, 32, 40]) out.writeBigInt64LE(BigInt(seconds), at + field)
   for (const field of [48, 52, 56]) out.writeUInt32LE(nanos, at + field)
   out.writeUInt32LE(attr.mode, at + 60)
   out.writeUInt32LE(attr.nlink, at + 64)
