@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
+import type { LentBytes } from '../../src/fs/image-view.js'
 import { abortMount, findFuseMounts, type ImageView, MergedView } from '../../src/fs/index.js'
 import { mountForTest, runChild, type TestMount } from '../helpers/mount.js'
 import { buildLayers } from './layer-builder.js'
@@ -218,5 +219,47 @@ describe('attributes over the kernel transport', () => {
     const paths = ['old', 'older'].map((name) => join(mount.dir, name))
     const child = await runChild('python3', ['-c', script, ...paths])
     assert.equal(child.stdout.trim(), `${-18_489_600n * 1_000_000_000n} -750000000`)
+  })
+})
+
+describe('a READ answered after its timeout', () => {
+  let mount: TestMount
+  const pending: Array<(lent: LentBytes) => void> = []
+  let released = 0
+  let allReleased: () => void
+  const whenAllReleased = new Promise<void>((resolve) => {
+    allReleased = resolve
+  })
+
+  before(async () => {
+    const view = new MergedView(buildLayers({ f: 'x'.repeat(8192) }))
+    const readSlices = () => new Promise<LentBytes>((resolve) => pending.push(resolve))
+    const sliceIfReady = () => undefined
+    mount = await mountForTest(withMethods(view, { readSlices, sliceIfReady }), {
+      opTimeoutMs: 300,
+    })
+  })
+
+  after(async () => {
+    await mount?.cleanup()
+  })
+
+  it('fails the reader with EIO and gives the lent bytes back when they come', async () => {
+    const cat = await runChild('cat', [join(mount.dir, 'f')])
+    assert.notEqual(cat.code, 0)
+    assert.match(cat.stderr, /Input\/output error/)
+
+    const requests = pending.splice(0)
+    assert.ok(requests.length > 0)
+    for (const resolve of requests) {
+      resolve({
+        parts: [Buffer.from('late')],
+        release: () => {
+          released++
+          if (released === requests.length) allReleased()
+        },
+      })
+    }
+    await whenAllReleased
   })
 })

@@ -185,6 +185,8 @@ export class FuseSession {
 
     const finish = (answer: Answer): void => {
       clearTimeout(timer)
+      // Answered EIO at the timeout already: memory lent for the late answer goes back.
+      if (answered && answer !== undefined && isLent(answer)) answer.written()
       if (answered) return
       answered = true
       if (answer !== undefined) this.reply(header.unique, answer)
