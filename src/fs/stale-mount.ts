@@ -1,6 +1,6 @@
 import { execFile } from 'node:child_process'
-import { readFile, statfs, writeFile } from 'node:fs/promises'
-import { resolve } from 'node:path'
+import { readFile, readlink, realpath, statfs, writeFile } from 'node:fs/promises'
+import { basename, dirname, join, resolve } from 'node:path'
 import { promisify } from 'node:util'
 import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
@@ -11,6 +11,8 @@ const MOUNTINFO = '/proc/self/mountinfo'
 const FUSECTL_DIR = '/sys/fs/fuse/connections'
 const LIVENESS_TIMEOUT_MS = 2000
 const ENOTCONN = 'ENOTCONN'
+/** As many symlinks as the kernel follows in one path (MAXSYMLINKS). */
+const MAX_SYMLINK_HOPS = 40
 
 /** One FUSE mount as /proc/self/mountinfo lists it. */
 export interface FuseMountInfo {
@@ -22,11 +24,12 @@ export interface FuseMountInfo {
 }
 
 /**
- * FUSE mounts at `dir` (resolved lexically, never stat'ed: a stat of a hung mount hangs).
- * Read from /proc/self/mountinfo, as NOTES.md advises.
+ * FUSE mounts at `dir` (never stat'ed: a stat of a hung mount hangs), read from
+ * /proc/self/mountinfo as NOTES.md advises. `dir` may go through symlinks: mountinfo
+ * names the mount by the path they lead to.
  */
 export async function findFuseMounts(dir: string): Promise<FuseMountInfo[]> {
-  const target = resolve(dir)
+  const target = await canonicalMountpoint(dir)
   const text = await readFile(MOUNTINFO, 'utf8')
   const found: FuseMountInfo[] = []
   for (const line of text.split('\n')) {
@@ -34,6 +37,24 @@ export async function findFuseMounts(dir: string): Promise<FuseMountInfo[]> {
     if (info && info.mountpoint === target && info.fsType.startsWith('fuse')) found.push(info)
   }
   return found
+}
+
+/**
+ * `dir` as mountinfo names a mount on it: absolute, every symlink resolved. The parent
+ * goes through realpath; the last component is only ever read with readlink, which
+ * answers EINVAL for a directory or a mount point without asking its file system (so a
+ * hung mount does not hang this). Parts that do not exist are kept as given.
+ */
+async function canonicalMountpoint(dir: string): Promise<string> {
+  let path = resolve(dir)
+  for (let hop = 0; hop < MAX_SYMLINK_HOPS; hop++) {
+    const parent = await realpath(dirname(path)).catch(() => dirname(path))
+    path = join(parent, basename(path))
+    const target = await readlink(path).catch(() => undefined)
+    if (target === undefined) return path
+    path = resolve(parent, target)
+  }
+  return path
 }
 
 /**

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { chmod, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { chmod, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -117,6 +117,30 @@ describe('edgestar mount and umount', () => {
       const error = result.json.error as { code: string; hint: string }
       assert.equal(error.code, 'EDGESTAR_FS_NO_MOUNTPOINT')
       assert.match(error.hint, /mkdir -p/)
+    }
+  })
+
+  it('mounts, tunes and unmounts a mount point reached through symlinks', async () => {
+    const parent = await mkdtemp(join(tmpdir(), 'edgestar-cli-link-'))
+    try {
+      // Both a symlinked parent and a symlinked last component, as /var -> /data/var.
+      await mkdir(join(parent, 'real', 'mnt'), { recursive: true })
+      await symlink('real', join(parent, 'var'))
+      await symlink('mnt', join(parent, 'real', 'link'))
+      const viaLinks = join(parent, 'var', 'link')
+
+      const mounted = await edgestar(['mount', '--layer', FIXTURE, viaLinks, '--detach'])
+      assert.equal(mounted.code, 0, JSON.stringify(mounted.json))
+      const [info] = await findFuseMounts(viaLinks)
+      assert.equal(info?.mountpoint, join(parent, 'real', 'mnt'))
+      const readAhead = await readFile(`/sys/class/bdi/0:${info!.connectionId}/read_ahead_kb`)
+      assert.equal(Number(readAhead), 1024)
+
+      assert.equal((await edgestar(['umount', viaLinks])).json.how, 'signalled')
+      assert.deepEqual(await findFuseMounts(viaLinks), [])
+    } finally {
+      await abortMount(join(parent, 'real', 'mnt')).catch(() => {})
+      await rm(parent, { recursive: true, force: true })
     }
   })
 
