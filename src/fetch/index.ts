@@ -23,4 +23,4 @@ export {
   type FetchStats,
 } from './scheduler.js'
 export { type Clock, TokenBucket } from './token-bucket.js'
-export { type DecodedUnit, decodeUnit, decompressAll } from './unit-decoder.js'
+export type { DecodedUnit } from './unit-decoder.js'

@@ -1,9 +1,13 @@
 import assert from 'node:assert/strict'
-import { createHash } from 'node:crypto'
+import crypto, { createHash } from 'node:crypto'
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
+import zlib from 'node:zlib'
+import zstd from 'zstd-napi'
+import zstdBinding from 'zstd-napi/binding.js'
 import { EdgestarError, isEdgestarError } from '../../src/errors.js'
 import { FileReader, openLayer } from '../../src/estargz/index.js'
 import {
@@ -81,13 +85,16 @@ async function setup(
     burstBytes?: number
     /** Recorded instead of the layer's own diffID (a registry serving a wrong layer). */
     diffID?: string
+    /** The reference blob served, by its fixture name (default large.estargz). */
+    fixture?: 'large.estargz' | 'large.zstdchunked'
   } = {},
 ) {
   const dir = mkdtempSync(join(tmpdir(), 'edgestar-fetch-'))
   dirs.push(dir)
-  const path = join(FIXTURES, 'large.estargz.tar.gz')
+  const fixture = options.fixture ?? 'large.estargz'
+  const path = join(FIXTURES, `${fixture}.tar.${fixture.endsWith('zstdchunked') ? 'zst' : 'gz'}`)
   const blob = readFileSync(path)
-  const sidecar = JSON.parse(readFileSync(join(FIXTURES, 'large.estargz.json'), 'utf8'))
+  const sidecar = JSON.parse(readFileSync(join(FIXTURES, `${fixture}.json`), 'utf8'))
   const reader = await FileReader.open(path)
   const index = await openLayer(reader)
   await reader.close()
@@ -443,7 +450,76 @@ describe('fetch scheduler', () => {
       cleanup()
     }
   })
+
+  for (const fixture of ['large.estargz', 'large.zstdchunked'] as const)
+    it(`inflates, checks and hashes fetched units off the event loop (${fixture})`, async () => {
+      const { store, registry, scheduler, files, cleanup } = await setup({ fixture })
+      const ref = store.toc.chunks(LAYER, 'data/large.bin', 0, 1)[0]!
+      registry.corruptOffsets.set(ref.unitOffset, 1)
+      const decoding = countMainThreadDecoding()
+      try {
+        const file = files.find((f) => f.name === 'data/large.bin')!
+        const fetched = await scheduler.readEntryRange(LAYER, file.name, 0, file.size)
+        const verified = new Promise((resolve) => scheduler.once('layer-verified', resolve))
+        scheduler.startBackground([LAYER], { forDiffID: true })
+        await scheduler.whenIdle()
+        assert.equal(await verified, LAYER)
+        decoding.restore()
+
+        assert.deepEqual(decoding.seen, [], 'nothing inflated or hashed on the event loop')
+        assert.equal(sha(fetched), file.sha256)
+        assert.equal(scheduler.stats().integrityRetries, 1, 'the corrupt copy was caught')
+        assert.equal(store.layers.get(LAYER)?.state, 'verified')
+      } finally {
+        decoding.restore()
+        cleanup()
+      }
+    })
 })
+
+/**
+ * Records every call on this thread of the functions that inflate or hash fetched bytes
+ * (zlib's gzip decoders, sha256, zstd-napi's decoders) until `restore`. The decode thread
+ * has module instances of its own, which this leaves alone.
+ */
+function countMainThreadDecoding(): { seen: string[]; restore: () => void } {
+  const seen: string[] = []
+  const undo: (() => void)[] = []
+  const wrap = (owner: object, name: string): void => {
+    const target = owner as Record<string, unknown>
+    const original = target[name] as (...args: unknown[]) => unknown
+    target[name] = function (this: unknown, ...args: unknown[]) {
+      seen.push(name)
+      return original.apply(this, args)
+    }
+    undo.push(() => {
+      target[name] = original
+    })
+  }
+  for (const name of ['gunzipSync', 'gunzip', 'inflateSync', 'inflate', 'unzipSync', 'unzip'])
+    wrap(zlib, name)
+  wrap(crypto, 'createHash')
+  wrap(zstd.Decompressor.prototype, 'decompress')
+  const DCtx = zstdBinding.DCtx
+  zstdBinding.DCtx = class extends DCtx {
+    constructor() {
+      super()
+      seen.push('DCtx')
+    }
+  }
+  undo.push(() => {
+    zstdBinding.DCtx = DCtx
+  })
+  // ESM imports of built-in modules see the wrapped functions only after this.
+  syncBuiltinESMExports()
+  return {
+    seen,
+    restore: () => {
+      for (const step of undo.splice(0)) step()
+      syncBuiltinESMExports()
+    },
+  }
+}
 
 /** Records the SQL of every statement this thread runs on `store`'s module until `restore`. */
 function countMainThreadStatements(store: Store): { seen: string[]; restore: () => void } {
