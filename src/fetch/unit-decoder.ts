@@ -1,6 +1,9 @@
 import { gunzipSync } from 'node:zlib'
 import { decompress as zstdDecompress } from 'zstd-napi'
-import { type ChunkExtent, decodeChunk, type LayerFormat } from '../estargz/index.js'
+// NOTE: past estargz's index on purpose. This module runs on the decode thread, and the
+// index would load the converter and tar code there too: 8 MB more resident per process.
+import { decodeChunk } from '../estargz/decode-chunk.js'
+import type { ChunkExtent, LayerFormat } from '../estargz/index.js'
 import type { ChunkExtentInput, UnitRow } from '../store/index.js'
 
 /** A decoded fetch unit, ready for the chunk cache. */
