@@ -1,6 +1,6 @@
 import type { Logger } from '../log.js'
 import type { DirEntry, ImageView, LentBytes, NodeType, ViewNode } from './image-view.js'
-import { childPath, NodeTable, parentPath } from './kernel/node-table.js'
+import { childPath, NodeTable, parentPath, type Xattrs } from './kernel/node-table.js'
 import {
   type Attr,
   cString,
@@ -97,6 +97,14 @@ export function buildFuseHandlers(
     return path === undefined ? undefined : view.lookup(path)
   }
 
+  // `answer` given the node's xattrs: from the node table when it knows them (at once,
+  // no view query), else from the view (the root); ENOENT for an unknown node.
+  const withXattrs = (header: RequestHeader, answer: (xattrs: Xattrs) => Answer) => {
+    const known = nodes.xattrsOf(header.nodeId)
+    if (known) return answer(known)
+    return nodeAt(header).then((node) => (node ? answer(node.xattrs) : Errno.ENOENT))
+  }
+
   const noteReadFailure = (path: string, err: unknown): Answer => {
     const now = Date.now()
     if (now - (readFailures.get(path) ?? 0) >= READ_FAILURE_LOG_INTERVAL_MS) {
@@ -114,7 +122,7 @@ export function buildFuseHandlers(
       const node = await view.lookup(path)
       // Node id 0 is a negative answer the kernel caches for entry_valid seconds.
       if (!node) return encodeEntry(0, undefined, valid)
-      return encodeEntry(nodes.remember(path), toAttr(node), valid)
+      return encodeEntry(nodes.remember(path, node.xattrs), toAttr(node), valid)
     },
 
     [Opcode.FORGET]: (header, body) => {
@@ -138,11 +146,11 @@ export function buildFuseHandlers(
       return node.type === 'symlink' ? Buffer.from(node.linkName) : Errno.EINVAL
     },
 
-    [Opcode.OPEN]: async (header, body) => {
+    // Answered without asking the view: only regular files come here (directories get
+    // OPENDIR; the kernel opens devices and FIFOs itself), and a known id is one.
+    [Opcode.OPEN]: (header, body) => {
       if ((parseOpenFlags(body) & O_ACCMODE) !== 0) return Errno.EROFS
-      const node = await nodeAt(header)
-      if (!node) return Errno.ENOENT
-      if (node.type === 'dir') return Errno.EISDIR
+      if (nodes.pathOf(header.nodeId) === undefined) return Errno.ENOENT
       return encodeOpen(0, options.kernelCache ? FOPEN_KEEP_CACHE : 0)
     },
 
@@ -206,22 +214,20 @@ export function buildFuseHandlers(
       return OK
     },
 
-    [Opcode.GETXATTR]: async (header, body) => {
-      const node = await nodeAt(header)
-      if (!node) return Errno.ENOENT
-      // Own names only: any name reaches here (the kernel passes them through), and
-      // `constructor` or `__proto__` would otherwise find the object's prototype chain.
-      const name = parseXattrName(body)
-      const value = Object.hasOwn(node.xattrs, name) ? node.xattrs[name] : undefined
-      return value ? sized(value, parseXattrSize(body)) : Errno.ENODATA
-    },
+    [Opcode.GETXATTR]: (header, body) =>
+      withXattrs(header, (xattrs) => {
+        // Own names only: any name reaches here (the kernel passes them through), and
+        // `constructor` or `__proto__` would otherwise find the object's prototype chain.
+        const name = parseXattrName(body)
+        const value = Object.hasOwn(xattrs, name) ? xattrs[name] : undefined
+        return value ? sized(value, parseXattrSize(body)) : Errno.ENODATA
+      }),
 
-    [Opcode.LISTXATTR]: async (header, body) => {
-      const node = await nodeAt(header)
-      if (!node) return Errno.ENOENT
-      const names = Object.keys(node.xattrs).map((name) => `${name}\0`)
-      return sized(Buffer.from(names.join('')), parseXattrSize(body))
-    },
+    [Opcode.LISTXATTR]: (header, body) =>
+      withXattrs(header, (xattrs) => {
+        const names = Object.keys(xattrs).map((name) => `${name}\0`)
+        return sized(Buffer.from(names.join('')), parseXattrSize(body))
+      }),
 
     [Opcode.STATFS]: async () => {
       const stats = await view.statfs()
@@ -358,7 +364,7 @@ function fillDirentsPlus(
   for (let index = offset; index < entries.length; index++) {
     const { name, node, path } = entries[index]!
     if (used + direntPlusBytes(name) > size) break
-    const nodeId = path === undefined || node.type === 'dir' ? 0 : nodes.remember(path)
+    const nodeId = path === undefined || node.type === 'dir' ? 0 : nodes.remember(path, node.xattrs)
     used += writeDirentPlus(out, used, direntOf(name, node, index), nodeId, toAttr(node), valid)
   }
   return out.subarray(0, used)

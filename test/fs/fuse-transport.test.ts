@@ -263,3 +263,52 @@ describe('a READ answered after its timeout', () => {
     await whenAllReleased
   })
 })
+
+describe('requests answered from the node table', () => {
+  let mount: TestMount
+  const lookedUp: string[] = []
+
+  before(async () => {
+    const xattrs = { 'user.a': Buffer.from('v').toString('base64') }
+    const view = new MergedView(buildLayers({ d: { content: 'x', xattrs }, plain: 'y' }))
+    const lookup = (path: string) => {
+      lookedUp.push(path)
+      return view.lookup(path)
+    }
+    mount = await mountForTest(withMethods(view, { lookup }))
+  })
+
+  after(async () => {
+    await mount?.cleanup()
+  })
+
+  it('opens and answers xattrs of a looked-up file without asking the view again', async () => {
+    const script = `
+import os, sys
+for path in sys.argv[1:]:
+    print(os.listxattr(path), os.getxattr(path, 'user.a') if os.listxattr(path) else None)
+    try:
+        os.getxattr(path, 'security.selinux')
+    except OSError as e:
+        print(e.errno)
+    with open(path) as f:
+        print(f.read())
+`
+    const paths = ['d', 'plain'].map((name) => join(mount.dir, name))
+    const child = await runChild('python3', ['-c', script, ...paths])
+
+    assert.deepEqual(child.stdout.trim().split('\n'), [
+      "['user.a'] b'v'",
+      '61',
+      'x',
+      '[] None',
+      '61',
+      'y',
+    ])
+    assert.deepEqual(
+      lookedUp.filter((path) => path !== ''),
+      ['d', 'plain'],
+      'one LOOKUP each, nothing after',
+    )
+  })
+})

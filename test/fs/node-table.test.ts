@@ -35,6 +35,19 @@ describe('NodeTable', () => {
     assert.equal(nodes.pathOf(id), undefined)
   })
 
+  it('keeps the xattrs of a node while the kernel holds it, and none for the root', () => {
+    const nodes = new NodeTable()
+    const value = Buffer.from('v')
+    const withXattrs = nodes.remember('a', { 'user.a': value })
+    const without = nodes.remember('b', {})
+    assert.deepEqual(nodes.xattrsOf(withXattrs), { 'user.a': value })
+    assert.deepEqual(nodes.xattrsOf(without), {})
+    assert.equal(nodes.xattrsOf(ROOT_NODE_ID), undefined, 'the root is asked of the view')
+
+    nodes.forget(withXattrs, 1)
+    assert.equal(nodes.xattrsOf(withXattrs), undefined)
+  })
+
   it('joins and splits paths the way the view names them', () => {
     assert.equal(childPath('', 'etc'), 'etc')
     assert.equal(childPath('etc', 'hosts'), 'etc/hosts')

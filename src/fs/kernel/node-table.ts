@@ -1,16 +1,24 @@
 import { ROOT_NODE_ID } from './protocol.js'
 
+/** Extended attributes by name (raw values), as the view gives them. */
+export type Xattrs = Readonly<Record<string, Buffer>>
+
 interface NodeRecord {
   path: string
   lookups: number
+  /** Unset when the node has none (most have none; the object is not kept then). */
+  xattrs?: Xattrs
 }
+
+const NO_XATTRS: Xattrs = Object.freeze({})
 
 /**
  * The node ids the kernel knows, each naming a path of the (immutable) view. The kernel
  * counts how often it was given an id (every LOOKUP answer and READDIRPLUS entry) and
  * forgets ids with the same counts; an id is dropped when its count reaches zero. The
  * root is id 1 and never dropped. A path keeps its id while the kernel holds it, so the
- * table stays as small as the kernel's inode cache.
+ * table stays as small as the kernel's inode cache. Each id also keeps its node's
+ * extended attributes: the kernel caches none, and `ls -l` asks for two of every file.
  */
 export class NodeTable {
   private readonly byId = new Map<number, NodeRecord>()
@@ -23,8 +31,20 @@ export class NodeTable {
     return this.byId.get(nodeId)?.path
   }
 
-  /** The id for `path`, counting one more reference the kernel now holds. */
-  remember(path: string): number {
+  /**
+   * The extended attributes remembered with `nodeId`; undefined for the root (never
+   * remembered) and for an id the kernel already forgot.
+   */
+  xattrsOf(nodeId: number): Xattrs | undefined {
+    const record = this.byId.get(nodeId)
+    return record && (record.xattrs ?? NO_XATTRS)
+  }
+
+  /**
+   * The id for `path`, counting one more reference the kernel now holds. `xattrs` are
+   * the node's (the view is immutable, so a known path keeps those it has).
+   */
+  remember(path: string, xattrs: Xattrs = NO_XATTRS): number {
     if (path === '') return ROOT_NODE_ID
     const known = this.byPath.get(path)
     if (known !== undefined) {
@@ -32,7 +52,8 @@ export class NodeTable {
       return known
     }
     const id = this.nextId++
-    this.byId.set(id, { path, lookups: 1 })
+    const hasXattrs = Object.keys(xattrs).length > 0
+    this.byId.set(id, hasXattrs ? { path, lookups: 1, xattrs } : { path, lookups: 1 })
     this.byPath.set(path, id)
     return id
   }
