@@ -10,7 +10,7 @@ import { mountDevice, setReadAhead } from './kernel/kernel-mount.js'
 import { FuseSession } from './kernel/session.js'
 import { devicePoolReaders, releasePoolReaders } from './kernel/thread-pool.js'
 import { findMountProblem } from './mount-failure.js'
-import { abortMount, clearStaleMount } from './stale-mount.js'
+import { abortMount, clearStaleMount, findFuseMounts } from './stale-mount.js'
 
 /** Kernel caching and access options of a mount; the defaults are chosen for speed. */
 export interface MountOptions {
@@ -158,10 +158,15 @@ async function unmountSession(session: FuseSession, dir: string, timeoutMs: numb
     timer = setTimeout(() => done(false), timeoutMs)
   })
 
-  const unmounted = execFileAsync('umount', [dir]).then(
-    () => session.done.then(() => true),
-    () => false,
-  )
+  // Already gone (an outside umount, `edgestar umount`): the connection has ended too.
+  const unmounted = execFileAsync('umount', [dir])
+    .catch(async (err: unknown) => {
+      if ((await findFuseMounts(dir)).length > 0) throw err
+    })
+    .then(
+      () => session.done.then(() => true),
+      () => false,
+    )
   const finished = await Promise.race([unmounted, timedOut])
   clearTimeout(timer)
   const left = finished ? 0 : await abortMount(dir)

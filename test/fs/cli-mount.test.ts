@@ -109,6 +109,28 @@ describe('edgestar mount and umount', () => {
     assert.equal((await findFuseMounts(dir)).length, 0)
   })
 
+  it('refuses to unmount a mount in use, and aborts it with --force', async () => {
+    const mounted = await edgestar(['mount', '--layer', FIXTURE, dir, '--detach'])
+    assert.equal(mounted.code, 0)
+    // A process with its working directory inside keeps the mount busy, as for umount(8).
+    const holder = spawn('sleep', ['60'], { cwd: dir, stdio: 'ignore' })
+    try {
+      const refused = await edgestar(['umount', dir])
+      assert.equal(refused.code, 1)
+      const error = refused.json.error as { code: string; hint: string }
+      assert.equal(error.code, 'EDGESTAR_FS_MOUNT_IN_USE')
+      assert.match(error.hint, /fuser -vm .*--force/)
+      assert.match((await runChild('ls', [dir])).stdout, /xattr\.txt/, 'still served')
+
+      const forced = await edgestar(['umount', dir, '--force'])
+      assert.equal(forced.code, 0)
+      assert.equal(forced.json.how, 'aborted')
+      assert.equal((await findFuseMounts(dir)).length, 0)
+    } finally {
+      holder.kill('SIGKILL')
+    }
+  })
+
   it('names a missing mount point, in the foreground and with --detach', async () => {
     const missing = join(dir, 'no-such-dir')
     for (const extra of [[], ['--detach']]) {

@@ -5,6 +5,7 @@ import { printResult } from '../output.js'
 
 interface UmountOptions {
   json?: boolean
+  force?: boolean
   timeout: string
   exitTimeout: string
 }
@@ -14,9 +15,11 @@ export function register(program: Command): void {
   program
     .command('umount')
     .description(
-      'unmount an image mounted with `edgestar mount`: the serving process unmounts ' +
-        'cleanly and is waited for until it has recorded its last chunks and exited; a ' +
-        'mount whose process is gone or stuck is aborted (fusectl) and detached',
+      'unmount an image mounted with `edgestar mount`: the mount is unmounted cleanly ' +
+        '(refused while in use, like umount(8)) and its serving process is waited for until ' +
+        'it has recorded its last chunks and exited; a mount whose process is gone or stuck ' +
+        "is aborted (fusectl) and detached. A deployment's mount belongs to the agent: stop " +
+        'the deployment instead',
     )
     .argument('<dir>', 'mount point')
     .option('--timeout <seconds>', 'wait this long for a clean unmount before forcing it', '10')
@@ -25,17 +28,23 @@ export function register(program: Command): void {
       'then wait this long for the serving process to exit (it finishes its chunk writes)',
       '15',
     )
+    .option(
+      '--force',
+      "abort a mount that is in use, or a deployment's mount (the agent keeps running); " +
+        'readers inside then get errors',
+    )
     .option('--json', 'print the result as JSON')
     .action(async (dir: string, options: UmountOptions) => {
       const result = await unmountDir(dir, {
         unmountMs: parseSeconds('--timeout', options.timeout) * 1000,
         exitMs: parseSeconds('--exit-timeout', options.exitTimeout) * 1000,
+        force: options.force ?? false,
       })
       if (!result.servingExited) warnStillRunning(result, options.exitTimeout)
       printResult(options, { ok: true, ...result }, () =>
         result.how === 'signalled'
           ? `unmounted ${result.mountpoint}`
-          : `unmounted ${result.mountpoint} (forced: its server was gone or stuck)`,
+          : `unmounted ${result.mountpoint} (aborted: ${options.force ? '--force' : 'its server was gone or stuck'})`,
       )
     })
 }
