@@ -251,7 +251,19 @@ describe('edgestar mount and umount', () => {
         createHash('sha256').update(content.stdout).digest('hex'),
         sidecar.files.find((file: { name: string }) => file.name === 'etc/config').sha256,
       )
+      // The served image is pinned: gc leaves its chunks until the mount is gone.
+      const gcWhileMounted = await edgestar([
+        'cache',
+        'gc',
+        '--target',
+        '0',
+        '--state-dir',
+        stateDir,
+      ])
+      assert.equal(gcWhileMounted.json.evictedChunks, 0)
       assert.equal((await edgestar(['umount', dir])).json.how, 'signalled')
+      const gcAfter = await edgestar(['cache', 'gc', '--target', '0', '--state-dir', stateDir])
+      assert.ok((gcAfter.json.evictedChunks as number) > 0, JSON.stringify(gcAfter.json))
     } finally {
       await abortMount(dir).catch(() => {})
       await server.stop()

@@ -98,8 +98,11 @@ export function register(program: Command): void {
     async (first: string, second: string | undefined, options: MountCommandOptions) => {
       const { ref, dir } = splitArguments(first, second, options)
       if (options.detach) return detach(dir, options)
+      // Before any registry request: a typo in DIR should not wait on the network first.
+      await checkMountpointExists(resolve(dir))
 
-      const served = ref === undefined ? await serveLayers(options) : await serveImage(ref, options)
+      const served =
+        ref === undefined ? await serveLayers(options) : await serveImage(ref, dir, options)
       try {
         const mounted = await mountImage(served.view, dir, {
           ...mountOptions(options),
@@ -151,7 +154,7 @@ async function serveLayers(options: MountCommandOptions): Promise<Served> {
  * it); once mounted, the prefetch set and then, unless --no-background, the rest of the
  * image is fetched under the bandwidth cap and every layer checked against its diffID.
  */
-async function serveImage(ref: string, options: MountCommandOptions): Promise<Served> {
+async function serveImage(ref: string, dir: string, options: MountCommandOptions): Promise<Served> {
   const services = openServices(settingsFrom(options))
   const removeControl = installBandwidthControl(services.scheduler, services.bandwidthControlFile)
   try {
@@ -161,6 +164,9 @@ async function serveImage(ref: string, options: MountCommandOptions): Promise<Se
       layerDigests: image.layers,
       read: services.images.readLayerFile,
     })
+    // Pinned while served, so `cache gc` (or eviction for room) keeps its chunks; the pin
+    // records this pid, so a killed mount's pin stops counting by itself.
+    const pinId = services.store.pins.add(image.id, `mount:${resolve(dir)}`)
     let isStopping = false
     return {
       view,
@@ -176,6 +182,7 @@ async function serveImage(ref: string, options: MountCommandOptions): Promise<Se
       stop: async () => {
         isStopping = true
         removeControl()
+        services.store.pins.remove(pinId)
         await view.close()
         await services.close()
       },
