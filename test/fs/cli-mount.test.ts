@@ -68,6 +68,21 @@ async function manyChunkLayer(workDir: string, count: number) {
   }
 }
 
+/** An eStargz layer holding `version.txt` with `text`, built in `workDir`. */
+async function versionLayer(workDir: string, text: string) {
+  const tree = join(workDir, `tree-${text}`)
+  await mkdir(tree, { recursive: true })
+  await writeFile(join(tree, 'version.txt'), text)
+  const blobPath = join(workDir, `layer-${text}.estargz`)
+  const result = await convertLayer(tree, blobPath, { level: 1 })
+  return {
+    blob: await readFile(blobPath),
+    diffID: result.diffID,
+    mediaType: result.mediaType,
+    annotations: result.annotations,
+  }
+}
+
 async function until(check: () => Promise<boolean>): Promise<void> {
   for (let i = 0; i < 200; i++) {
     if (await check()) return
@@ -268,6 +283,41 @@ describe('edgestar mount and umount', () => {
       await abortMount(dir).catch(() => {})
       await server.stop()
       await rm(stateDir, { recursive: true, force: true })
+    }
+  })
+
+  it('serves the image a moved tag names now, and the recorded one once the registry is gone', async () => {
+    const server = await startRegistry()
+    const work = await mkdtemp(join(tmpdir(), 'edgestar-cli-work-'))
+    const stateDir = join(work, 'state')
+    const ref = `${server.host}/fs/moving:latest`
+    const catVersion = async (): Promise<unknown> => {
+      const result = await edgestar(['cat', ref, 'version.txt', '--state-dir', stateDir])
+      return Buffer.from(String(result.json.contentBase64), 'base64').toString('utf8')
+    }
+    try {
+      const pusher = new RegistryClient({ dockerConfigPath: null })
+      await pushTestImage(pusher, ref, [await versionLayer(work, 'v1')])
+      assert.equal(await catVersion(), 'v1')
+      await pushTestImage(pusher, ref, [await versionLayer(work, 'v2')])
+      await pusher.close()
+      assert.equal(await catVersion(), 'v2')
+
+      const mounted = await edgestar(['mount', ref, dir, '--state-dir', stateDir, '--detach'])
+      assert.equal(mounted.code, 0, JSON.stringify(mounted.json))
+      assert.equal((await runChild('cat', [join(dir, 'version.txt')])).stdout, 'v2')
+      assert.equal((await edgestar(['umount', dir])).json.how, 'signalled')
+
+      // Refused connections: the recorded v2 serves (and a warning says so).
+      await server.stop()
+      const offline = await runChild(CLI, ['cat', ref, 'version.txt', '--state-dir', stateDir])
+      assert.equal(offline.code, 0, offline.stderr)
+      assert.equal(offline.stdout, 'v2')
+      assert.match(offline.stderr, /registry unreachable; using the image recorded/)
+    } finally {
+      await abortMount(dir).catch(() => {})
+      await server.stop().catch(() => {})
+      await rm(work, { recursive: true, force: true })
     }
   })
 

@@ -26,7 +26,10 @@ export function register(program: Command): void {
     .argument('<ref>', 'image reference')
     .argument('<path>', 'file path inside the image')
     .option('--stats', 'print one JSON line on stderr: bytesFetched, requests, ...')
-    .option('--refresh', 'ask the registry for the reference even when the store has it')
+    .option(
+      '--refresh',
+      'fail rather than use the recorded image when the registry cannot be reached',
+    )
   addFetchOptions(addCommonOptions(command)).action(
     async (ref: string, path: string, options: CatOptions) => {
       const services = openServices(settingsFrom(options))
@@ -34,7 +37,11 @@ export function register(program: Command): void {
       const started = Date.now()
       let bytesWritten = 0
       try {
-        const image = await services.images.open(ref, { refresh: Boolean(options.refresh) })
+        // A tag may have moved since it was recorded: the registry is asked, and the
+        // recorded image serves only when it cannot be reached (logged); --refresh forbids that.
+        const image = options.refresh
+          ? await services.images.resolve(ref)
+          : await services.images.resolveOrRecorded(ref)
         const file = services.images.lookup(image, path)
         if (options.json) checkJsonSize(path, file.entry.size)
         const pieces: Buffer[] = []

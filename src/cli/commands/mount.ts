@@ -150,15 +150,17 @@ async function serveLayers(options: MountCommandOptions): Promise<Served> {
 }
 
 /**
- * The store-backed view of image `ref` (recorded from the registry when the store lacks
- * it); once mounted, the prefetch set and then, unless --no-background, the rest of the
+ * The store-backed view of image `ref` as the registry names it now (the image recorded
+ * on this device when the registry cannot be reached); once mounted, the prefetch set and then, unless --no-background, the rest of the
  * image is fetched under the bandwidth cap and every layer checked against its diffID.
  */
 async function serveImage(ref: string, dir: string, options: MountCommandOptions): Promise<Served> {
   const services = openServices(settingsFrom(options))
   const removeControl = installBandwidthControl(services.scheduler, services.bandwidthControlFile)
   try {
-    const image = await services.images.open(ref)
+    // Asked of the registry each time (a tag may have moved since it was recorded); the
+    // recorded image serves only when the registry cannot be reached, and that is logged.
+    const image = await services.images.resolveOrRecorded(ref)
     const view = await openStoreView({
       dbPath: services.store.dbPath,
       layerDigests: image.layers,
