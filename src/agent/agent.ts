@@ -335,7 +335,8 @@ export class Agent {
 
 /**
  * Values changed through the API are kept in `<stateDir>/agent-settings.json` and win
- * over the config file, so a cap set over MQTT survives a reboot.
+ * over the config file, so a cap set over MQTT survives a reboot; a flag or environment
+ * variable given at start wins over them (the operator asked for it just now).
  */
 async function applySettings(backend: ImageBackend, config: AgentConfig): Promise<void> {
   backend.setBandwidth(config.bandwidthBytesPerSec)
@@ -349,8 +350,10 @@ async function applySettings(backend: ImageBackend, config: AgentConfig): Promis
       bandwidthBytesPerSec?: number | null
       offlineWaitMs?: number
     }
-    if (saved.bandwidthBytesPerSec !== undefined) backend.setBandwidth(saved.bandwidthBytesPerSec)
-    if (typeof saved.offlineWaitMs === 'number') backend.setOfflineWaitMs(saved.offlineWaitMs)
+    if (saved.bandwidthBytesPerSec !== undefined && !config.explicit?.bandwidth)
+      backend.setBandwidth(saved.bandwidthBytesPerSec)
+    if (typeof saved.offlineWaitMs === 'number' && !config.explicit?.offlineWait)
+      backend.setOfflineWaitMs(saved.offlineWaitMs)
   } catch {
     // A torn settings file falls back to the config file's values.
   }

@@ -15,6 +15,11 @@ export interface AgentConfig {
   /** Background fetch cap in bytes per second; null = uncapped. */
   bandwidthBytesPerSec: number | null
   offlineWaitMs: number
+  /**
+   * Settings given by flag or environment variable: they win over the values saved through
+   * the API (`agent-settings.json`); the config file's do not.
+   */
+  explicit?: { bandwidth: boolean; offlineWait: boolean }
   /** Which layers the background fetch takes first. */
   backgroundOrder: BackgroundOrder
   /** Chunk cache size limit in bytes; null = no limit. */
@@ -295,6 +300,10 @@ export function loadAgentConfig(
       ? (flags.insecureRegistries as string[])
       : base.insecureRegistries,
     allowUnverified: base.allowUnverified,
+    explicit: {
+      bandwidth: flags.bandwidthBytesPerSec !== undefined || Boolean(env.EDGESTAR_BANDWIDTH),
+      offlineWait: flags.offlineWaitMs !== undefined || Boolean(env.EDGESTAR_OFFLINE_WAIT),
+    },
   }
   const platform = stringFlag(flags.platform) ?? base.platform
   if (platform !== undefined) config.platform = platform
