@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { open, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { EdgestarError } from '../../errors.js'
@@ -51,7 +51,7 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
   // closes it once the connection is gone.
   const fd = detachFd(device)
   const connectionId = (await findFuseMounts(mountpoint)).at(-1)?.connectionId
-  if (connectionId !== undefined) abortAtExit(connectionId, mountpoint)
+  if (connectionId !== undefined) abortAtExit(connectionId, { mountpoint, source: options.source })
   return { fd, mountpoint, release: () => liveConnections.delete(connectionId ?? -1) }
 }
 
@@ -60,17 +60,25 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
 // process that exits with a mount still up (process.exit, an uncaught exception) would
 // hang there for ever, and with it every process touching the mount. Aborting the
 // connection wakes the reads (ECONNABORTED), so the exit completes.
-const liveConnections = new Map<number, string>()
+const liveConnections = new Map<number, { mountpoint: string; source: string }>()
 let isExitHooked = false
 
-function abortAtExit(connectionId: number, mountpoint: string): void {
+function abortAtExit(connectionId: number, mount: { mountpoint: string; source: string }) {
   if (!isExitHooked) process.once('exit', abortLiveConnections)
   isExitHooked = true
-  liveConnections.set(connectionId, mountpoint)
+  liveConnections.set(connectionId, mount)
 }
 
 function abortLiveConnections(): void {
-  for (const [connectionId, mountpoint] of liveConnections) {
+  const mountinfo = readFileSync('/proc/self/mountinfo', 'utf8').split('\n')
+  for (const [connectionId, { mountpoint, source }] of liveConnections) {
+    // The id is a device minor, which the kernel may give to a new mount once ours is
+    // unmounted, before the session has seen its end: leave one mounted by someone else.
+    // An id mounted nowhere may still be ours (detached with umount -l, files open).
+    const mountedBy = mountinfo
+      .map((line) => line.split(' '))
+      .find((fields) => fields[2] === `0:${connectionId}`)
+    if (mountedBy && mountedBy[mountedBy.indexOf('-') + 2] !== source) continue
     abortConnectionSync(connectionId)
     spawnSync('umount', ['-l', mountpoint], { stdio: 'ignore' })
   }
