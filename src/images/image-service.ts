@@ -12,6 +12,7 @@ import {
   formatPlatform,
   parseReference,
   type RegistryClient,
+  type RequestPatience,
   type ResolvedImage,
   type ResolvedLayer,
 } from '../registry/index.js'
@@ -21,6 +22,15 @@ import { recordPlainLayer } from './plain-layer.js'
 
 /** Milliseconds between two progress reports of `pull`. */
 const PROGRESS_INTERVAL_MS = 250
+
+/**
+ * How long a tag lookup may take when a recorded image can stand in: one attempt, 5 s for
+ * headers. A registry that is up answers a manifest request well within that, even over a
+ * slow cellular link; one that accepts connections and never answers (a hung proxy, a
+ * dead VPN peer) would otherwise hold a deploy for 5 attempts of 30 s. A transient reset
+ * is not retried either: the device then runs its recorded image, which the warning says.
+ */
+const RECORDED_FALLBACK_PATIENCE: RequestPatience = { maxAttempts: 1, timeoutMs: 5000 }
 
 /** Options of an ImageService. */
 export interface ImageServiceOptions {
@@ -90,8 +100,11 @@ export class ImageService {
    * layer's TOC rows (the TOC checked against the manifest's TOC digest annotation).
    * Throws the registry's and estargz's error codes.
    */
-  async resolve(reference: string): Promise<ImageRow> {
-    const options = this.platform === undefined ? {} : { platform: this.platform }
+  async resolve(reference: string, patience?: RequestPatience): Promise<ImageRow> {
+    const options = {
+      ...(this.platform === undefined ? {} : { platform: this.platform }),
+      ...(patience === undefined ? {} : { patience }),
+    }
     const resolved = await this.registry.resolve(reference, options)
     for (const layer of resolved.layers) await this.recordLayer(resolved, layer)
     const image = this.store.images.record({
@@ -110,13 +123,17 @@ export class ImageService {
    * `reference` (the same repository and tag, or the same manifest digest) if every layer's
    * index is local: a device that lost its link keeps deploying what it already has. A tag
    * may have moved at the registry since; that is logged. Other errors are thrown as is.
-   * A reference by digest that is recorded is answered without asking the registry.
+   * A reference by digest that is recorded is answered without asking the registry. With a
+   * recorded copy, the tag lookup gets one attempt of RECORDED_FALLBACK_PATIENCE.
    */
   async resolveOrRecorded(reference: string): Promise<ImageRow> {
     // A digest names content that cannot change: a recorded copy needs no registry.
     const isPinned = parseReference(reference).digest !== undefined
+    // With a recorded copy to fall back on, a silent registry is given up on quickly.
+    const patience =
+      this.recordedImage(reference) === undefined ? undefined : RECORDED_FALLBACK_PATIENCE
     try {
-      return isPinned ? await this.open(reference) : await this.resolve(reference)
+      return isPinned ? await this.open(reference) : await this.resolve(reference, patience)
     } catch (err) {
       if (!isRegistryDown(err)) throw err
       const recorded = this.recordedImage(reference)

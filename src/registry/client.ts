@@ -33,6 +33,7 @@ import type {
   Platform,
   RegistryClientOptions,
   RegistryStats,
+  RequestPatience,
   ResolvedImage,
 } from './types.js'
 
@@ -77,7 +78,7 @@ export class RegistryClient {
    */
   async resolve(
     input: string | ImageReference,
-    options: { platform?: Platform | string } = {},
+    options: { platform?: Platform | string; patience?: RequestPatience } = {},
   ): Promise<ResolvedImage> {
     const ref = toReference(input)
     const explicit = options.platform !== undefined
@@ -86,7 +87,8 @@ export class RegistryClient {
         ? parsePlatform(options.platform)
         : normalizePlatform(options.platform ?? hostPlatform())
 
-    const top = await this.fetchManifest(ref)
+    // Only the first request gets `patience`: once it is answered the registry is up.
+    const top = await this.fetchManifest(ref, options.patience)
     let manifestDigest = top.digest
     let manifest: ImageManifest
     let indexDigest: string | undefined
@@ -155,7 +157,10 @@ export class RegistryClient {
    * Fetches a manifest or index by tag or digest. With a digest in the reference, the
    * bytes must hash to it (else EDGESTAR_REGISTRY_DIGEST_MISMATCH).
    */
-  async fetchManifest(input: string | ImageReference): Promise<FetchedManifest> {
+  async fetchManifest(
+    input: string | ImageReference,
+    patience?: RequestPatience,
+  ): Promise<FetchedManifest> {
     const ref = toReference(input)
     const target = ref.digest ?? ref.tag ?? 'latest'
     const res = await this.transport.send({
@@ -164,6 +169,7 @@ export class RegistryClient {
       method: 'GET',
       scopes: [`repository:${ref.repository}:pull`],
       headers: { accept: MANIFEST_ACCEPT },
+      ...(patience === undefined ? {} : patience),
     })
     if (res.status !== 200)
       throw await responseError(this.transport, res, `manifest of ${ref.name}`)

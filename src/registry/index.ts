@@ -56,6 +56,7 @@ export type {
   RegistryClientOptions,
   RegistryCredentials,
   RegistryStats,
+  RequestPatience,
   ResolvedImage,
   ResolvedLayer,
   RetryPolicy,

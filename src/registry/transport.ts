@@ -42,6 +42,8 @@ export interface TransportRequest {
   followRedirects?: boolean
   /** Attempts for resets, timeouts, 5xx and 429; default the client policy (1 for uploads). */
   maxAttempts?: number
+  /** Header and body-read timeout of this request in ms; default the client's. */
+  timeoutMs?: number
 }
 
 /** A response whose headers arrived; `body` must be read or discarded. */
@@ -289,7 +291,11 @@ export class RegistryTransport {
     const body = typeof req.body === 'function' ? req.body() : req.body
 
     this.stats.requests++
-    const res = await request(url, { method, headers, body, dispatcher: this.agent })
+    const timeouts =
+      req.timeoutMs === undefined
+        ? {}
+        : { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }
+    const res = await request(url, { method, headers, body, dispatcher: this.agent, ...timeouts })
     log.debug({ method, url: redactUrl(url), status: res.statusCode }, 'registry request')
     return { status: res.statusCode, headers: res.headers, body: res.body, url, redirected: false }
   }

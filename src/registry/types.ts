@@ -134,6 +134,16 @@ export interface RetryPolicy {
   maxDelayMs: number
 }
 
+/**
+ * Attempts and timeout of one request, overriding the client's retry policy and request
+ * timeout: for a caller that has something better to do than wait (a recorded image).
+ */
+export interface RequestPatience {
+  maxAttempts: number
+  /** Time to wait for response headers, and for each body read, in ms. */
+  timeoutMs: number
+}
+
 /** Options of a `RegistryClient`; all optional. */
 export interface RegistryClientOptions {
   /** Hosts (`host` or `host:port`) spoken to over plain HTTP besides localhost/127.0.0.1/::1. */

@@ -206,7 +206,7 @@ describe('corrupted chunks from the network', () => {
   it('refetches once, then reports EDGESTAR_FETCH_INTEGRITY and stores nothing', async () => {
     const layer = fixtureLayer('prioritized.estargz')
     const ref = `${registry.host}/h4/corrupt:1`
-    await pushTestImage(client, ref, [layer])
+    const { manifestDigest } = await pushTestImage(client, ref, [layer])
     const reader = {
       sizeBytes: layer.blob.length,
       readAt: async (o: number, l: number) => layer.blob.subarray(o, o + l),
@@ -227,9 +227,10 @@ describe('corrupted chunks from the network', () => {
         assert.equal(pull.code, 0, pull.stderr)
         proxy.setFault({ kind: 'corrupt-blob-byte', atBlobOffset }, { times: corruptions })
         const before = proxy.blobGets().length
+        // By digest: `cat` of a tag asks the registry again, and the fault would hit the config.
         const cat = await runCli([
           'cat',
-          proxied,
+          proxied.replace(':1', `@${manifestDigest}`),
           'usr/share/doc/README',
           '--state-dir',
           state,

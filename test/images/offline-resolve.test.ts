@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { mkdtempSync, rmSync } from 'node:fs'
+import { connect, createServer, type Server, type Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -57,6 +58,35 @@ describe('resolving an image with the registry down', () => {
     }
   })
 
+  it('gives up on a silent registry after one attempt when a recorded image can stand in', async () => {
+    const registry = await startRegistry()
+    const proxy = await startSwitchableProxy(Number(registry.host.split(':')[1]))
+    const settings = settingsFrom({
+      stateDir: join(work, 'state-silent'),
+      insecureRegistry: [proxy.host],
+    })
+    const ref = `${proxy.host}/offline/app:1`
+    try {
+      const pusher = new RegistryClient({ dockerConfigPath: null })
+      await pushTestImage(pusher, `${registry.host}/offline/app:1`, [
+        fixtureLayer('prioritized.estargz'),
+      ])
+      await pusher.close()
+      const recorder = openServices(settings)
+      const online = await recorder.images.resolveOrRecorded(ref).finally(() => recorder.close())
+
+      // A fresh client (no kept-alive connection): its one request hangs at the proxy.
+      proxy.goSilent()
+      const services = openServices(settings)
+      const silent = await services.images.resolveOrRecorded(ref).finally(() => services.close())
+      assert.equal(silent.id, online.id)
+      assert.equal(proxy.silentConnections(), 1, 'one attempt, not the retry policy')
+    } finally {
+      await proxy.close()
+      await registry.stop()
+    }
+  })
+
   it('still reports a missing tag while the registry answers', async () => {
     const registry = await startRegistry()
     const services = openServices(
@@ -73,3 +103,45 @@ describe('resolving an image with the registry down', () => {
     }
   })
 })
+
+/**
+ * A TCP proxy to a local port that can be switched to accept connections and never
+ * answer (a hung registry), dropping the connections it was forwarding.
+ */
+async function startSwitchableProxy(targetPort: number): Promise<{
+  host: string
+  goSilent(): void
+  silentConnections(): number
+  close(): Promise<void>
+}> {
+  let isSilent = false
+  let silentCount = 0
+  const sockets = new Set<Socket>()
+  const server: Server = createServer((socket) => {
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    if (isSilent) {
+      silentCount++
+      return
+    }
+    const upstream = connect(targetPort, '127.0.0.1')
+    upstream.on('error', () => socket.destroy())
+    socket.pipe(upstream).pipe(socket)
+    socket.on('close', () => upstream.destroy())
+  })
+  await new Promise<void>((done) => server.listen(0, '127.0.0.1', done))
+  const { port } = server.address() as { port: number }
+  return {
+    host: `127.0.0.1:${port}`,
+    goSilent: () => {
+      isSilent = true
+      for (const socket of sockets) socket.destroy()
+    },
+    silentConnections: () => silentCount,
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      await new Promise((done) => server.close(done))
+    },
+  }
+}
