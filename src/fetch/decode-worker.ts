@@ -207,6 +207,7 @@ export class ThreadHash {
   // Messages sent and not yet known to be hashed, oldest first.
   readonly #sent: { bytes: number; isDone: boolean; done: Promise<void> }[] = []
   #failure: Error | undefined
+  #hasSent = false
   #isFinished = false
 
   constructor(
@@ -252,11 +253,11 @@ export class ThreadHash {
     return answer.digest
   }
 
-  /** Forgets the hash on the thread unless `digest` finished it. */
+  /** Forgets the hash on the thread unless `digest` finished it or nothing was sent. */
   drop(): void {
     if (this.#isFinished) return
     this.#isFinished = true
-    this.onDrop()
+    if (this.#hasSent) this.onDrop()
   }
 
   #flush(): void {
@@ -271,6 +272,7 @@ export class ThreadHash {
       },
     )
     this.#sent.push(sent)
+    this.#hasSent = true
     this.#pieces = []
     this.#given = new Set()
     this.#pieceBytes = 0

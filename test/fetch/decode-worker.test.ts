@@ -87,6 +87,26 @@ describe('decode worker', () => {
     }
   })
 
+  it('keeps interleaved hashes apart and forgets one that is dropped', async () => {
+    const decoder = new DecodeWorker()
+    try {
+      const pieces = Array.from({ length: 8 }, () => randomBytes(700 * 1024))
+      const abandoned = decoder.sha256()
+      const kept = decoder.sha256('demand')
+      for (const piece of pieces) {
+        await abandoned.update(piece)
+        await kept.update(piece)
+      }
+      abandoned.drop()
+      const expected = createHash('sha256')
+      for (const piece of pieces) expected.update(piece)
+      assert.equal(await kept.digest(), `sha256:${expected.digest('hex')}`)
+      kept.drop()
+    } finally {
+      decoder.close()
+    }
+  })
+
   it('decodes queued demand units before queued background units', async () => {
     const decoder = new DecodeWorker()
     try {
