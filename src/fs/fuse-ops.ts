@@ -114,7 +114,7 @@ export function buildFuseHandlers(
     return Errno.EIO
   }
 
-  return {
+  const handlers: Partial<Record<number, Handler>> = {
     [Opcode.LOOKUP]: async (header, body) => {
       const parent = nodes.pathOf(header.nodeId)
       if (parent === undefined) return Errno.ENOENT
@@ -239,6 +239,13 @@ export function buildFuseHandlers(
       })
     },
   }
+  // An image without xattrs (most are) answers ENOSYS: the kernel then stops asking for
+  // good, where `ls -l` otherwise sends two GETXATTR requests per file it lists.
+  if (view.hasXattrs === false) {
+    delete handlers[Opcode.GETXATTR]
+    delete handlers[Opcode.LISTXATTR]
+  }
+  return handlers
 }
 
 /** An xattr answer: the size alone when the caller asked with size 0, else the value. */

@@ -71,6 +71,8 @@ export interface LayerSource {
   sliceIfReady?(entry: LayerEntry, offset: number, length: number): LentBytes | undefined
   /** Uncompressed size of the layer's content in bytes (for statfs). */
   readonly contentBytes: number
+  /** False when no entry of the layer has an extended attribute; unknown when absent. */
+  readonly hasXattrs?: boolean
   /** Number of entries in the layer (for statfs). */
   readonly entryCount: number
 }
@@ -138,6 +140,8 @@ export interface ImageView {
   /** `readSlices` answered synchronously when the bytes are in memory; else undefined. */
   sliceIfReady?(path: string, offset: number, length: number): LentBytes | undefined
   statfs(): Promise<ViewStats>
+  /** False when no file of the image has an extended attribute; unknown when absent. */
+  readonly hasXattrs?: boolean
   /** Releases what the view holds (database handles, readers). */
   close(): Promise<void>
 }

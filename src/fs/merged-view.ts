@@ -138,6 +138,10 @@ export class MergedView implements ImageView {
     return this.#layers[layer].sliceIfReady?.(entry, offset, end - offset)
   }
 
+  get hasXattrs(): boolean {
+    return this.#layers.some((layer) => layer.hasXattrs ?? true)
+  }
+
   async statfs(): Promise<ViewStats> {
     let sizeBytes = 0
     let entryCount = 0

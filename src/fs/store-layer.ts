@@ -48,6 +48,7 @@ export const IDS_PER_LAYER = 1 << 24
 export class StoreLayer implements LayerSource {
   readonly contentBytes: number
   readonly entryCount: number
+  readonly hasXattrs: boolean
   readonly #digest: string
   readonly #queries: TocQueryClient
   readonly #read: LayerReadFn
@@ -74,6 +75,7 @@ export class StoreLayer implements LayerSource {
     this.#windows = windows
     this.#idBase = position * IDS_PER_LAYER
     this.contentBytes = summary.contentBytes
+    this.hasXattrs = summary.xattrEntries > 0
     this.entryCount = summary.entryCount + summary.impliedDirs.length
     this.#hardlinks = new Map(summary.hardlinks)
     this.#impliedDirs = new Map(summary.impliedDirs.map((name, i) => [name, IDS_PER_LAYER - 1 - i]))

@@ -20,6 +20,7 @@ export type TocLikeEntry = Pick<
 export class TocLayer implements LayerSource {
   readonly contentBytes: number
   readonly entryCount: number
+  readonly hasXattrs: boolean
   readonly #byName = new Map<string, LayerEntry>()
   readonly #children = new Map<string, LayerEntry[]>()
   readonly #readFile: ReadFileFn
@@ -43,6 +44,7 @@ export class TocLayer implements LayerSource {
 
     this.contentBytes = contentBytes
     this.entryCount = this.#byName.size
+    this.hasXattrs = [...this.#byName.values()].some((e) => Object.keys(e.xattrs).length > 0)
     for (const list of this.#children.values()) list.sort((a, b) => (a.name < b.name ? -1 : 1))
   }
 

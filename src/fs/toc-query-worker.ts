@@ -32,6 +32,8 @@ export interface LayerSummary {
   hardlinks: [string, number][]
   /** Directories the TOC leaves implicit (parents of entries, without an entry). */
   impliedDirs: string[]
+  /** Entries with at least one extended attribute. */
+  xattrEntries: number
 }
 
 /** The chunk of a file that holds a given offset. */
@@ -61,7 +63,8 @@ const byParent = db.prepare(
    ORDER BY base`,
 )
 const totals = db.prepare(
-  `SELECT count(*) AS entryCount, coalesce(sum(CASE WHEN type = 'reg' THEN size END), 0) AS contentBytes
+  `SELECT count(*) AS entryCount, coalesce(sum(CASE WHEN type = 'reg' THEN size END), 0) AS contentBytes,
+     count(xattrs) AS xattrEntries
    FROM toc_entries WHERE layer_digest = ?`,
 )
 const hardlinkCounts = db.prepare(
@@ -106,7 +109,7 @@ const ops: Record<string, (...args: never[]) => unknown> = {
   children: (layer: string, dir: string) =>
     (byParent.all(layer, dir) as WorkerTocRow[]).filter((row) => visible(row) !== undefined),
   summary: (layer: string): LayerSummary => {
-    const { entryCount, contentBytes } = totals.get(layer) as LayerSummary
+    const { entryCount, contentBytes, xattrEntries } = totals.get(layer) as LayerSummary
     const hardlinks = hardlinkCounts.raw().all(layer) as [string, number][]
     const implied = new Set<string>()
     for (const parent of orphanParents.pluck().all(layer) as string[]) {
@@ -115,7 +118,7 @@ const ops: Record<string, (...args: never[]) => unknown> = {
         implied.add(dir)
       }
     }
-    return { entryCount, contentBytes, hardlinks, impliedDirs: [...implied] }
+    return { entryCount, contentBytes, hardlinks, impliedDirs: [...implied], xattrEntries }
   },
 }
 

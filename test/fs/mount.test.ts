@@ -126,3 +126,33 @@ describe('FUSE mount of a layer stack', () => {
     assert.equal(await readAheadKiB(), LAZY_READ_AHEAD_KIB)
   })
 })
+
+describe('FUSE mount of an image without xattrs', () => {
+  let mount: TestMount
+
+  before(async () => {
+    mount = await mountForTest(new MergedView(buildLayers({ 'etc/': {}, 'etc/hosts': 'h' })))
+  })
+
+  after(async () => {
+    await mount?.cleanup()
+  })
+
+  it('tells the kernel xattrs are not supported, and listings still work', async () => {
+    // Python in a child: the serving process must never read its own mount synchronously.
+    const probe = `
+import errno, os, sys
+for attempt in range(2):
+    try:
+        os.getxattr(sys.argv[1], 'user.missing')
+    except OSError as e:
+        print(errno.errorcode[e.errno])
+print('ok')
+`
+    const result = await runChild('python3', ['-c', probe, `${mount.dir}/etc/hosts`])
+    assert.deepEqual(result.stdout.trim().split('\n'), ['ENOTSUP', 'ENOTSUP', 'ok'], 'errno 95')
+    const listing = await runChild('ls', ['-l', `${mount.dir}/etc`])
+    assert.equal(listing.code, 0)
+    assert.match(listing.stdout, /hosts/)
+  })
+})
