@@ -20,7 +20,7 @@ import {
   openLocalView,
   openStoreView,
 } from '../../fs/index.js'
-import { moduleLogger } from '../../log.js'
+import { type Logger, moduleLogger } from '../../log.js'
 import type { ImageRow } from '../../store/index.js'
 import {
   addCommonOptions,
@@ -100,6 +100,8 @@ export function register(program: Command): void {
       if (options.detach) return detach(dir, options)
       // Before any registry request: a typo in DIR should not wait on the network first.
       await checkMountpointExists(resolve(dir))
+      // From here on a signal never kills the process with its mount half made.
+      const stopRequest = new StopRequest(moduleLogger('fs', { mountpoint: resolve(dir) }))
 
       const served =
         ref === undefined ? await serveLayers(options) : await serveImage(ref, dir, options)
@@ -114,7 +116,7 @@ export function register(program: Command): void {
           () => `mounted ${served.label} at ${mounted.mountpoint} (Ctrl-C to unmount)`,
         )
         served.start(() => void mounted.setReadAhead(FULL_READ_AHEAD_KIB))
-        await untilStopped(mounted.mountpoint)
+        await untilStopped(mounted.mountpoint, stopRequest)
         await mounted.unmount()
       } finally {
         await served.stop()
@@ -230,33 +232,48 @@ function mountOptions(options: MountCommandOptions): MountOptions {
 }
 
 /** Resolves on SIGINT/SIGTERM, or when the mount disappears (`umount -l` from outside). */
-async function untilStopped(mountpoint: string): Promise<void> {
-  const log = moduleLogger('fs', { mountpoint })
-  await new Promise<void>((done) => {
-    let isStopping = false
-    // Handlers stay installed: a second signal while unmounting is logged, not fatal (the
-    // default action would kill the process and leave a stale mount).
-    const stop = (signal: string): void => {
-      if (isStopping) {
-        log.warn({ signal }, 'unmount already under way; SIGKILL forces it')
-        return
-      }
-      isStopping = true
-      log.info({ signal }, 'unmount requested')
-      clearInterval(watch)
-      done()
+async function untilStopped(mountpoint: string, stopRequest: StopRequest): Promise<void> {
+  const watch = setInterval(() => {
+    findFuseMounts(mountpoint).then(
+      (mounts) => {
+        if (mounts.length === 0) stopRequest.stop('mount gone')
+      },
+      () => {},
+    )
+  }, WATCH_INTERVAL_MS)
+  await stopRequest.requested
+  clearInterval(watch)
+}
+
+/**
+ * SIGINT and SIGTERM, caught from before the mount is made: one that comes while the
+ * mount is being set up ends it as soon as it is up. The handlers stay installed: a second
+ * signal while unmounting is logged, not fatal (the default action would kill the process
+ * and leave a stale mount).
+ */
+class StopRequest {
+  readonly requested: Promise<void>
+  #done!: () => void
+  #isStopping = false
+
+  constructor(private readonly log: Logger) {
+    this.requested = new Promise((done) => {
+      this.#done = done
+    })
+    process.on('SIGINT', () => this.stop('SIGINT'))
+    process.on('SIGTERM', () => this.stop('SIGTERM'))
+  }
+
+  stop(reason: string): void {
+    if (this.#isStopping) {
+      if (reason !== 'mount gone')
+        this.log.warn({ signal: reason }, 'unmount already under way; SIGKILL forces it')
+      return
     }
-    process.on('SIGINT', () => stop('SIGINT'))
-    process.on('SIGTERM', () => stop('SIGTERM'))
-    const watch = setInterval(() => {
-      findFuseMounts(mountpoint).then(
-        (mounts) => {
-          if (mounts.length === 0) stop('mount gone')
-        },
-        () => {},
-      )
-    }, WATCH_INTERVAL_MS)
-  })
+    this.#isStopping = true
+    this.log.info({ signal: reason }, 'unmount requested')
+    this.#done()
+  }
 }
 
 /** Re-runs this command without --detach in a background process and waits for the mount. */
