@@ -1,64 +1,22 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, statSync } from 'node:fs'
 import { join } from 'node:path'
-import { after, describe, it } from 'node:test'
+import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { isEdgestarError } from '../../src/errors.js'
 import { Store } from '../../src/store/index.js'
 import { keyOf, LAYER, sizeOf, UNITS } from './commit-child.js'
+import { key, recordLayer as recordTestLayer, stateDir as tempStateDir } from './store-fixtures.js'
 
 const CHILD = fileURLToPath(new URL('./commit-child.js', import.meta.url))
 const KILLS = 8
 
-const dirs: string[] = []
-function stateDir(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'edgestar-threads-'))
-  dirs.push(dir)
-  return dir
-}
-after(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
-})
-
 const OTHER_LAYER = `sha256:${'a'.repeat(64)}`
-const key = (c: string): string => `sha256-${c.repeat(64)}`
-
-function recordLayer(store: Store, layer = OTHER_LAYER, chunkChars = ['b', 'c', 'd']): number {
-  store.layers.upsert({
-    digest: layer,
-    sizeBytes: 10_000,
-    mediaType: 'application/vnd.oci.image.layer.v1.tar+gzip',
-    diffID: null,
-    tocDigest: null,
-    tocOffset: 9000,
-    format: 'estargz',
-    verification: 'lazy',
-    sourceReference: 'r/x:1',
-  })
-  store.layers.recordIndex(layer, {
-    entries: chunkChars.map((c) => ({ name: `f${c}`, type: 'reg', size: 10 })),
-    chunks: chunkChars.map((c, i) => ({
-      entryName: `f${c}`,
-      chunkOffset: 0,
-      chunkSize: 10,
-      compressedOffset: 100 + i * 100,
-      compressedSize: 100,
-      innerOffset: 0,
-      chunkDigest: `sha256:${c.repeat(64)}`,
-    })),
-    blobSizeBytes: 10_000,
-  })
-  return store.images.record({
-    reference: `r/${layer.slice(7, 12)}:1`,
-    manifestDigest: 'sha256:m',
-    platform: 'linux/amd64',
-    config: {},
-    layers: [layer],
-  }).id
-}
+const stateDir = (): string => tempStateDir('edgestar-threads-')
+const recordLayer = (store: Store, layer = OTHER_LAYER, chunkChars?: string[]): number =>
+  recordTestLayer(store, layer, chunkChars)
 
 /** Rows of the crash layer's units, read with a connection of the test's own. */
 function unitRows(
