@@ -55,7 +55,8 @@ export class ChunkRows {
       .get() as { n: number; bytes: number }
     const pinned = this.db
       .prepare(
-        `SELECT coalesce(sum(size_bytes), 0) AS bytes FROM chunks WHERE state = 'present' AND key IN (${pinnedKeysSql})`,
+        `SELECT coalesce(sum(size_bytes), 0) AS bytes FROM chunks
+         WHERE state = 'present' AND key IN (${pinnedKeysSql})`,
       )
       .get() as { bytes: number }
     return { presentChunks: total.n, presentBytes: total.bytes, pinnedBytes: pinned.bytes }

@@ -153,8 +153,9 @@ async function serveLayers(options: MountCommandOptions): Promise<Served> {
 
 /**
  * The store-backed view of image `ref` as the registry names it now (the image recorded
- * on this device when the registry cannot be reached); once mounted, the prefetch set and then, unless --no-background, the rest of the
- * image is fetched under the bandwidth cap and every layer checked against its diffID.
+ * on this device when the registry cannot be reached); once mounted, the prefetch set and
+ * then, unless --no-background, the rest of the image is fetched under the bandwidth cap
+ * and every layer checked against its diffID.
  */
 async function serveImage(ref: string, dir: string, options: MountCommandOptions): Promise<Served> {
   const services = openServices(settingsFrom(options))

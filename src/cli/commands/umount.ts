@@ -41,10 +41,11 @@ export function register(program: Command): void {
         force: options.force ?? false,
       })
       if (!result.servingExited) warnStillRunning(result, options.exitTimeout)
+      const why = options.force ? '--force' : 'its server was gone or stuck'
       printResult(options, { ok: true, ...result }, () =>
         result.how === 'signalled'
           ? `unmounted ${result.mountpoint}`
-          : `unmounted ${result.mountpoint} (aborted: ${options.force ? '--force' : 'its server was gone or stuck'})`,
+          : `unmounted ${result.mountpoint} (aborted: ${why})`,
       )
     })
 }

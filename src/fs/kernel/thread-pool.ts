@@ -46,7 +46,8 @@ export function devicePoolReaders(): number {
   if (poolThreads - readersInUse < 2) {
     throw new EdgestarError(
       'EDGESTAR_FS_THREAD_POOL_FULL',
-      `no libuv pool thread is left for another FUSE mount (UV_THREADPOOL_SIZE ${poolThreads}, ${readersInUse} taken by the mounts of this process)`,
+      `no libuv pool thread is left for another FUSE mount (UV_THREADPOOL_SIZE ${poolThreads}, ` +
+        `${readersInUse} taken by the mounts of this process)`,
       {
         hint: 'start edgestar with UV_THREADPOOL_SIZE set higher (up to 1024), or unmount an image',
       },
