@@ -42,8 +42,6 @@ const O_ACCMODE = 3
 const BLOCK_BYTES = 4096
 const NAME_MAX = 255
 const OK: readonly Buffer[] = []
-/** Reply buffers kept for reuse: enough for the reads the kernel sends at once. */
-const MAX_FREE_REPLY_BUFFERS = 16
 // One warning per file and minute when reads fail: a reader retrying a dead file would
 // otherwise fill the log.
 const READ_FAILURE_LOG_INTERVAL_MS = 60_000
@@ -90,7 +88,6 @@ export function buildFuseHandlers(
   let nextDirHandle = 1
   const valid: Validity = { entrySec: options.entryTimeoutSec, attrSec: options.attrTimeoutSec }
   const readFailures = new Map<string, number>()
-  const replyBuffers = new ReplyBuffers()
 
   const nodeAt = async (header: RequestHeader): Promise<ViewNode | undefined> => {
     const path = nodes.pathOf(header.nodeId)
@@ -166,15 +163,7 @@ export function buildFuseHandlers(
         if (ready) return lendReply(ready)
         return view.readSlices(path, offset, size).then(lendReply, failed)
       }
-      const target = replyBuffers.take(size)
-      const lend = (bytes: number): Answer => ({
-        parts: [target.subarray(0, bytes)],
-        written: () => replyBuffers.give(target),
-      })
-      return readLater(view, path, offset, size, target).then(lend, (err: unknown) => {
-        replyBuffers.give(target)
-        return failed(err)
-      })
+      return view.read(path, offset, size).catch(failed)
     },
 
     // FLUSH has no handler: its ENOSYS tells the kernel to stop sending one at every
@@ -271,43 +260,6 @@ function sliceIfReady(
 
 function lendReply(lent: LentBytes): Answer {
   return { parts: lent.parts, written: lent.release }
-}
-
-/** Bytes read into `target`. */
-async function readLater(
-  view: ImageView,
-  path: string,
-  offset: number,
-  length: number,
-  target: Buffer,
-): Promise<number> {
-  if (view.readInto) return view.readInto(path, offset, length, target)
-  const data = await view.read(path, offset, length)
-  return data.copy(target)
-}
-
-/**
- * READ reply buffers, reused once the kernel has copied them: a fresh 1 MiB buffer per
- * request made V8 collect garbage every few milliseconds during a sequential read.
- */
-class ReplyBuffers {
-  readonly #free = new Map<number, Buffer[]>()
-  #freeCount = 0
-
-  take(size: number): Buffer {
-    const reused = this.#free.get(size)?.pop()
-    if (reused === undefined) return Buffer.allocUnsafeSlow(size)
-    this.#freeCount--
-    return reused
-  }
-
-  give(buffer: Buffer): void {
-    if (this.#freeCount >= MAX_FREE_REPLY_BUFFERS) return
-    const list = this.#free.get(buffer.length) ?? []
-    list.push(buffer)
-    this.#free.set(buffer.length, list)
-    this.#freeCount++
-  }
 }
 
 /** `fill` applied to the listing of `dir`, at once when it has been taken already. */

@@ -58,13 +58,8 @@ export interface LayerSource {
    */
   read(entry: LayerEntry, offset: number, length: number): Promise<Buffer>
   /**
-   * `read` into `target` (at least `length` bytes) without allocating; resolves with the
-   * bytes written. Optional: the merged view falls back to `read` and a copy.
-   */
-  readInto?(entry: LayerEntry, offset: number, length: number, target: Buffer): Promise<number>
-  /**
    * The bytes as slices of memory the source keeps for the caller until `release`, so
-   * they can be sent without a copy. Optional: the merged view falls back to `readInto`.
+   * they can be sent without a copy. Optional: the merged view falls back to `read`.
    */
   readSlices?(entry: LayerEntry, offset: number, length: number): Promise<LentBytes>
   /** `readSlices` answered at once when the bytes are already in memory; else undefined. */
@@ -128,13 +123,8 @@ export interface ImageView {
    */
   read(path: string, offset: number, length: number): Promise<Buffer>
   /**
-   * `read` into `target` (the kernel's reply buffer; at least `length` bytes); resolves
-   * with the bytes written. Optional: the FUSE handler falls back to `read` and a copy.
-   */
-  readInto?(path: string, offset: number, length: number, target: Buffer): Promise<number>
-  /**
    * `read` as lent slices (no copy); `release` once they have been sent. Optional: the
-   * FUSE handler falls back to `readInto`.
+   * FUSE handler falls back to `read`.
    */
   readSlices?(path: string, offset: number, length: number): Promise<LentBytes>
   /** `readSlices` answered synchronously when the bytes are in memory; else undefined. */

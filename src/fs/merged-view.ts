@@ -99,21 +99,6 @@ export class MergedView implements ImageView {
     return this.#layers[layer].read(entry, offset, end - offset)
   }
 
-  async readInto(path: string, offset: number, length: number, target: Buffer): Promise<number> {
-    const resolved = await this.#resolve(path)
-    if (!resolved?.content) {
-      throw new EdgestarError('EDGESTAR_FS_NOT_A_FILE', `no regular file at /${path}`)
-    }
-
-    const { layer, entry } = resolved.content
-    const end = Math.min(entry.sizeBytes, offset + length)
-    if (offset >= end) return 0
-    const source = this.#layers[layer]
-    if (source.readInto) return source.readInto(entry, offset, end - offset, target)
-    const data = await source.read(entry, offset, end - offset)
-    return data.copy(target)
-  }
-
   async readSlices(path: string, offset: number, length: number): Promise<LentBytes> {
     const resolved = await this.#resolve(path)
     if (!resolved?.content) {

@@ -118,27 +118,12 @@ export class StoreLayer implements LayerSource {
     return entries
   }
 
-  /** `readInto` into a new buffer. */
+  /** `readSlices` copied into a new buffer. */
   async read(entry: LayerEntry, offset: number, length: number): Promise<Buffer> {
     const wanted = Math.max(0, Math.min(length, entry.sizeBytes - offset))
     const target = Buffer.allocUnsafe(wanted)
-    const n = await this.readInto(entry, offset, wanted, target)
+    const n = copyOut(await this.readSlices(entry, offset, wanted), target)
     return n === wanted ? target : target.subarray(0, n)
-  }
-
-  /**
-   * Reads into `target` through the window cache (see `readSlices`), copying the slices.
-   */
-  async readInto(
-    entry: LayerEntry,
-    offset: number,
-    length: number,
-    target: Buffer,
-  ): Promise<number> {
-    const end = Math.min(offset + length, entry.sizeBytes)
-    if (offset >= end) return 0
-    if (!this.#windows.isEnabled) return this.#readDirect(entry, offset, end - offset, target)
-    return copyOut(await this.readSlices(entry, offset, end - offset), target)
   }
 
   /**
