@@ -1,7 +1,10 @@
 import { redactUrl } from '../errors.js'
 import { moduleLogger } from '../log.js'
-import type { RegistryTransport, TransportResponse } from './transport.js'
+import type { RegistryTransport, TransportRequest, TransportResponse } from './transport.js'
 import type { ImageReference } from './types.js'
+
+/** Per-request limits and hooks a blob request passes on to the transport. */
+export type SendOptions = Pick<TransportRequest, 'maxAttempts' | 'timeoutMs' | 'onRetry'>
 
 const log = moduleLogger('registry')
 
@@ -90,14 +93,21 @@ export class BlobLocation {
     this.cacheKey = `${ref.registry} ${digest}`
   }
 
-  /** Sends a request for the blob (range headers in `headers`), via the cached redirect if any. */
-  async send(method: 'GET' | 'HEAD', headers: Record<string, string>): Promise<TransportResponse> {
+  /**
+   * Sends a request for the blob (range headers in `headers`), via the cached redirect if
+   * any; `options` bound its attempts and timeout and hear of its retries.
+   */
+  async send(
+    method: 'GET' | 'HEAD',
+    headers: Record<string, string>,
+    options: SendOptions = {},
+  ): Promise<TransportResponse> {
     const cached = this.redirects.get(this.cacheKey)
     if (cached) {
       const res = await this.tryCached(cached, method, headers)
       if (res) return res
     }
-    const res = await this.request(this.blobUrl, method, headers)
+    const res = await this.request(this.blobUrl, method, headers, options)
     if (
       res.redirected &&
       !this.transport.isRegistryOrigin(this.ref.registry, res.url) &&
@@ -113,7 +123,7 @@ export class BlobLocation {
     headers: Record<string, string>,
   ): Promise<TransportResponse | undefined> {
     try {
-      const res = await this.request(url, method, headers, 1)
+      const res = await this.request(url, method, headers, { maxAttempts: 1 })
       if (!REFUSED_STATUSES.has(res.status) && res.status < 500) return res
       await this.transport.discard(res)
       log.info(
@@ -134,9 +144,9 @@ export class BlobLocation {
     url: string,
     method: 'GET' | 'HEAD',
     headers: Record<string, string>,
-    maxAttempts?: number,
+    options: SendOptions,
   ): Promise<TransportResponse> {
     const req = { registry: this.ref.registry, url, method, scopes: this.scopes, headers }
-    return this.transport.send(maxAttempts === undefined ? req : { ...req, maxAttempts })
+    return this.transport.send({ ...req, ...options })
   }
 }

@@ -2,7 +2,7 @@ import { EdgestarError, redactUrl } from '../errors.js'
 import type { RandomAccessReader } from '../estargz/types.js'
 import { forEachLimited } from '../limit.js'
 import { moduleLogger } from '../log.js'
-import type { BlobLocation } from './blob-location.js'
+import type { BlobLocation, SendOptions } from './blob-location.js'
 import { parseContentRange, readMultipartRanges } from './multipart.js'
 import { responseError } from './response-error.js'
 import {
@@ -11,7 +11,7 @@ import {
   type RegistryTransport,
   type TransportResponse,
 } from './transport.js'
-import type { ByteRange } from './types.js'
+import type { ByteRange, RangeReadOptions } from './types.js'
 
 const log = moduleLogger('registry')
 
@@ -22,8 +22,11 @@ const log = moduleLogger('registry')
  */
 export interface BlobReader extends RandomAccessReader {
   readonly digest: string
-  /** Reads several ranges; result i holds the bytes of ranges[i] (short only at blob end). */
-  readRanges(ranges: readonly ByteRange[]): Promise<Buffer[]>
+  /**
+   * Reads several ranges; result i holds the bytes of ranges[i] (short only at blob end).
+   * `options` report progress and retries as they happen, and may bound each request.
+   */
+  readRanges(ranges: readonly ByteRange[], options?: RangeReadOptions): Promise<Buffer[]>
 }
 
 /** Tuning of a reader, from the client options. */
@@ -69,14 +72,17 @@ export class HttpBlobReader implements BlobReader {
     return buf as Buffer
   }
 
-  async readRanges(ranges: readonly ByteRange[]): Promise<Buffer[]> {
+  async readRanges(
+    ranges: readonly ByteRange[],
+    options: RangeReadOptions = {},
+  ): Promise<Buffer[]> {
     const results: Buffer[] = ranges.map(() => Buffer.alloc(0))
     const spans = coalesce(
       this.clamp(ranges),
       this.tuning.maxCoalesceBytes,
       this.tuning.maxCoalesceGapBytes,
     )
-    const fetched = await this.fetchSpans(spans)
+    const fetched = await this.fetchSpans(spans, options)
 
     spans.forEach((span, i) => {
       const data = fetched[i] as Buffer
@@ -100,7 +106,7 @@ export class HttpBlobReader implements BlobReader {
     })
   }
 
-  private async fetchSpans(spans: Span[]): Promise<Buffer[]> {
+  private async fetchSpans(spans: Span[], options: RangeReadOptions): Promise<Buffer[]> {
     const out: (Buffer | undefined)[] = spans.map((s) =>
       s.end === s.start ? Buffer.alloc(0) : undefined,
     )
@@ -113,7 +119,10 @@ export class HttpBlobReader implements BlobReader {
         i += this.tuning.maxRangesPerRequest
       ) {
         const batch = pending.slice(i, i + this.tuning.maxRangesPerRequest)
-        const got = await this.tryMultiRange(batch.map((b) => b.s))
+        const got = await this.tryMultiRange(
+          batch.map((b) => b.s),
+          options,
+        )
         batch.forEach((b, j) => {
           if (got[j]) out[b.i] = got[j]
         })
@@ -122,7 +131,7 @@ export class HttpBlobReader implements BlobReader {
     // Whatever multi-range did not deliver goes one span per request, a few at a time.
     const rest = pending.filter(({ i }) => out[i] === undefined)
     await forEachLimited(rest, 4, async ({ s, i }) => {
-      out[i] = await this.fetchSpan(s.start, s.end)
+      out[i] = await this.fetchSpan(s.start, s.end, options)
     })
     return out as Buffer[]
   }
@@ -132,14 +141,18 @@ export class HttpBlobReader implements BlobReader {
   }
 
   /** One request for several spans; a span the answer lacks stays undefined. */
-  private async tryMultiRange(spans: Span[]): Promise<(Buffer | undefined)[]> {
+  private async tryMultiRange(
+    spans: Span[],
+    options: RangeReadOptions,
+  ): Promise<(Buffer | undefined)[]> {
     const spec = spans.map((s) => `${s.start}-${s.end - 1}`).join(',')
     let res: TransportResponse
     try {
-      res = await this.location.send('GET', {
-        range: `bytes=${spec}`,
-        'accept-encoding': 'identity',
-      })
+      res = await this.location.send(
+        'GET',
+        { range: `bytes=${spec}`, 'accept-encoding': 'identity' },
+        sendOptions(options),
+      )
     } catch (err) {
       if (!isTransientNetworkError(err)) throw err
       return spans.map(() => undefined)
@@ -147,7 +160,13 @@ export class HttpBlobReader implements BlobReader {
 
     const contentType = headerValue(res.headers, 'content-type') ?? ''
     if (res.status === 206 && contentType.startsWith('multipart/byteranges')) {
-      const parts = await readMultipartRanges(this.transport, res, spans, this.sizeBytes)
+      const parts = await readMultipartRanges(
+        this.transport,
+        res,
+        spans,
+        this.sizeBytes,
+        options.onBytes,
+      )
       if (parts) return parts
     }
     this.transport.drop(res)
@@ -162,19 +181,21 @@ export class HttpBlobReader implements BlobReader {
   }
 
   /** Fetches [start, end) completely, resuming and retrying until done or out of attempts. */
-  async fetchSpan(start: number, end: number): Promise<Buffer> {
+  async fetchSpan(start: number, end: number, options: RangeReadOptions = {}): Promise<Buffer> {
     const out = Buffer.allocUnsafe(end - start)
+    const maxAttempts = options.patience?.maxAttempts ?? this.transport.retry.maxAttempts
     let pos = start
     let failures = 0
 
     while (pos < end) {
       let lastError: unknown
       try {
-        const res = await this.location.send('GET', {
-          range: `bytes=${pos}-${end - 1}`,
-          'accept-encoding': 'identity',
-        })
-        const copied = await this.copyResponse(res, out, start, pos, end)
+        const res = await this.location.send(
+          'GET',
+          { range: `bytes=${pos}-${end - 1}`, 'accept-encoding': 'identity' },
+          sendOptions(options),
+        )
+        const copied = await this.copyResponse(res, out, { start, pos, end }, options.onBytes)
         pos += copied
         // Progress means the server is alive: ask for the rest at once, no backoff.
         if (copied > 0) {
@@ -186,7 +207,8 @@ export class HttpBlobReader implements BlobReader {
         if (!(err instanceof NotTheBlob) && !isTransientNetworkError(err)) throw err
         lastError = err
       }
-      if (++failures >= this.transport.retry.maxAttempts) throw this.gaveUp(pos, end, lastError)
+      if (++failures >= maxAttempts) throw this.gaveUp(pos, end, lastError, failures)
+      options.onRetry?.(lastError)
       await this.transport.backoff(this.location.blobUrl, failures, undefined, lastError)
     }
     return out
@@ -200,9 +222,8 @@ export class HttpBlobReader implements BlobReader {
   private async copyResponse(
     res: TransportResponse,
     out: Buffer,
-    start: number,
-    pos: number,
-    end: number,
+    { start, pos, end }: { start: number; pos: number; end: number },
+    onBytes: ((bytes: number) => void) | undefined,
   ): Promise<number> {
     let skip = 0
     if (res.status === 206) {
@@ -232,7 +253,7 @@ export class HttpBlobReader implements BlobReader {
     } else {
       throw await responseError(this.transport, res, `blob ${this.digest}`)
     }
-    return this.copyBody(res, out, pos - start, end - pos, skip)
+    return this.copyBody(res, out, { outOffset: pos - start, want: end - pos, skip }, onBytes)
   }
 
   private checkWholeBody(res: TransportResponse): void {
@@ -253,15 +274,14 @@ export class HttpBlobReader implements BlobReader {
   private async copyBody(
     res: TransportResponse,
     out: Buffer,
-    outOffset: number,
-    want: number,
-    skip: number,
+    { outOffset, want, skip }: { outOffset: number; want: number; skip: number },
+    onBytes: ((bytes: number) => void) | undefined,
   ): Promise<number> {
     let copied = 0
     let toSkip = skip
     let isInterrupted = false
     try {
-      for await (let chunk of this.transport.chunks(res.body)) {
+      for await (let chunk of this.transport.chunks(res.body, onBytes)) {
         if (toSkip > 0) {
           const n = Math.min(toSkip, chunk.length)
           toSkip -= n
@@ -287,7 +307,7 @@ export class HttpBlobReader implements BlobReader {
     return copied
   }
 
-  private gaveUp(pos: number, end: number, reason: unknown): EdgestarError {
+  private gaveUp(pos: number, end: number, reason: unknown, attempts: number): EdgestarError {
     const why = reason instanceof Error ? reason.message : String(reason)
     const unreachable =
       reason instanceof EdgestarError && reason.code === 'EDGESTAR_REGISTRY_UNREACHABLE'
@@ -297,13 +317,24 @@ export class HttpBlobReader implements BlobReader {
         ? 'EDGESTAR_REGISTRY_BAD_RESPONSE'
         : 'EDGESTAR_REGISTRY_UNREACHABLE',
       `reading bytes ${pos}-${end - 1} of blob ${this.digest} failed ` +
-        `after ${this.transport.retry.maxAttempts} attempts: ${why}`,
+        `after ${attempts} attempts: ${why}`,
       {
         hint: 'the registry or the link keeps failing; edgestar retried with backoff',
         cause: reason,
       },
     )
   }
+}
+
+// A reader's options as the transport takes them, per request.
+function sendOptions({ patience, onRetry }: RangeReadOptions): SendOptions {
+  const options: SendOptions = {}
+  if (patience !== undefined) {
+    options.maxAttempts = patience.maxAttempts
+    options.timeoutMs = patience.timeoutMs
+  }
+  if (onRetry !== undefined) options.onRetry = onRetry
+  return options
 }
 
 /**

@@ -53,6 +53,7 @@ export type {
   ImageManifest,
   ImageReference,
   Platform,
+  RangeReadOptions,
   RegistryClientOptions,
   RegistryCredentials,
   RegistryStats,

@@ -15,6 +15,7 @@ export async function readMultipartRanges(
   res: TransportResponse,
   spans: readonly { start: number; end: number }[],
   blobSizeBytes: number,
+  onBytes?: (bytes: number) => void,
 ): Promise<(Buffer | undefined)[] | undefined> {
   const boundary = /boundary="?([^";]+)"?/i.exec(
     headerValue(res.headers, 'content-type') ?? '',
@@ -26,7 +27,7 @@ export async function readMultipartRanges(
   )
   let body: Buffer
   try {
-    body = await transport.readAll(res, wanted)
+    body = await transport.readAll(res, wanted, onBytes)
   } catch {
     return undefined
   }

@@ -44,6 +44,8 @@ export interface TransportRequest {
   maxAttempts?: number
   /** Header and body-read timeout of this request in ms; default the client's. */
   timeoutMs?: number
+  /** Called with the reason before each retry (after a reset, timeout, 5xx or 429). */
+  onRetry?: (reason: unknown) => void
 }
 
 /** A response whose headers arrived; `body` must be read or discarded. */
@@ -165,6 +167,7 @@ export class RegistryTransport {
       } catch (err) {
         if (!isTransientNetworkError(err) || attempt >= maxAttempts)
           throw this.unreachable(req, url, err, attempt)
+        req.onRetry?.(err)
         await this.backoff(url, attempt, undefined, err)
         continue
       }
@@ -198,6 +201,7 @@ export class RegistryTransport {
       if (RETRY_STATUSES.has(res.status) && attempt < maxAttempts) {
         const retryAfter = headerValue(res.headers, 'retry-after')
         await this.discard(res)
+        req.onRetry?.(`status ${res.status}`)
         await this.backoff(url, attempt, retryAfter, `status ${res.status}`)
         continue
       }
@@ -205,11 +209,18 @@ export class RegistryTransport {
     }
   }
 
-  /** Reads a whole body (up to `limitBytes`, else EDGESTAR_REGISTRY_BAD_RESPONSE), counted. */
-  async readAll(res: TransportResponse, limitBytes: number): Promise<Buffer> {
+  /**
+   * Reads a whole body (up to `limitBytes`, else EDGESTAR_REGISTRY_BAD_RESPONSE), counted;
+   * `onBytes` hears of each piece as it arrives.
+   */
+  async readAll(
+    res: TransportResponse,
+    limitBytes: number,
+    onBytes?: (bytes: number) => void,
+  ): Promise<Buffer> {
     const parts: Buffer[] = []
     let total = 0
-    for await (const chunk of this.chunks(res.body)) {
+    for await (const chunk of this.chunks(res.body, onBytes)) {
       total += chunk.length
       if (total > limitBytes) {
         this.drop(res)
@@ -223,11 +234,12 @@ export class RegistryTransport {
     return Buffer.concat(parts, total)
   }
 
-  /** Iterates a body's chunks, counting them into `stats.bytesReceived`. */
-  async *chunks(body: ResponseBody): AsyncGenerator<Buffer> {
+  /** Iterates a body's chunks, counting them into `stats.bytesReceived` and to `onBytes`. */
+  async *chunks(body: ResponseBody, onBytes?: (bytes: number) => void): AsyncGenerator<Buffer> {
     for await (const chunk of body) {
       const buf = chunk as Buffer
       this.stats.bytesReceived += buf.length
+      onBytes?.(buf.length)
       yield buf
     }
   }

@@ -144,6 +144,20 @@ export interface RequestPatience {
   timeoutMs: number
 }
 
+/**
+ * What the caller of one `BlobReader.readRanges` wants to know and allow while it runs: a
+ * caller with its own deadline (a read a process waits on) tells a stalled request from
+ * a slow one by `onBytes`, and a dead link from a busy one by `onRetry`.
+ */
+export interface RangeReadOptions {
+  /** Called with the size of each piece of blob body as it arrives. */
+  onBytes?: (bytes: number) => void
+  /** Called when a request failed (reset, timeout, 5xx) and is about to be retried. */
+  onRetry?: (reason: unknown) => void
+  /** Attempts and timeout of each request, instead of the client's. */
+  patience?: RequestPatience
+}
+
 /** Options of a `RegistryClient`; all optional. */
 export interface RegistryClientOptions {
   /** Hosts (`host` or `host:port`) spoken to over plain HTTP besides localhost/127.0.0.1/::1. */

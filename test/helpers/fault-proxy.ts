@@ -15,6 +15,8 @@ export type Fault =
   | { kind: 'drop-mid-body'; afterBytes: number }
   /** Closes the connection before any response. */
   | { kind: 'reset' }
+  /** Reads the request and never answers, the connection left open (a hung registry). */
+  | { kind: 'hang' }
   /** Answers 503 with `Retry-After: retryAfterSec`. */
   | { kind: 'status-503'; retryAfterSec?: number }
   /** Ignores Range: answers 200 with the whole blob. */
@@ -151,6 +153,7 @@ export class FaultProxy {
     const socket = req.socket
 
     if (fault?.kind === 'reset') return void socket.destroy()
+    if (fault?.kind === 'hang') return
     if (fault?.kind === 'status-503') {
       const headers: Record<string, string> = { 'content-type': 'text/plain' }
       if (fault.retryAfterSec !== undefined) headers['retry-after'] = String(fault.retryAfterSec)
