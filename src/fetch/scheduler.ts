@@ -3,7 +3,7 @@ import { appendFileSync } from 'node:fs'
 import { EdgestarError, isEdgestarError } from '../errors.js'
 import type { LayerFormat } from '../estargz/index.js'
 import { moduleLogger } from '../log.js'
-import type { BlobReader, ByteRange } from '../registry/index.js'
+import type { BlobReader, ByteRange, RangeReadOptions, RequestPatience } from '../registry/index.js'
 import type { ChunkExtentInput, ChunkRef, LayerRow, Store, UnitRow } from '../store/index.js'
 import { type DecodeOutcome, DecodeWorker } from './decode-worker.js'
 import { computeDiffID } from './layer-verifier.js'
@@ -26,6 +26,18 @@ const PRIORITY_RANK: Record<FetchPriority, number> = { demand: 0, prefetch: 1, b
 const RECENT_STORES = 4096
 /** Read plans whose chunks were all read, remembered by `readEntryRange`. */
 const RECENT_PLANS = 1024
+/**
+ * A read on a link not known to be offline is given at least this long without a byte
+ * before it fails, however short --offline-wait is: the wait is for a link that is down,
+ * not a budget for a healthy request's first byte.
+ */
+const MIN_STALL_MS = 1000
+/**
+ * One attempt, and an answer within 5 s, for a probe of an offline registry: a probe
+ * stuck behind the client's retries and 30 s timeouts would tell of a registry's return
+ * minutes late (seen with a registry that accepts connections and never answers).
+ */
+const PROBE_PATIENCE: RequestPatience = { maxAttempts: 1, timeoutMs: 5000 }
 
 /**
  * What the scheduler needs from the registry client (RegistryClient satisfies it). The
@@ -49,7 +61,10 @@ export interface FetchSchedulerOptions {
    * cap. Default a quarter second of the rate, at least 16 KiB.
    */
   backgroundBurstBytes?: number
-  /** How long a read of a missing chunk waits for an offline link, in ms. Default 30 000. */
+  /**
+   * How long a read of a missing chunk waits with no byte arriving for it (a link down,
+   * refusing, or a registry that stopped answering), in ms. Default 30 000.
+   */
   offlineWaitMs?: number
   /** Time between probes of an offline registry, in ms. Default 1 000. */
   probeIntervalMs?: number
@@ -85,6 +100,9 @@ interface Waiter {
   reject: (err: unknown) => void
   priority: FetchPriority
   timer?: NodeJS.Timeout
+  /** When the wait began (performance.now()), and the --offline-wait it began with. */
+  startedMs?: number
+  waitMs?: number
 }
 
 interface Job {
@@ -97,6 +115,10 @@ interface Job {
   waiters: Set<Waiter>
   isRunning: boolean
   isRetry: boolean
+  /** Its batch has all its bytes (now being checked and stored). */
+  isFetched: boolean
+  /** When the last byte for its running batch arrived (performance.now()), 0 before any. */
+  bytesAtMs: number
 }
 
 const log = moduleLogger('fetch')
@@ -152,6 +174,8 @@ export class FetchScheduler extends EventEmitter {
   private readonly writes = new Set<Promise<void>>()
   private unitsSinceGc = 0
   private running = 0
+  /** When the last byte of any fetch arrived (performance.now()), 0 before any. */
+  private bytesAtMs = 0
   private bucketTimer: NodeJS.Timeout | undefined
   private probeTimer: NodeJS.Timeout | undefined
   private backgroundLayers: { digest: string; forDiffID: boolean }[] = []
@@ -231,8 +255,10 @@ export class FetchScheduler extends EventEmitter {
 
   /**
    * Resolves once unit `offset` of layer `layerDigest` is in the cache. A demand or
-   * prefetch wait fails with EDGESTAR_FETCH_OFFLINE once the link has been offline for
-   * `offlineWaitMs`; EDGESTAR_FETCH_INTEGRITY when the unit failed verification twice.
+   * prefetch wait fails with EDGESTAR_FETCH_OFFLINE once `offlineWaitMs` passed without a
+   * byte arriving for it, whatever the registry does (see `deadlineMs`), and marks the
+   * link offline when nothing arrived at all; EDGESTAR_FETCH_INTEGRITY when the unit
+   * failed verification twice.
    */
   async ensureUnit(
     layerDigest: string,
@@ -444,13 +470,13 @@ export class FetchScheduler extends EventEmitter {
 
     const hasFailedOffline = this.offlineFailures.has(id)
     if (this.link.state === 'offline' && hasFailedOffline && priority !== 'background')
-      return Promise.reject(this.offlineError(unit.layerDigest, unit.offset))
+      return Promise.reject(this.offlineError(unit.layerDigest, unit.offset, 0))
 
     return new Promise<void>((resolve, reject) => {
       const job = this.jobFor(unit, priority)
       const waiter: Waiter = { resolve, reject, priority }
       job.waiters.add(waiter)
-      if (this.link.state === 'offline') this.armOfflineTimer(job, waiter)
+      this.armDeadline(job, waiter)
       this.dispatch()
     })
   }
@@ -471,6 +497,8 @@ export class FetchScheduler extends EventEmitter {
       waiters: new Set(),
       isRunning: false,
       isRetry: false,
+      isFetched: false,
+      bytesAtMs: 0,
     }
     this.jobs.set(id, job)
     return job
@@ -606,16 +634,35 @@ export class FetchScheduler extends EventEmitter {
 
   // Each request's time on the wire tells the link monitor how fast the link is. Paced
   // pieces are timed one by one, after their wait for the bucket.
-  private timed(reader: BlobReader): Pick<BlobReader, 'readRanges'> {
+  private timed(reader: BlobReader, watch: RangeReadOptions): Pick<BlobReader, 'readRanges'> {
     const link = this.link
     return {
       async readRanges(ranges: readonly ByteRange[]): Promise<Buffer[]> {
         const startedMs = performance.now()
-        const buffers = await reader.readRanges(ranges)
+        const buffers = await reader.readRanges(ranges, watch)
         let bytes = 0
         for (const buffer of buffers) bytes += buffer.length
         link.observed(bytes, performance.now() - startedMs)
         return buffers
+      },
+    }
+  }
+
+  // Bytes arriving for a batch keep its readers waiting (see deadlineMs). A failed attempt
+  // tells the link monitor at once: a registry that never answers is called offline after
+  // its first timeout, not after every retry of the client's policy.
+  private watchFor(batch: Job[]): RangeReadOptions {
+    return {
+      onBytes: () => {
+        const nowMs = performance.now()
+        this.bytesAtMs = nowMs
+        for (const job of batch) job.bytesAtMs = nowMs
+      },
+      onRetry: (reason) => {
+        if (this.isClosed) return
+        const code = (reason as { code?: unknown })?.code
+        const isHard = typeof code === 'string' && HARD_FAILURE.test(code)
+        this.link.failed(`request retried: ${describeReason(reason)}`, isHard)
       },
     }
   }
@@ -654,9 +701,11 @@ export class FetchScheduler extends EventEmitter {
       )
       const reader = this.readerFor(layer)
       this.trace(units)
-      const buffers = await this.fetchUnits(reader, units, batch[0]!.priority)
+      const wire = this.timed(reader, this.watchFor(batch))
+      const buffers = await this.fetchUnits(wire, units, batch[0]!.priority)
       // A late answer after close is dropped: the store may already be closed.
       if (this.isClosed) return
+      for (const job of batch) this.onFetched(job)
       this.counters.batches++
       this.link.succeeded()
       const answer = await extents
@@ -675,13 +724,12 @@ export class FetchScheduler extends EventEmitter {
   // One request for the batch, except a capped background unit larger than a piece, which
   // goes out in paid pieces (see readPaced). Bytes are counted as they arrive.
   private async fetchUnits(
-    reader: BlobReader,
+    wire: Pick<BlobReader, 'readRanges'>,
     units: UnitRow[],
     priority: FetchPriority,
   ): Promise<Buffer[]> {
     const counter = `${priority}Bytes` as const
     const unit = units[0]!
-    const wire = this.timed(reader)
     const isPaced =
       priority === 'background' &&
       this.bucket.rateBytesPerSec > 0 &&
@@ -817,6 +865,7 @@ export class FetchScheduler extends EventEmitter {
       log.warn({ ...fields, err: String(err) }, 'chunk failed verification, fetching again')
       job.isRetry = true
       job.isRunning = false
+      this.onRefetch(job)
       return
     }
     this.counters.integrityFailures++
@@ -844,7 +893,12 @@ export class FetchScheduler extends EventEmitter {
         `${code}: ${(err as Error).message}`,
         /UNREACHABLE|ECONNREFUSED|OFFLINE/.test(code),
       )
-      for (const job of batch) job.isRunning = false
+      for (const job of batch) {
+        job.isRunning = false
+        // Its readers gave up (see onDeadline): nobody waits for it when the link is back.
+        if (job.waiters.size === 0) this.jobs.delete(job.id)
+        else this.onRefetch(job)
+      }
       if (batch[0]!.priority === 'background')
         this.bucket.refund(
           Math.min(
@@ -1008,8 +1062,8 @@ export class FetchScheduler extends EventEmitter {
     )
     this.emit('link', change)
     if (change.state === 'offline') {
-      for (const job of this.jobs.values())
-        for (const waiter of job.waiters) this.armOfflineTimer(job, waiter)
+      // Waits end sooner on a link known to be down (see deadlineMs).
+      for (const job of this.jobs.values()) this.rearm(job)
       this.scheduleProbe()
       return
     }
@@ -1017,31 +1071,85 @@ export class FetchScheduler extends EventEmitter {
       this.offlineFailures.clear()
       clearTimeout(this.probeTimer)
       this.probeTimer = undefined
-      for (const job of this.jobs.values())
-        for (const waiter of job.waiters) {
-          clearTimeout(waiter.timer)
-          waiter.timer = undefined
-        }
+      // The probe's answer is a byte from the registry: queued reads count from it.
+      this.bytesAtMs = performance.now()
+      for (const job of this.jobs.values()) this.rearm(job)
       setImmediate(() => this.dispatch())
     }
   }
 
-  private armOfflineTimer(job: Job, waiter: Waiter): void {
-    if (waiter.timer !== undefined || waiter.priority === 'background') return
-    waiter.timer = setTimeout(() => {
-      job.waiters.delete(waiter)
-      if (job.waiters.size === 0 && !job.isRunning) this.jobs.delete(job.id)
-      this.offlineFailures.add(job.id)
-      waiter.reject(this.offlineError(job.layerDigest, job.offset))
-    }, this.offlineWaitMs)
+  // The batch has every byte of the job: what is left (checks, the durable write) is no
+  // wait for the link, so its readers' deadlines are off until a refetch.
+  private onFetched(job: Job): void {
+    job.isFetched = true
+    for (const waiter of job.waiters) {
+      clearTimeout(waiter.timer)
+      waiter.timer = undefined
+    }
   }
 
-  private offlineError(layerDigest: string, offset: number): EdgestarError {
+  // The job goes back to the queue (a failed check, a link error): deadlines run again.
+  private onRefetch(job: Job): void {
+    job.isFetched = false
+    this.rearm(job)
+  }
+
+  private rearm(job: Job): void {
+    for (const waiter of job.waiters) this.armDeadline(job, waiter)
+  }
+
+  // Sets the timer that ends a demand or prefetch wait (background work waits for good).
+  private armDeadline(job: Job, waiter: Waiter): void {
+    if (waiter.priority === 'background' || job.isFetched || this.isClosed) return
+    waiter.startedMs ??= performance.now()
+    waiter.waitMs ??= this.offlineWaitMs
+    clearTimeout(waiter.timer)
+    const dueInMs = this.deadlineMs(job, waiter) - performance.now()
+    waiter.timer = setTimeout(() => this.onDeadline(job, waiter), Math.max(0, dueInMs))
+  }
+
+  // A wait ends --offline-wait after the later of its start and the last byte that came
+  // for it (for a queued unit, for any unit): a download that keeps receiving is never cut,
+  // one that hangs is, before or after its headers, whatever the registry's timeouts and
+  // retries. Unless the link is known to be offline, at least MIN_STALL_MS.
+  private deadlineMs(job: Job, waiter: Waiter): number {
+    const startedMs = waiter.startedMs ?? performance.now()
+    const waitMs = waiter.waitMs ?? this.offlineWaitMs
+    const bytesAtMs = job.isRunning ? job.bytesAtMs : this.bytesAtMs
+    const stallMs = this.link.state === 'offline' ? waitMs : Math.max(waitMs, MIN_STALL_MS)
+    return Math.max(startedMs, bytesAtMs) + stallMs
+  }
+
+  private onDeadline(job: Job, waiter: Waiter): void {
+    waiter.timer = undefined
+    if (!job.waiters.has(waiter) || job.isFetched || this.isClosed) return
+    const nowMs = performance.now()
+    // Bytes came meanwhile (or the link went offline): the deadline moved.
+    if (this.deadlineMs(job, waiter) > nowMs) {
+      this.armDeadline(job, waiter)
+      return
+    }
+
+    job.waiters.delete(waiter)
+    if (job.waiters.size === 0 && !job.isRunning) this.jobs.delete(job.id)
+    const startedMs = waiter.startedMs ?? nowMs
+    const waitMs = waiter.waitMs ?? this.offlineWaitMs
+    // Nothing from the registry at all for a whole wait: down, as far as readers can tell.
+    if (this.link.state !== 'offline' && nowMs - Math.max(startedMs, this.bytesAtMs) >= waitMs) {
+      const seconds = Number((waitMs / 1000).toFixed(1))
+      this.link.failed(`no byte from the registry for ${seconds} s (--offline-wait)`, true)
+    }
+    this.offlineFailures.add(job.id)
+    waiter.reject(this.offlineError(job.layerDigest, job.offset, nowMs - startedMs))
+  }
+
+  private offlineError(layerDigest: string, offset: number, waitedMs: number): EdgestarError {
+    const seconds = (ms: number): number => Number((ms / 1000).toFixed(1))
     return new EdgestarError(
       'EDGESTAR_FETCH_OFFLINE',
-      `registry offline: chunk at offset ${offset} of layer ${layerDigest} is ` +
-        'not cached and the link did not come back within ' +
-        `${Number((this.offlineWaitMs / 1000).toFixed(1))} s (--offline-wait)`,
+      `registry offline: chunk at offset ${offset} of layer ${layerDigest} is not cached ` +
+        `and no byte of it came in ${seconds(waitedMs)} s ` +
+        `(--offline-wait ${seconds(this.offlineWaitMs)} s)`,
       { hint: 'reconnect the device, or pull the image while online (edgestar pull REF)' },
     )
   }
@@ -1058,7 +1166,9 @@ export class FetchScheduler extends EventEmitter {
         return
       }
       try {
-        await this.readerFor(layer).readAt(0, 1)
+        await this.readerFor(layer).readRanges([{ offset: 0, length: 1 }], {
+          patience: PROBE_PATIENCE,
+        })
         this.link.succeeded()
       } catch {
         this.scheduleProbe()
@@ -1147,4 +1257,16 @@ function isLinkError(code: string): boolean {
   )
     return false
   return true
+}
+
+// Failures that say the registry cannot be reached at all (nothing answers, or not in
+// time): the link is offline after the first, not the second.
+const HARD_FAILURE =
+  /ECONNREFUSED|EHOSTUNREACH|ENETUNREACH|ENOTFOUND|EAI_AGAIN|UND_ERR_CONNECT_TIMEOUT|UND_ERR_HEADERS_TIMEOUT/
+
+function describeReason(reason: unknown): string {
+  if (typeof reason === 'string') return reason
+  const code = (reason as { code?: unknown })?.code
+  const message = reason instanceof Error ? reason.message : String(reason)
+  return typeof code === 'string' ? `${code} ${message}` : message
 }
