@@ -21,7 +21,12 @@ export {
   walkLayer,
 } from './layer-stream.js'
 export { type OpenLayerOptions, openLayer } from './open-layer.js'
-export { type FileRange, readFileRange } from './read-file-range.js'
+export {
+  type ChunkDecoder,
+  type FileRange,
+  type ReadFileRangeOptions,
+  readFileRange,
+} from './read-file-range.js'
 export {
   isTarMetaType,
   parsePaxRecords,
@@ -33,6 +38,7 @@ export {
   type TarMeta,
   tarChecksumMatches,
   tarCString,
+  walkTar,
 } from './tar-walk.js'
 export { DEFAULT_MAX_TOC_BYTES } from './toc-reader.js'
 export { resolveHardlink } from './toc-validate.js'

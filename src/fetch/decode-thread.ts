@@ -1,12 +1,15 @@
 /**
- * Body of the scheduler's decode thread (see `DecodeWorker`): every fetched unit is
- * inflated and its chunk digests checked here, and a fully fetched layer is hashed here
- * for its diffID check, so none of that CPU work runs on the event loop that serves FUSE.
+ * Body of the decode thread (see `DecodeWorker`): every fetched unit is inflated and its
+ * chunk digests checked here, a fully fetched layer is hashed here for its diffID check,
+ * and the chunks of a local layer blob (`mount --layer`) are decoded here, so none of
+ * that CPU work runs on the event loop that serves FUSE.
  * Protocol: one request at a time, `{ id, op, ... }` in, `{ id, ... }` out. Buffers come in
  * and go out as transferred memory, not copies (see `transferListOf`).
  */
 import { createHash, type Hash } from 'node:crypto'
 import { parentPort } from 'node:worker_threads'
+// NOTE: past estargz's index, as unit-decoder.ts does: the index would load the converter.
+import { decodeChunk } from '../estargz/decode-chunk.js'
 import {
   type DecodeAnswer,
   type DecodedWire,
@@ -14,18 +17,18 @@ import {
   toErrorWire,
   transferListOf,
 } from './decode-wire.js'
-import { type DecodedUnit, decodeUnit } from './unit-decoder.js'
+import { type DecodedUnit, decodeUnit, decompressAll } from './unit-decoder.js'
 
 const hashes = new Map<number, Hash>()
+
+function asBuffer(view: Uint8Array): Buffer {
+  return Buffer.from(view.buffer, view.byteOffset, view.byteLength)
+}
 
 function decodeAll(request: Extract<DecodeRequest, { op: 'decode' }>): DecodeAnswer {
   const outcomes = request.items.map((item) => {
     try {
-      const compressed = Buffer.from(
-        item.compressed.buffer,
-        item.compressed.byteOffset,
-        item.compressed.byteLength,
-      )
+      const compressed = asBuffer(item.compressed)
       return { decoded: toWire(decodeUnit(request.format, item.unit, item.extents, compressed)) }
     } catch (err) {
       return { error: toErrorWire(err) }
@@ -56,6 +59,18 @@ function answer(request: DecodeRequest): DecodeAnswer {
   try {
     if (request.op === 'decode') return decodeAll(request)
     if (request.op === 'hash') return hashPieces(request)
+    if (request.op === 'chunk') {
+      const { compression, extent, compressed } = request
+      return { id: request.id, data: decodeChunk(compression, asBuffer(compressed), extent) }
+    }
+    if (request.op === 'inflate') {
+      const data = decompressAll(
+        request.format,
+        asBuffer(request.compressed),
+        Number.MAX_SAFE_INTEGER,
+      )
+      return { id: request.id, data }
+    }
     hashes.delete(request.hashId)
     return { id: request.id }
   } catch (err) {
@@ -68,5 +83,6 @@ parentPort?.on('message', (request: DecodeRequest) => {
   const views = (reply.outcomes ?? []).flatMap((outcome) =>
     'decoded' in outcome ? [outcome.decoded.object, outcome.decoded.tail] : [],
   )
+  if (reply.data !== undefined) views.push(reply.data)
   parentPort?.postMessage(reply, transferListOf(views))
 })

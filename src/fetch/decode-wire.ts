@@ -4,7 +4,7 @@
  */
 
 import { EdgestarError } from '../errors.js'
-import type { LayerFormat } from '../estargz/index.js'
+import type { ChunkExtent, Compression, LayerFormat } from '../estargz/index.js'
 import type { ChunkExtentInput, UnitRow } from '../store/index.js'
 
 /** What the thread needs of a unit's row. */
@@ -37,12 +37,24 @@ export type DecodeRequest =
   | { id: number; op: 'decode'; format: LayerFormat; items: DecodeItem[] }
   | { id: number; op: 'hash'; hashId: number; pieces: Uint8Array[]; isLast: boolean }
   | { id: number; op: 'drop-hash'; hashId: number }
+  | {
+      id: number
+      op: 'chunk'
+      compression: Compression
+      extent: ChunkExtent
+      compressed: Uint8Array
+    }
+  | { id: number; op: 'inflate'; format: LayerFormat; compressed: Uint8Array }
 
-/** An answer: per-unit outcomes of a decode, the digest of a finished hash, or an error. */
+/**
+ * An answer: per-unit outcomes of a decode, the digest of a finished hash, the bytes of a
+ * chunk or an inflated blob, or an error.
+ */
 export interface DecodeAnswer {
   id: number
   outcomes?: ({ decoded: DecodedWire } | { error: ErrorWire })[]
   digest?: string
+  data?: Uint8Array
   error?: ErrorWire
 }
 

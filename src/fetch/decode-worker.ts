@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads'
 import { EdgestarError } from '../errors.js'
-import type { LayerFormat } from '../estargz/index.js'
+import type { ChunkExtent, Compression, LayerFormat } from '../estargz/index.js'
 import { moduleLogger } from '../log.js'
 import type { ChunkExtentInput, UnitRow } from '../store/index.js'
 import {
@@ -21,6 +21,14 @@ export interface UnitToDecode {
   unit: Pick<UnitRow, 'kind' | 'sizeBytes' | 'chunkDigest'>
   extents: ChunkExtentInput[]
   /** Given away: its memory moves to the decode thread and must not be used afterwards. */
+  compressed: Buffer
+}
+
+/** One chunk of a layer blob to decode: its extent and the blob bytes it covers. */
+export interface ChunkToDecode {
+  compression: Compression
+  extent: ChunkExtent
+  /** The `extent.compressedSize` blob bytes at `extent.compressedOffset` (none for a hole). */
   compressed: Buffer
 }
 
@@ -46,9 +54,10 @@ interface Queued {
 }
 
 /**
- * The scheduler's decode thread (`decode-thread.ts`): fetched units are inflated and their
- * chunk digests checked there, and whole layers hashed for their diffID, so that no
- * decompression or hashing of fetched data runs on the event loop that serves FUSE. The
+ * A decode thread (`decode-thread.ts`): the scheduler's fetched units are inflated and
+ * their chunk digests checked there, and whole layers hashed for their diffID; a local
+ * layer blob's chunks are decoded there too. So no decompression or hashing of layer
+ * data runs on the event loop that serves FUSE. The
  * thread takes one request at a time; queued requests go best priority first, in order
  * within a priority. Memory moves both ways without copies (transfer lists; small buffers
  * of Node's allocation pool are copied). The thread
@@ -89,6 +98,37 @@ export class DecodeWorker {
       const { object, tail, memberBytes } = outcome.decoded
       return { decoded: { object: asBuffer(object), tail: tail && asBuffer(tail), memberBytes } }
     })
+  }
+
+  /**
+   * Decodes and checks one chunk of a layer blob on the thread (estargz's `decodeChunk`).
+   * Resolves with exactly the chunk's bytes. Rejects with decodeChunk's codes
+   * (EDGESTAR_ESTARGZ_CHUNK_CORRUPT, _CHUNK_BOMB, _CHUNK_DIGEST_MISMATCH) and the thread's
+   * own (EDGESTAR_FETCH_DECODE_FAILED, EDGESTAR_FETCH_CLOSED).
+   */
+  async decodeChunk(chunk: ChunkToDecode, priority: DecodePriority): Promise<Buffer> {
+    // `compressed` is given away: its memory moves to the thread.
+    const { compression, extent, compressed } = chunk
+    const body: RequestBody = { op: 'chunk', compression, extent, compressed }
+    const answer = await this.#request(body, transferListOf([compressed]), priority)
+    if (answer.data === undefined) throw new Error('decode thread answered a chunk without data')
+    return asBuffer(answer.data)
+  }
+
+  /**
+   * Decompresses a whole run of gzip members or zstd frames (a plain layer blob) on the
+   * thread; `compressed` moves there. Rejects with the decompressor's error (no code) for
+   * input that does not decompress, and with the thread's own codes (see decodeChunk).
+   */
+  async inflate(
+    format: LayerFormat,
+    compressed: Buffer,
+    priority: DecodePriority,
+  ): Promise<Buffer> {
+    const body: RequestBody = { op: 'inflate', format, compressed }
+    const answer = await this.#request(body, transferListOf([compressed]), priority)
+    if (answer.data === undefined) throw new Error('decode thread answered inflate without data')
+    return asBuffer(answer.data)
   }
 
   /** A sha256 computed on the thread from pieces given in order (see ThreadHash). */
@@ -181,7 +221,7 @@ export class DecodeWorker {
     running?.reject(diedError())
     for (const queue of this.#queues)
       for (const queued of queue.splice(0)) {
-        if (queued.body.op === 'decode') queue.push(queued)
+        if (isRepeatable(queued.body)) queue.push(queued)
         else queued.reject(diedError())
       }
     this.#sendNext()
@@ -277,6 +317,11 @@ export class ThreadHash {
     this.#given = new Set()
     this.#pieceBytes = 0
   }
+}
+
+// Whole requests can run again on a fresh thread; pieces of a hash cannot.
+function isRepeatable(body: RequestBody): boolean {
+  return body.op === 'decode' || body.op === 'chunk' || body.op === 'inflate'
 }
 
 function isWholeBuffer(view: Uint8Array): boolean {

@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openLocalView } from '../../src/fs/index.js'
 import { mountForTest, type ScannedEntry, scanTree } from '../helpers/mount.js'
+import { countMainThreadDecoding } from './main-thread-decoding.js'
 
 const FIXTURES = process.env.EDGESTAR_FIXTURES_DIR ?? '/work/shared/fixtures/estargz'
 
@@ -26,6 +27,18 @@ interface SidecarFile {
 interface IndexRow {
   sidecar: string
   blob: string
+}
+
+/** A fixture's sidecar entries, named as the mount shows them. */
+function sidecarFiles(row: IndexRow): SidecarFile[] {
+  const sidecar = JSON.parse(readFileSync(join(FIXTURES, row.sidecar), 'utf8')) as {
+    files: SidecarFile[]
+  }
+  return sidecar.files.map((file) => ({
+    ...file,
+    name: cleanName(file.name),
+    linkName: file.type === 'hardlink' ? cleanName(file.linkName ?? '') : file.linkName,
+  }))
 }
 
 /** What the mount must show for a sidecar entry, in ScannedEntry terms. */
@@ -67,14 +80,7 @@ const rows = JSON.parse(readFileSync(join(FIXTURES, 'index.json'), 'utf8')) as I
 describe('mounting every reference fixture', () => {
   for (const row of rows) {
     it(`shows ${row.blob} exactly as its sidecar lists it`, async () => {
-      const sidecar = JSON.parse(readFileSync(join(FIXTURES, row.sidecar), 'utf8')) as {
-        files: SidecarFile[]
-      }
-      const files = sidecar.files.map((file) => ({
-        ...file,
-        name: cleanName(file.name),
-        linkName: file.type === 'hardlink' ? cleanName(file.linkName ?? '') : file.linkName,
-      }))
+      const files = sidecarFiles(row)
       const byName = new Map(files.map((file) => [file.name, file]))
 
       const mount = await mountForTest(await openLocalView([join(FIXTURES, row.blob)]))
@@ -101,6 +107,38 @@ describe('mounting every reference fixture', () => {
           assert.equal(scanned.has(file.name), false, file.name)
       } finally {
         await mount.cleanup()
+      }
+    })
+  }
+})
+
+// Issue #4: a FUSE handler never blocks the event loop. A child process reads every file
+// (a read of one's own mount from the serving thread would deadlock); the serving process
+// counts the inflate and hash calls on its own thread.
+describe('a --layer mount inflates and checks off the event loop', () => {
+  for (const row of rows) {
+    const isPlain = !/\.(estargz|zstdchunked)\./.test(row.blob)
+    it(`reads every file of ${row.blob} with no inflate or hash on the event loop`, async () => {
+      const regular = sidecarFiles(row).filter((file) => file.type === 'reg' && !isHidden(file))
+      const decoding = countMainThreadDecoding()
+      try {
+        const view = await openLocalView([join(FIXTURES, row.blob)])
+        // NOTE: a TOC is still inflated and hashed on this thread once at open, before the
+        // mount serves anything; a plain tar is inflated whole at open, on the thread.
+        const atOpen = decoding.seen.splice(0)
+        if (isPlain) assert.deepEqual(atOpen, [], 'the plain tar was inflated off the loop')
+
+        const mount = await mountForTest(view)
+        try {
+          const scanned = new Map((await scanTree(mount.dir)).map((e) => [e.path, e]))
+          for (const file of regular)
+            assert.equal(scanned.get(file.name)?.sha256, file.sha256, file.name)
+        } finally {
+          await mount.cleanup()
+        }
+        assert.deepEqual(decoding.seen, [], 'nothing inflated or hashed on the event loop')
+      } finally {
+        decoding.restore()
       }
     })
   }
