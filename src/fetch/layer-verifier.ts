@@ -23,7 +23,7 @@ export async function computeDiffID(
     for (const unit of page) {
       if (!unit.isPresent) throw incomplete(layerDigest, unit.offset)
       // A file read returns memory of its own: it moves to the thread, not copied.
-      await hash.update(await store.chunks.readAll(unit.chunkKey), true)
+      await hash.update(await store.chunks.readAll(unit.chunkKey, unit.slot), true)
       if (unit.kind !== 'chunk' || unit.chunkDigest === null) continue
 
       if (unit.tail === null) throw incomplete(layerDigest, unit.offset)

@@ -27,6 +27,18 @@ const RECENT_STORES = 4096
 /** Read plans whose chunks were all read, remembered by `readEntryRange`. */
 const RECENT_PLANS = 1024
 /**
+ * How long a remembered plan is used. Another process may evict its objects; their slots
+ * keep the verified bytes for `HOLE_GRACE_MS` (a minute) before the space is punched out.
+ */
+export const READ_PLAN_TTL_MS = 20_000
+
+interface RememberedPlan {
+  refs: ChunkRef[]
+  size: number
+  /** Used until then (ms since the epoch). */
+  until: number
+}
+/**
  * A read on a link not known to be offline is given at least this long without a byte
  * before it fails, however short --offline-wait is: the wait is for a link that is down,
  * not a budget for a healthy request's first byte.
@@ -162,10 +174,11 @@ export class FetchScheduler extends EventEmitter {
   private readonly storedAt = new Map<string, number>()
   private unitsStored = 0
   // Plans of ranges read in full, by layer, file and range: a re-read of cached data (a
-  // running container's usual read) then asks no thread at all. A chunk only leaves the
-  // cache by eviction, which its read reports (EDGESTAR_STORE_CHUNK_MISSING): the plan is
-  // then dropped and made afresh.
-  private readonly readPlans = new Map<string, { refs: ChunkRef[]; size: number }>()
+  // running container's usual read) then asks no thread at all. They are all dropped
+  // when this process frees objects, and each is used for READ_PLAN_TTL_MS at most, so a
+  // plan never outlives the bytes of an object another process evicted.
+  private readonly readPlans = new Map<string, RememberedPlan>()
+  private readonly stopWatchingFrees: () => void
   // Units (job ids) whose wait ran out during the current outage. The kernel asks
   // again at once after a failed read-ahead; that second ask must not wait the whole
   // --offline-wait again. Cleared when the link comes back.
@@ -210,6 +223,7 @@ export class FetchScheduler extends EventEmitter {
     )
     this.link = new LinkMonitor(options.slowLink)
     this.link.on('change', (change) => this.onLinkChange(change))
+    this.stopWatchingFrees = this.store.chunks.onObjectsFreed(() => this.readPlans.clear())
   }
 
   /** The link to the registry as last seen. */
@@ -294,19 +308,19 @@ export class FetchScheduler extends EventEmitter {
     const planKey = `${layerDigest}\0${name}\0${offset}\0${length}`
     for (let attempt = 0; ; attempt++) {
       if (this.isClosed) throw closedError()
-      const known = attempt === 0 ? this.readPlans.get(planKey) : undefined
-      const { refs, size } =
-        known ?? (await this.planRead(layerDigest, name, offset, length, priority))
-      const missing = refs.filter((ref) => !ref.isPresent)
+      const known = attempt === 0 ? this.recalledPlan(planKey) : undefined
+      let plan = known ?? (await this.planRead(layerDigest, name, offset, length, priority))
+      const missing = plan.refs.filter((ref) => !ref.isPresent)
       if (missing.length > 0) {
         await Promise.all(
           missing.map((ref) => this.ensureUnit(layerDigest, ref.unitOffset, priority)),
         )
-        if (this.isClosed) throw closedError()
+        // Asked again for where the fetched objects were put (their slots).
+        plan = await this.planRead(layerDigest, name, offset, length, priority)
       }
       try {
-        const data = await this.assemble(refs, size, offset, length, into)
-        this.rememberPlan(planKey, refs, size)
+        const data = await this.assemble(plan.refs, plan.size, offset, length, into)
+        this.rememberPlan(planKey, plan.refs, plan.size)
         return data
       } catch (err) {
         if (this.isClosed) throw closedError()
@@ -317,12 +331,17 @@ export class FetchScheduler extends EventEmitter {
     }
   }
 
-  private rememberPlan(key: string, refs: ChunkRef[], size: number): void {
-    const read = refs.every((ref) => ref.isPresent)
-      ? refs
-      : refs.map((ref) => ({ ...ref, isPresent: true }))
+  private recalledPlan(key: string): RememberedPlan | undefined {
+    const plan = this.readPlans.get(key)
+    if (plan === undefined || plan.until > Date.now()) return plan
     this.readPlans.delete(key)
-    this.readPlans.set(key, { refs: read, size })
+    return undefined
+  }
+
+  private rememberPlan(key: string, refs: ChunkRef[], size: number): void {
+    this.readPlans.delete(key)
+    if (!refs.every((ref) => ref.isPresent)) return
+    this.readPlans.set(key, { refs, size, until: Date.now() + READ_PLAN_TTL_MS })
     if (this.readPlans.size <= RECENT_PLANS) return
     const oldest = this.readPlans.keys().next().value
     if (oldest !== undefined) this.readPlans.delete(oldest)
@@ -412,6 +431,7 @@ export class FetchScheduler extends EventEmitter {
 
   private shutDown(): void {
     this.isClosed = true
+    this.stopWatchingFrees()
     clearTimeout(this.bucketTimer)
     clearTimeout(this.probeTimer)
     this.link.close()
@@ -540,7 +560,7 @@ export class FetchScheduler extends EventEmitter {
       if (from > cursor) target.fill(0, cursor - offset, from - offset)
       reads.push(
         this.readObject(
-          ref.chunkKey,
+          ref,
           ref.objectOffset + (from - ref.chunkOffset),
           target,
           from - offset,
@@ -558,13 +578,18 @@ export class FetchScheduler extends EventEmitter {
   }
 
   private async readObject(
-    key: string,
+    ref: ChunkRef,
     objectOffset: number,
     target: Buffer,
     targetOffset: number,
     length: number,
   ): Promise<void> {
-    const n = await this.store.chunks.readInto(key, objectOffset, target, targetOffset, length)
+    const key = ref.chunkKey
+    // Evicted again between its fetch and the plan asked afterwards: fetched once more.
+    if (!ref.isPresent)
+      throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} was evicted`)
+    const chunks = this.store.chunks
+    const n = await chunks.readInto(key, objectOffset, target, targetOffset, length, ref.slot)
     if (n === length) return
     await this.store.chunks.forget(key)
     throw new EdgestarError(

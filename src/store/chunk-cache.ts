@@ -1,14 +1,16 @@
 import { readdirSync, rmSync, statSync } from 'node:fs'
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises'
+import { mkdir, readFile, rename, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Database } from 'better-sqlite3'
 import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
 import { ChunkHandles } from './chunk-handles.js'
-import { ChunkRows, type Eviction } from './chunk-rows.js'
+import { ChunkPacks, syncDirectory } from './chunk-packs.js'
+import { ChunkRows, type Eviction, type PackHole } from './chunk-rows.js'
 import type { IndexWorker } from './index-worker.js'
 import { isChunkKey } from './names.js'
-import type { ChunkCommit, UnitDecoded } from './types.js'
+import type { StateUsers } from './state-users.js'
+import type { ChunkCommit, ChunkSlot, UnitDecoded } from './types.js'
 
 const log = moduleLogger('store')
 
@@ -16,6 +18,15 @@ const log = moduleLogger('store')
 const MAX_OPEN_FILES = 64
 /** Uses are recorded in memory and written to SQLite at most this often (and at close). */
 const USE_FLUSH_INTERVAL_MS = 5000
+/** Holes punched per round (the rest wait for the next round). */
+const HOLES_PER_ROUND = 4096
+/**
+ * While another process uses the cache, a freed slot is punched only after this long: it
+ * may have located the object just before the eviction (a read plan lives at most
+ * `READ_PLAN_TTL_MS` in the scheduler) and still read it. Until then the slot keeps the
+ * object's verified bytes, and slots are never handed out twice.
+ */
+export const HOLE_GRACE_MS = 60_000
 
 /** Result of `reconcile`: what start-up found and fixed. */
 export interface ReconcileReport {
@@ -25,6 +36,8 @@ export interface ReconcileReport {
   strayFilesRemoved: number
   /** Leftover temporary files of interrupted writes (removed). */
   tmpFilesRemoved: number
+  /** Present rows whose pack file was missing or too short (now missing). */
+  packRowsMarkedMissing?: number
 }
 
 /** Cache usage, for `edgestar cache status`. */
@@ -41,6 +54,11 @@ export interface GcReport {
   evictedBytes: number
   presentBytes: number
   limitBytes: number
+  /**
+   * Disk space of evicted objects not yet returned (`gc` only): another edgestar process
+   * is running and may still be reading them; it returns the space within about a minute.
+   */
+  spaceReturnedLaterBytes?: number
 }
 
 /** One chunk for `ChunkCache.writeMany`: verified bytes and what its unit taught. */
@@ -51,15 +69,23 @@ export interface ChunkWrite {
   unit?: UnitDecoded
 }
 
+/** A chunk object's row as `ChunkCache.locate` finds it. */
+interface Located {
+  slot: ChunkSlot
+}
+
 /** Bookkeeping `ChunkCache.adopt` commits with the object (see `ChunkCommit`). */
 export type ChunkBookkeeping = Pick<ChunkCommit, 'units' | 'layerStates'>
 
 /**
- * The content-addressed chunk cache: decoded chunk objects as files under
- * `STATE/chunks/XX/KEY`, indexed by the `chunks` table. A write goes to a temporary file,
- * is fsynced and renamed, and only then is the row marked present in a durable
- * (synchronous=FULL) transaction, so a crash at any point leaves either no row or a
- * complete file. Keys come from `chunkKey` and are checked again before use as a path.
+ * The content-addressed chunk cache, indexed by the `chunks` table. Decoded chunk objects
+ * live in slots of a pack file per layer (`ChunkPacks`): a batch reserves fresh slots
+ * (a durable transaction), is written and fdatasynced, and only then are its rows marked
+ * present with their slots in another durable (synchronous=FULL) transaction, so a crash
+ * at any point leaves either no present row or a complete object. A slot is never reused;
+ * a freed one is punched out of its file. Objects too big for memory (whole plain layers,
+ * `adopt`) and those of older caches are files of their own, `STATE/chunks/XX/KEY`, whose
+ * rows have no slot. Keys come from `chunkKey` and are checked again before use as a path.
  * The writes made while serving (commits, uses, a file found gone) go to the store's
  * writer thread: its fsync of the WAL never holds up the event loop that serves FUSE.
  */
@@ -70,6 +96,10 @@ export class ChunkCache {
   private readonly handles = new ChunkHandles(MAX_OPEN_FILES)
   private readonly pendingUses = new Map<string, number>()
   private readonly rows: ChunkRows
+  private readonly packs: ChunkPacks
+  private punching: Promise<void> | undefined
+  private punchTimer: NodeJS.Timeout | undefined
+  private readonly freedListeners = new Set<() => void>()
   private useFlushTimer: NodeJS.Timeout | undefined
   limitBytes: number
 
@@ -79,11 +109,14 @@ export class ChunkCache {
     limitBytes: number,
     private readonly durably: <T>(fn: () => T) => T,
     private readonly writer: IndexWorker,
+    private readonly reader: IndexWorker,
+    private readonly users: Pick<StateUsers, 'hasOthers' | 'hasOthersSync'>,
   ) {
     this.dir = dir
     this.tmpDir = join(dir, 'tmp')
     this.limitBytes = limitBytes
     this.rows = new ChunkRows(db)
+    this.packs = new ChunkPacks(dir)
   }
 
   /** File path of a chunk object. Throws on a key that is not a well-formed chunk key. */
@@ -121,19 +154,23 @@ export class ChunkCache {
    */
   async writeMany(items: ChunkWrite[]): Promise<void> {
     if (items.length === 0) return
-    await mkdir(this.tmpDir, { recursive: true })
-    const placed = await Promise.all(items.map((item) => this.writeTemporary(item)))
+    for (const item of items) this.pathOf(item.key)
+    const requests = items.map((item) => ({
+      pack: this.packs.packFor(item.unit?.layerDigest),
+      sizeBytes: item.data.length,
+    }))
+    const offsets = await this.writer.call<number[]>('reserveSlots', [requests])
 
-    const dirs = new Set<string>()
-    for (const [i, { tmp, path }] of placed.entries()) {
-      await rename(tmp, path)
-      this.handles.drop(items[i]!.key)
-      dirs.add(join(path, '..'))
-    }
-    await Promise.all([...dirs].map((dir) => syncDir(dir)))
+    await this.packs.writeDurably(
+      items.map((item, i) => ({ pack: requests[i]!.pack, offset: offsets[i]!, data: item.data })),
+    )
 
     await this.commit({
-      chunks: items.map((item) => ({ key: item.key, sizeBytes: item.data.length })),
+      chunks: items.map((item, i) => ({
+        key: item.key,
+        sizeBytes: item.data.length,
+        slot: { pack: requests[i]!.pack, offset: offsets[i]!, size: item.data.length },
+      })),
       units: items.flatMap((item) => (item.unit ? [ownTail(item.unit)] : [])),
       atMs: Date.now(),
     })
@@ -143,20 +180,6 @@ export class ChunkCache {
   // at a file a power cut could take back.
   private commit(commit: ChunkCommit): Promise<void> {
     return this.writer.call<void>('commit', [commit])
-  }
-
-  private async writeTemporary(item: ChunkWrite): Promise<{ tmp: string; path: string }> {
-    const path = this.pathOf(item.key)
-    await mkdir(join(path, '..'), { recursive: true })
-    const tmp = join(this.tmpDir, `${item.key}.${process.pid}.${this.tmpCounter++}`)
-    const handle = await open(tmp, 'w')
-    try {
-      await handle.writeFile(item.data)
-      await handle.sync()
-    } finally {
-      await handle.close()
-    }
-    return { tmp, path }
   }
 
   /**
@@ -184,7 +207,7 @@ export class ChunkCache {
     await mkdir(join(path, '..'), { recursive: true })
     await rename(tmpPath, path)
     this.handles.drop(key)
-    await syncDir(join(path, '..'))
+    await syncDirectory(join(path, '..'))
     await this.commit({ chunks: [{ key, sizeBytes }], ...bookkeeping, atMs: Date.now() })
   }
 
@@ -200,7 +223,9 @@ export class ChunkCache {
 
   /**
    * `read` into `target` at `targetOffset` (no allocation); resolves with the bytes read.
-   * Files stay open in a small LRU, so a warm read is a single pread off the event loop.
+   * `slot` is where a lookup (`ChunkRef`, `UnitRow`) found the present object; without
+   * it the store's reader thread is asked. Files stay open in a small LRU, so a warm read
+   * is a single pread off the event loop.
    */
   async readInto(
     key: string,
@@ -208,22 +233,72 @@ export class ChunkCache {
     target: Buffer,
     targetOffset: number,
     length: number,
+    slot?: ChunkSlot,
   ): Promise<number> {
+    const where = slot === undefined ? (await this.locate(key)).slot : slot
+    if (where !== null) {
+      const wanted = Math.max(0, Math.min(length, where.size - offset))
+      return this.readPack(key, where, offset, target, targetOffset, wanted)
+    }
     const path = this.pathOf(key)
     try {
       return await this.handles.readInto(key, path, offset, target, targetOffset, length)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
-      if (this.db.open) await this.forget(key)
-      throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is not in the cache`, {
-        cause: err,
-      })
+      throw await this.missingAfter(key, err)
     }
   }
 
-  /** The whole object. */
-  async readAll(key: string): Promise<Buffer> {
-    return readFile(this.pathOf(key))
+  private async readPack(
+    key: string,
+    slot: NonNullable<ChunkSlot>,
+    offset: number,
+    target: Buffer,
+    targetOffset: number,
+    length: number,
+  ): Promise<number> {
+    const path = this.packs.pathOf(slot.pack)
+    try {
+      const position = slot.offset + offset
+      return await this.handles.readInto(
+        `pack:${slot.pack}`,
+        path,
+        position,
+        target,
+        targetOffset,
+        length,
+      )
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
+      throw await this.missingAfter(key, err)
+    }
+  }
+
+  // The object's file is gone: its row is reset, so the next read fetches it again.
+  private async missingAfter(key: string, cause: unknown): Promise<EdgestarError> {
+    if (this.db.open) await this.forget(key)
+    return new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is not in the cache`, {
+      cause,
+    })
+  }
+
+  // Where a present object is, asked of the reader thread (never SQLite on this thread).
+  private async locate(key: string): Promise<Located> {
+    const found = await this.reader.call<Located | undefined>('chunkSlot', [key])
+    if (found === undefined)
+      throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is not in the cache`)
+    return found
+  }
+
+  /** The whole object; `slot` as for `readInto`. */
+  async readAll(key: string, slot?: ChunkSlot): Promise<Buffer> {
+    const where = slot === undefined ? (await this.locate(key)).slot : slot
+    if (where === null) return readFile(this.pathOf(key))
+    const buffer = Buffer.allocUnsafe(where.size)
+    const n = await this.readPack(key, where, 0, buffer, 0, where.size)
+    if (n === where.size) return buffer
+    await this.forget(key)
+    throw new EdgestarError('EDGESTAR_STORE_CHUNK_MISSING', `chunk ${key} is cut short in its pack`)
   }
 
   /**
@@ -266,6 +341,8 @@ export class ChunkCache {
   /** Flushes recorded uses and closes open chunk files; call before closing the database. */
   close(): void {
     this.flushUses()
+    clearTimeout(this.punchTimer)
+    this.punchTimer = undefined
     this.handles.dropAll()
   }
 
@@ -275,6 +352,8 @@ export class ChunkCache {
     this.pendingUses.delete(key)
     this.handles.drop(key)
     rmSync(this.pathOf(key), { force: true })
+    this.objectsFreed()
+    this.punchHolesSync()
   }
 
   /**
@@ -290,6 +369,8 @@ export class ChunkCache {
     // without a file, which start-up reconciliation marks missing.
     await rm(path, { force: true })
     await this.writer.call('markMissing', [[key]])
+    this.objectsFreed()
+    this.punchHolesSoon()
   }
 
   /**
@@ -305,6 +386,8 @@ export class ChunkCache {
       this.handles.drop(key)
     }
     await Promise.all(keys.map((key) => rm(this.pathOf(key), { force: true })))
+    this.objectsFreed()
+    this.punchHolesSoon()
   }
 
   /** Cache usage; `pinnedKeysSql` selects the keys held by mounted images. */
@@ -325,7 +408,9 @@ export class ChunkCache {
       this.handles.drop(key)
       rmSync(this.pathOf(key), { force: true })
     }
-    return this.report(eviction)
+    if (eviction.victims.length > 0) this.objectsFreed()
+    const later = this.punchHolesSync()
+    return { ...this.report(eviction), ...(later > 0 ? { spaceReturnedLaterBytes: later } : {}) }
   }
 
   /**
@@ -341,7 +426,72 @@ export class ChunkCache {
     const eviction = await this.writer.call<Eviction>('gc', [this.targetOf(targetBytes)])
     for (const key of eviction.victims) this.handles.drop(key)
     await Promise.all(eviction.victims.map((key) => rm(this.pathOf(key), { force: true })))
+    if (eviction.victims.length > 0) this.objectsFreed()
+    this.punchHolesSoon()
     return this.report(eviction)
+  }
+
+  /**
+   * Calls `listener` whenever this process frees objects (evicts or forgets them): whoever
+   * remembers where objects are must look again. Returns the function that unsubscribes.
+   */
+  onObjectsFreed(listener: () => void): () => void {
+    this.freedListeners.add(listener)
+    return () => this.freedListeners.delete(listener)
+  }
+
+  private objectsFreed(): void {
+    for (const listener of this.freedListeners) listener()
+  }
+
+  /**
+   * Punches the freed slots recorded in `pack_holes` out of their pack files (rows first,
+   * then space: a crash in between leaves holes that the next round punches), off the
+   * event loop. One round at a time; resolves when the round ends.
+   */
+  punchHoles(): Promise<void> {
+    this.punching ??= this.punchRound().finally(() => {
+      this.punching = undefined
+    })
+    return this.punching
+  }
+
+  // Now for what may go now, and once more after the grace for the rest; for paths that
+  // must not wait on it (a read that found its object gone, a gc while serving).
+  private punchHolesSoon(): void {
+    const punch = (): void => {
+      this.punchHoles().catch((err: unknown) => {
+        log.debug({ err: String(err) }, 'holes not punched')
+      })
+    }
+    punch()
+    if (this.punchTimer !== undefined) return
+    this.punchTimer = setTimeout(() => {
+      this.punchTimer = undefined
+      punch()
+    }, HOLE_GRACE_MS + 1000)
+    this.punchTimer.unref()
+  }
+
+  private async punchRound(): Promise<void> {
+    const freedBy = (await this.users.hasOthers()) ? Date.now() - HOLE_GRACE_MS : Date.now()
+    const holes = await this.reader.call<PackHole[]>('packHoles', [HOLES_PER_ROUND, freedBy])
+    if (holes.length === 0) return
+    const done = await this.packs.punch(holes)
+    if (done.length > 0) await this.writer.call('holesPunched', [done])
+  }
+
+  /**
+   * `punchHoles` on this thread, blocking: for the CLI and start-up. Returns the bytes of
+   * freed slots left for later (freed under the grace while another process runs).
+   */
+  punchHolesSync(): number {
+    if (!this.db.open) return 0
+    const freedBy = this.users.hasOthersSync() ? Date.now() - HOLE_GRACE_MS : Date.now()
+    const holes = this.rows.holes(HOLES_PER_ROUND, freedBy)
+    const done = holes.length > 0 ? this.packs.punchSync(holes) : []
+    if (done.length > 0) this.durably(() => this.rows.punched(done))
+    return this.rows.holeBytes()
   }
 
   private targetOf(targetBytes: number | undefined): number {
@@ -375,7 +525,9 @@ export class ChunkCache {
       tmpFilesRemoved: 0,
     }
     const rows = this.db
-      .prepare("SELECT key, size_bytes AS size FROM chunks WHERE state = 'present'")
+      .prepare(
+        "SELECT key, size_bytes AS size FROM chunks WHERE state = 'present' AND pack IS NULL",
+      )
       .all() as {
       key: string
       size: number
@@ -394,7 +546,12 @@ export class ChunkCache {
     }
     report.rowsMarkedMissing = bad.length
 
+    const cutShort = this.packRowsCutShort()
+    this.durably(() => this.rows.missing(cutShort))
+    if (cutShort.length > 0) report.packRowsMarkedMissing = cutShort.length
+
     for (const sub of safeReaddir(this.dir)) {
+      if (sub === 'packs') continue
       if (sub === 'tmp') {
         for (const name of safeReaddir(this.tmpDir)) {
           rmSync(join(this.tmpDir, name), { force: true, recursive: true })
@@ -410,9 +567,33 @@ export class ChunkCache {
         report.strayFilesRemoved++
       }
     }
-    if (report.rowsMarkedMissing + report.strayFilesRemoved + report.tmpFilesRemoved > 0)
-      log.warn({ ...report }, 'cache reconciled')
+    this.punchHolesSync()
+    const fixed = report.rowsMarkedMissing + report.strayFilesRemoved + report.tmpFilesRemoved
+    if (fixed + (report.packRowsMarkedMissing ?? 0) > 0) log.warn({ ...report }, 'cache reconciled')
     return report
+  }
+
+  // Present objects whose pack file is gone or ends before their slot does (a pack cut
+  // short by hand, or a disk restored from an older copy).
+  private packRowsCutShort(): string[] {
+    const rows = this.db
+      .prepare(
+        `SELECT key, pack, pack_offset + size_bytes AS end FROM chunks
+         WHERE state = 'present' AND pack IS NOT NULL`,
+      )
+      .all() as { key: string; pack: string; end: number }[]
+    const packSizes = new Map<string, number | null>()
+    const cut: string[] = []
+    for (const row of rows) {
+      if (!packSizes.has(row.pack))
+        packSizes.set(
+          row.pack,
+          this.packs.isPackName(row.pack) ? fileSize(this.packs.pathOf(row.pack)) : null,
+        )
+      const size = packSizes.get(row.pack)
+      if (size === null || size === undefined || size < row.end) cut.push(row.key)
+    }
+    return cut
   }
 }
 
@@ -436,15 +617,5 @@ function safeReaddir(dir: string): string[] {
     return readdirSync(dir)
   } catch {
     return []
-  }
-}
-
-// A rename is durable only once its directory entry is on disk (ext4 without auto_da_alloc).
-async function syncDir(dir: string): Promise<void> {
-  const handle = await open(dir, 'r')
-  try {
-    await handle.sync()
-  } finally {
-    await handle.close()
   }
 }

@@ -1,6 +1,16 @@
 import type { Database, Statement } from 'better-sqlite3'
 import { LayerRecords } from './layers.js'
-import type { ChunkCommit } from './types.js'
+import type { ChunkCommit, ChunkSlot } from './types.js'
+
+/** Slots start on a page boundary, so a freed one is punched as whole file-system blocks. */
+export const SLOT_ALIGN = 4096
+
+/** A freed slot of a pack file, still to be punched out of it (see `ChunkCache`). */
+export interface PackHole {
+  pack: string
+  offset: number
+  sizeBytes: number
+}
 
 /**
  * The writes to the `chunks` table, made the same way by the main connection (start-up,
@@ -12,21 +22,54 @@ export class ChunkRows {
   private readonly markPresent: Statement
   private readonly markMissing: Statement
   private readonly markUsed: Statement
+  private readonly current: Statement
+  private readonly addHole: Statement
+  private readonly packEnd: Statement
+  private readonly setPackEnd: Statement
 
   constructor(private readonly db: Database) {
     this.layers = new LayerRecords(db)
     this.markPresent = db.prepare(
-      `INSERT INTO chunks (key, size_bytes, state, last_used_at) VALUES (?, ?, 'present', ?)
+      `INSERT INTO chunks (key, size_bytes, state, last_used_at, pack, pack_offset)
+       VALUES (?, ?, 'present', ?, ?, ?)
        ON CONFLICT(key) DO UPDATE SET size_bytes = excluded.size_bytes, state = 'present',
-         last_used_at = excluded.last_used_at`,
+         last_used_at = excluded.last_used_at, pack = excluded.pack,
+         pack_offset = excluded.pack_offset`,
     )
-    this.markMissing = db.prepare("UPDATE chunks SET state = 'missing' WHERE key = ?")
+    this.markMissing = db.prepare(
+      "UPDATE chunks SET state = 'missing', pack = NULL, pack_offset = NULL WHERE key = ?",
+    )
     this.markUsed = db.prepare('UPDATE chunks SET last_used_at = ? WHERE key = ?')
+    this.current = db.prepare(
+      'SELECT state, size_bytes AS size, pack, pack_offset AS offset FROM chunks WHERE key = ?',
+    )
+    this.addHole = db.prepare(
+      'INSERT OR IGNORE INTO pack_holes (pack, offset, size_bytes, freed_at) VALUES (?, ?, ?, ?)',
+    )
+    this.packEnd = db.prepare('SELECT end_bytes FROM packs WHERE name = ?').pluck()
+    this.setPackEnd = db.prepare(
+      `INSERT INTO packs (name, end_bytes) VALUES (?, ?)
+       ON CONFLICT(name) DO UPDATE SET end_bytes = excluded.end_bytes`,
+    )
   }
 
-  /** Marks the chunk objects of `commit` present, with its unit and layer bookkeeping. */
+  /**
+   * Hands out a fresh slot of `sizeBytes` at the end of pack `pack` and returns its
+   * offset. A slot is never handed out twice, even after it is freed: a reader holding an
+   * old location can only meet the old bytes or a punched hole, never another object.
+   */
+  reserve(pack: string, sizeBytes: number): number {
+    const offset = (this.packEnd.get(pack) as number | undefined) ?? 0
+    this.setPackEnd.run(pack, offset + alignUp(sizeBytes))
+    return offset
+  }
+
+  /**
+   * Marks the chunk objects of `commit` present, with its unit and layer bookkeeping. An
+   * object already present keeps its place (a reader may hold it) and the new slot is freed.
+   */
   commit(commit: ChunkCommit): void {
-    for (const chunk of commit.chunks) this.markPresent.run(chunk.key, chunk.sizeBytes, commit.atMs)
+    for (const chunk of commit.chunks) this.commitChunk(chunk, commit.atMs)
     for (const unit of commit.units ?? [])
       this.layers.setUnitDecoded(unit.layerDigest, unit.offset, {
         ...unit,
@@ -36,9 +79,57 @@ export class ChunkRows {
     for (const change of commit.layerStates ?? []) this.layers.setState(change.digest, change.state)
   }
 
-  /** Marks chunk objects missing (their files are the caller's to remove, afterwards). */
+  private commitChunk(chunk: ChunkCommit['chunks'][number], atMs: number): void {
+    const slot = chunk.slot ?? null
+    const row = this.current.get(chunk.key) as CurrentRow | undefined
+    if (row?.state === 'present' && row.pack !== null && slot !== null) {
+      this.freeSlot({ pack: slot.pack, offset: slot.offset, size: chunk.sizeBytes })
+      this.markUsed.run(atMs, chunk.key)
+      return
+    }
+    if (row?.state === 'present') this.freeSlot(slotOfRow(row))
+    this.markPresent.run(chunk.key, chunk.sizeBytes, atMs, slot?.pack ?? null, slot?.offset ?? null)
+  }
+
+  /**
+   * Marks chunk objects missing. A slot in a pack is recorded as a hole to punch; a file
+   * of its own is the caller's to remove, afterwards.
+   */
   missing(keys: Iterable<string>): void {
-    for (const key of keys) this.markMissing.run(key)
+    for (const key of keys) {
+      const row = this.current.get(key) as CurrentRow | undefined
+      if (row === undefined) continue
+      this.freeSlot(slotOfRow(row))
+      this.markMissing.run(key)
+    }
+  }
+
+  private freeSlot(slot: ChunkSlot): void {
+    if (slot !== null) this.addHole.run(slot.pack, slot.offset, alignUp(slot.size), Date.now())
+  }
+
+  /** Up to `limit` freed slots still to punch, freed at or before `freedBy` (ms). */
+  holes(limit: number, freedBy = Number.MAX_SAFE_INTEGER): PackHole[] {
+    return this.db
+      .prepare(
+        `SELECT pack, offset, size_bytes AS sizeBytes FROM pack_holes WHERE freed_at <= ?
+         ORDER BY pack, offset LIMIT ?`,
+      )
+      .all(freedBy, limit) as PackHole[]
+  }
+
+  /** Bytes of freed slots still to punch. */
+  holeBytes(): number {
+    return this.db
+      .prepare('SELECT coalesce(sum(size_bytes), 0) FROM pack_holes')
+      .pluck()
+      .get() as number
+  }
+
+  /** Forgets holes that have been punched. */
+  punched(holes: readonly PackHole[]): void {
+    const remove = this.db.prepare('DELETE FROM pack_holes WHERE pack = ? AND offset = ?')
+    for (const hole of holes) remove.run(hole.pack, hole.offset)
   }
 
   /** Records when chunk objects were last read (`[key, atMs]`), for LRU eviction. */
@@ -88,6 +179,24 @@ export class ChunkRows {
     eviction.presentBytes = presentBytes
     return eviction
   }
+}
+
+interface CurrentRow {
+  state: string
+  size: number
+  pack: string | null
+  offset: number | null
+}
+
+function slotOfRow(row: CurrentRow): ChunkSlot {
+  return row.pack === null || row.offset === null
+    ? null
+    : { pack: row.pack, offset: row.offset, size: row.size }
+}
+
+/** `sizeBytes` rounded up to whole slot blocks. */
+export function alignUp(sizeBytes: number): number {
+  return Math.ceil(sizeBytes / SLOT_ALIGN) * SLOT_ALIGN
 }
 
 /** What `ChunkRows.usage` counts. */

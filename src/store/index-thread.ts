@@ -10,9 +10,9 @@
  */
 import { parentPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
-import { ChunkRows } from './chunk-rows.js'
+import { ChunkRows, type PackHole } from './chunk-rows.js'
 import type { ImageUnitsProgress, ReadPlan } from './index-queries.js'
-import { LayerRecords } from './layers.js'
+import { LayerRecords, slotOf } from './layers.js'
 import { Pins } from './pins.js'
 import { TocRecords } from './toc.js'
 import type { ChunkCommit } from './types.js'
@@ -61,6 +61,17 @@ try {
 function readerOps(db: Database.Database): Record<string, (...args: never[]) => unknown> {
   const toc = new TocRecords(db)
   const layers = new LayerRecords(db)
+  const rows = new ChunkRows(db)
+  const slotQuery = db.prepare(
+    `SELECT pack, pack_offset, size_bytes AS object_bytes FROM chunks
+     WHERE key = ? AND state = 'present'`,
+  )
+  const chunkSlot = {
+    get: (key: string) => {
+      const row = slotQuery.get(key) as Parameters<typeof slotOf>[0] | undefined
+      return row === undefined ? undefined : { slot: slotOf(row) }
+    },
+  }
   // Several lookups answered together read one snapshot.
   const readPlan = db.transaction(
     (layer: string, name: string, offset: number, length: number): ReadPlan => {
@@ -104,6 +115,8 @@ function readerOps(db: Database.Database): Record<string, (...args: never[]) => 
     missingPrefetchUnits: (layer: string) => layers.missingPrefetchUnits(layer),
     unitsWithTails: (layer: string, fromOffset: number, limit: number) =>
       layers.unitsWithTails(layer, fromOffset, limit),
+    chunkSlot: (key: string) => chunkSlot.get(key),
+    packHoles: (limit: number, freedBy: number) => rows.holes(limit, freedBy),
   }
 }
 
@@ -131,6 +144,11 @@ function writerOps(db: Database.Database): Record<string, (...args: never[]) => 
     gc: (targetBytes: number) =>
       db.transaction(() => rows.evict(pins.pinnedKeysSql(), targetBytes)).immediate(),
     commit: (commit: ChunkCommit) => db.transaction(() => rows.commit(commit)).immediate(),
+    reserveSlots: (requests: { pack: string; sizeBytes: number }[]) =>
+      db
+        .transaction(() => requests.map((request) => rows.reserve(request.pack, request.sizeBytes)))
+        .immediate(),
+    holesPunched: (holes: PackHole[]) => db.transaction(() => rows.punched(holes)).immediate(),
     markMissing: (keys: string[]) => db.transaction(() => rows.missing(keys)).immediate(),
     recordUses: (uses: [string, number][]) => {
       db.pragma('synchronous = NORMAL')

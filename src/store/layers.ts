@@ -3,6 +3,7 @@ import { EdgestarError } from '../errors.js'
 import { chunkKey, digestHex } from './names.js'
 import type {
   ChunkExtentInput,
+  ChunkSlot,
   LayerInput,
   LayerRow,
   LayerState,
@@ -10,6 +11,12 @@ import type {
   TocEntryInput,
   UnitRow,
 } from './types.js'
+
+/** Columns of `chunks c` that `slotOf` and `isPresent` read, for queries that join it. */
+export const CHUNK_COLUMNS = 'c.state, c.pack, c.pack_offset, c.size_bytes AS object_bytes'
+
+const UNITS_WITH_CHUNKS = `SELECT u.*, ${CHUNK_COLUMNS} FROM layer_units u
+  LEFT JOIN chunks c ON c.key = u.chunk_key`
 
 /** Landmark that ends the prefetch set (entries before it in TOC order are prefetched). */
 const PREFETCH_LANDMARK = '.prefetch.landmark'
@@ -35,6 +42,9 @@ interface RawUnit {
   chunk_digest: string | null
   tail: Buffer | null
   state: string | null
+  pack: string | null
+  pack_offset: number | null
+  object_bytes: number | null
 }
 
 /**
@@ -46,7 +56,7 @@ export class LayerRecords {
 
   constructor(private readonly db: Database) {
     this.missingUnitsStmt = db.prepare(
-      `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+      `${UNITS_WITH_CHUNKS}
        WHERE u.layer_digest = ? AND u.kind IN ('chunk', ?)
          AND (c.state IS NULL OR c.state != 'present'
               OR (? AND u.kind = 'chunk' AND u.member_bytes IS NULL))
@@ -241,7 +251,7 @@ export class LayerRecords {
   units(layerDigest: string): UnitRow[] {
     const rows = this.db
       .prepare(
-        `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+        `${UNITS_WITH_CHUNKS}
          WHERE u.layer_digest = ? ORDER BY u.offset`,
       )
       .all(layerDigest) as RawUnit[]
@@ -252,7 +262,7 @@ export class LayerRecords {
   unit(layerDigest: string, offset: number): UnitRow | undefined {
     const row = this.db
       .prepare(
-        `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+        `${UNITS_WITH_CHUNKS}
          WHERE u.layer_digest = ? AND u.offset = ?`,
       )
       .get(layerDigest, offset) as RawUnit | undefined
@@ -280,7 +290,7 @@ export class LayerRecords {
   missingPrefetchUnits(layerDigest: string): UnitRow[] {
     const rows = this.db
       .prepare(
-        `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+        `${UNITS_WITH_CHUNKS}
          WHERE u.layer_digest = ? AND u.rank = 0 AND u.kind = 'chunk'
            AND (c.state IS NULL OR c.state != 'present')
          ORDER BY u.offset`,
@@ -344,7 +354,7 @@ export class LayerRecords {
   ): (UnitRow & { tail: Buffer | null })[] {
     const rows = this.db
       .prepare(
-        `SELECT u.*, c.state FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
+        `${UNITS_WITH_CHUNKS}
          WHERE u.layer_digest = ? AND u.offset >= ? ORDER BY u.offset LIMIT ?`,
       )
       .all(layerDigest, fromOffset, limit) as RawUnit[]
@@ -427,7 +437,18 @@ function toUnitRow(row: RawUnit): UnitRow {
     rank: row.rank,
     chunkDigest: row.chunk_digest,
     isPresent: row.state === 'present',
+    slot: slotOf(row),
   }
+}
+
+/** The slot of a row joined with `chunks` (`pack`, `pack_offset`, `size_bytes`). */
+export function slotOf(row: {
+  pack: string | null
+  pack_offset: number | null
+  object_bytes: number | null
+}): ChunkSlot {
+  if (row.pack === null || row.pack_offset === null || row.object_bytes === null) return null
+  return { pack: row.pack, offset: row.pack_offset, size: row.object_bytes }
 }
 
 function toLayerRow(row: Record<string, unknown>): LayerRow {

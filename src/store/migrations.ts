@@ -138,6 +138,24 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX layer_chunks_by_unit ON layer_chunks(layer_digest, unit_offset, inner_offset);
   `,
+  // 3: chunk objects are packed into one file per layer (see ChunkCache): a row records
+  // its slot; `packs` hands out slots, `pack_holes` lists freed slots still to punch.
+  // Rows without a pack keep their object in a file of its own (older caches, plain layers).
+  `
+  ALTER TABLE chunks ADD COLUMN pack TEXT;
+  ALTER TABLE chunks ADD COLUMN pack_offset INTEGER;
+  CREATE TABLE packs (
+    name TEXT PRIMARY KEY,
+    end_bytes INTEGER NOT NULL
+  ) WITHOUT ROWID;
+  CREATE TABLE pack_holes (
+    pack TEXT NOT NULL,
+    offset INTEGER NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    freed_at INTEGER NOT NULL,
+    PRIMARY KEY (pack, offset)
+  ) WITHOUT ROWID;
+  `,
 ]
 
 /** The newest schema this build understands. */

@@ -13,6 +13,7 @@ import { LayerRecords } from './layers.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'
 import { Outbox, type OutboxLimits } from './outbox.js'
 import { isProcessAlive, Pins } from './pins.js'
+import { StateUsers } from './state-users.js'
 import { TocRecords } from './toc.js'
 import type { LayerState } from './types.js'
 
@@ -53,12 +54,14 @@ export class Store {
   readonly reconciled: ReconcileReport
   private readonly reader: IndexWorker
   private readonly writer: IndexWorker
+  private readonly users: StateUsers
 
   private constructor(stateDir: string, db: Database.Database, options: StoreOptions) {
     this.stateDir = stateDir
     this.dbPath = join(stateDir, 'edgestar.db')
     this.db = db
     const durably = <T>(fn: () => T): T => this.durably(fn)
+    this.users = new StateUsers(stateDir)
     this.reader = new IndexWorker(this.dbPath, 'reader')
     this.writer = new IndexWorker(this.dbPath, 'writer')
     this.queries = new IndexQueries(this.reader)
@@ -71,6 +74,8 @@ export class Store {
       options.cacheLimitBytes ?? 0,
       durably,
       this.writer,
+      this.reader,
+      this.users,
     )
     this.pins = new Pins(db)
     this.deployments = new DeploymentRecords(db, durably)
@@ -111,6 +116,7 @@ export class Store {
     }
 
     const store = new Store(stateDir, db, options)
+    store.users.register()
     if (options.reconcile !== false) store.reconcileAtStart()
     return store
   }
@@ -166,6 +172,7 @@ export class Store {
     this.writer.close()
     this.reader.close()
     this.chunks.close()
+    this.users.unregister()
     if (this.db.open) this.db.close()
   }
 

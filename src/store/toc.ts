@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3'
+import { CHUNK_COLUMNS, slotOf } from './layers.js'
 import type { ChunkRef, TocRow } from './types.js'
 
 /**
@@ -13,7 +14,7 @@ export class TocRecords {
   constructor(private readonly db: Database) {
     this.byName = db.prepare('SELECT * FROM toc_entries WHERE layer_digest = ? AND name = ?')
     this.chunksInRange = db.prepare(
-      `SELECT lc.*, u.chunk_key, u.object_from, c.state FROM layer_chunks lc
+      `SELECT lc.*, u.chunk_key, u.object_from, ${CHUNK_COLUMNS} FROM layer_chunks lc
        JOIN layer_units u ON u.layer_digest = lc.layer_digest AND u.offset = lc.unit_offset
        LEFT JOIN chunks c ON c.key = u.chunk_key
        WHERE lc.layer_digest = ? AND lc.entry_name = ? AND lc.chunk_offset < ?
@@ -67,6 +68,9 @@ export class TocRecords {
       chunk_key: string
       object_from: number
       state: string | null
+      pack: string | null
+      pack_offset: number | null
+      object_bytes: number | null
     }[]
     return rows.map((row) => ({
       entryName: row.entry_name,
@@ -78,6 +82,7 @@ export class TocRecords {
       chunkKey: row.chunk_key,
       objectOffset: row.inner_offset - row.object_from,
       isPresent: row.state === 'present',
+      slot: slotOf(row),
     }))
   }
 }

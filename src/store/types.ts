@@ -125,7 +125,15 @@ export interface UnitRow {
   chunkDigest: string | null
   /** True when the object is in the cache. */
   isPresent: boolean
+  /** Where the object is, when present. */
+  slot: ChunkSlot
 }
+
+/**
+ * Where a present chunk object's bytes are: `size` bytes at `offset` in pack file `pack`
+ * (see `ChunkCache`); null for an object kept in a file of its own.
+ */
+export type ChunkSlot = { pack: string; offset: number; size: number } | null
 
 /** Where the bytes of one chunk extent of a file live. */
 export interface ChunkRef {
@@ -139,6 +147,8 @@ export interface ChunkRef {
   /** Offset of this chunk's first byte inside the stored object. */
   objectOffset: number
   isPresent: boolean
+  /** Where the object is, when present. */
+  slot: ChunkSlot
 }
 
 /** Bytes present versus total, counted in compressed blob bytes of chunk+gap units. */
@@ -168,7 +178,8 @@ export interface UnitDecoded {
  * units taught and layer state changes.
  */
 export interface ChunkCommit {
-  chunks: { key: string; sizeBytes: number }[]
+  /** With `slot`, the object was written there; without, into a file of its own. */
+  chunks: { key: string; sizeBytes: number; slot?: ChunkSlot }[]
   units?: UnitDecoded[]
   layerStates?: { digest: string; state: LayerState }[]
   /** Time of the commit (the chunks' last use), in ms since the epoch. */

@@ -4,7 +4,6 @@
  * through the writer thread (each with its unit bookkeeping), printing `stored N` (units
  * acknowledged so far) after each commit, until it has stored them all or is killed.
  */
-import { randomBytes } from 'node:crypto'
 import { Store } from '../../src/store/index.js'
 
 export const UNITS = 400
@@ -19,6 +18,13 @@ export function keyOf(i: number): string {
 /** Size of the object of unit `i`, different per unit so a torn file shows. */
 export function sizeOf(i: number): number {
   return 4096 + ((i * 997) % 8192)
+}
+
+/** The object of unit `i`: bytes of its own, so a torn or misplaced slot shows. */
+export function objectOf(i: number): Buffer {
+  const bytes = Buffer.alloc(sizeOf(i))
+  for (let at = 0; at < bytes.length; at++) bytes[at] = (i * 131 + at * 7 + (at >> 8)) & 0xff
+  return bytes
 }
 
 async function main(stateDir: string): Promise<void> {
@@ -58,7 +64,7 @@ async function main(stateDir: string): Promise<void> {
     await store.chunks.writeMany(
       batch.map((i) => ({
         key: keyOf(i),
-        data: randomBytes(sizeOf(i)),
+        data: objectOf(i),
         unit: {
           layerDigest: LAYER,
           offset: i * 1000,

@@ -1,13 +1,13 @@
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { existsSync, statSync } from 'node:fs'
+import { closeSync, existsSync, openSync, readSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { isEdgestarError } from '../../src/errors.js'
 import { Store } from '../../src/store/index.js'
-import { keyOf, LAYER, sizeOf, UNITS } from './commit-child.js'
+import { keyOf, LAYER, objectOf, sizeOf, UNITS } from './commit-child.js'
 import { key, recordLayer as recordTestLayer, stateDir as tempStateDir } from './store-fixtures.js'
 
 const CHILD = fileURLToPath(new URL('./commit-child.js', import.meta.url))
@@ -19,25 +19,40 @@ const recordLayer = (store: Store, layer = OTHER_LAYER, chunkChars?: string[]): 
   recordTestLayer(store, layer, chunkChars)
 
 /** Rows of the crash layer's units, read with a connection of the test's own. */
-function unitRows(
-  dir: string,
-): { key: string; size: number | null; state: string | null; memberBytes: number | null }[] {
+interface UnitAndChunkRow {
+  key: string
+  size: number | null
+  state: string | null
+  memberBytes: number | null
+  pack: string | null
+  packOffset: number | null
+}
+
+function unitRows(dir: string): UnitAndChunkRow[] {
   const db = new Database(join(dir, 'edgestar.db'), { readonly: true })
   try {
     return db
       .prepare(
-        `SELECT u.chunk_key AS key, c.size_bytes AS size, c.state, u.member_bytes AS memberBytes
+        `SELECT u.chunk_key AS key, c.size_bytes AS size, c.state, u.member_bytes AS memberBytes,
+           c.pack, c.pack_offset AS packOffset
          FROM layer_units u LEFT JOIN chunks c ON c.key = u.chunk_key
          WHERE u.layer_digest = ? AND u.kind = 'chunk'`,
       )
-      .all(LAYER) as {
-      key: string
-      size: number | null
-      state: string | null
-      memberBytes: number | null
-    }[]
+      .all(LAYER) as UnitAndChunkRow[]
   } finally {
     db.close()
+  }
+}
+
+// The bytes of a present row's slot in its pack file.
+function slotBytes(dir: string, row: UnitAndChunkRow): Buffer {
+  const fd = openSync(join(dir, 'chunks', 'packs', row.pack!), 'r')
+  try {
+    const bytes = Buffer.alloc(row.size!)
+    const n = readSync(fd, bytes, 0, bytes.length, row.packOffset!)
+    return bytes.subarray(0, n)
+  } finally {
+    closeSync(fd)
   }
 }
 
@@ -162,11 +177,11 @@ describe('store threads', () => {
       )
       for (const row of rows) {
         const i = Number.parseInt(row.key.slice(7), 16)
-        const path = join(dir, 'chunks', row.key.slice(7, 9), row.key)
         if (row.state === 'present') {
-          // Marked present only after the file was complete and renamed.
+          // Marked present only after its slot was written and synced.
           assert.equal(row.size, sizeOf(i), `run ${run}: row size of ${i}`)
-          assert.equal(statSync(path).size, sizeOf(i), `run ${run}: file of ${i}`)
+          assert.equal(row.pack, LAYER.slice(7), `run ${run}: pack of ${i}`)
+          assert.ok(slotBytes(dir, row).equals(objectOf(i)), `run ${run}: bytes of ${i}`)
         }
         // The unit bookkeeping went in the same transaction as the chunk row.
         assert.equal(row.memberBytes !== null, row.state === 'present', `run ${run}: unit ${i}`)

@@ -1,5 +1,13 @@
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync, readdirSync, rmSync, truncateSync, writeFileSync } from 'node:fs'
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  truncateSync,
+  writeFileSync,
+} from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import Database from 'better-sqlite3'
@@ -11,6 +19,24 @@ const LAYER = `sha256:${'a'.repeat(64)}`
 const stateDir = (): string => tempStateDir('edgestar-store-')
 const recordLayer = (store: Store, layer = LAYER, chunkChars?: string[]): number =>
   recordTestLayer(store, layer, chunkChars)
+
+// An object kept in a file of its own, as older caches and whole plain layers are.
+async function adoptFile(store: Store, chunk: string, text: string): Promise<void> {
+  const tmp = await store.chunks.tmpPathFor(chunk)
+  writeFileSync(tmp, text)
+  await store.chunks.adopt(chunk, tmp, text.length)
+}
+
+// Bookkeeping for the `i`th unit of `recordLayer`'s layer, as the scheduler sends it.
+function unit(i: number, bytes = 256 * 1024) {
+  return {
+    layerDigest: LAYER,
+    offset: 100 + i * 100,
+    memberBytes: bytes,
+    dataBytes: bytes,
+    tail: null,
+  }
+}
 
 describe('store schema', () => {
   it('migrates a new database to the current schema', () => {
@@ -99,7 +125,7 @@ describe('chunk cache', () => {
     const dir = stateDir()
     let store = Store.open(dir)
     recordLayer(store)
-    for (const c of ['b', 'c', 'd']) await store.chunks.write(key(c), Buffer.from('0123456789'))
+    for (const c of ['b', 'c', 'd']) await adoptFile(store, key(c), '0123456789')
     rmSync(store.chunks.pathOf(key('b')))
     truncateSync(store.chunks.pathOf(key('c')), 3)
     const stray = join(dir, 'chunks', 'ff', key('f'))
@@ -121,6 +147,54 @@ describe('chunk cache', () => {
     assert.equal(store.chunks.has(key('d')), true)
     assert.equal(existsSync(stray), false)
     assert.deepEqual(readdirSync(join(dir, 'chunks', 'tmp')), [])
+    store.close()
+  })
+
+  it('reconciles at start-up: objects of a pack cut short or removed become missing', async () => {
+    const dir = stateDir()
+    let store = Store.open(dir)
+    recordLayer(store)
+    for (const c of ['b', 'c', 'd']) await store.chunks.write(key(c), Buffer.from('0123456789'))
+    const pack = join(dir, 'chunks', 'packs', 'shared')
+    // Slots are 4 KiB apart: cutting inside the second loses the second and the third.
+    truncateSync(pack, 4096 + 5)
+    store.close()
+    rmSync(join(dir, 'owner.pid'))
+
+    store = Store.open(dir)
+    assert.equal(store.reconciled.packRowsMarkedMissing, 2)
+    assert.deepEqual(
+      ['b', 'c', 'd'].map((c) => store.chunks.has(key(c))),
+      [true, false, false],
+    )
+    assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), '0123456789')
+    store.close()
+    rmSync(join(dir, 'owner.pid'))
+
+    rmSync(pack)
+    store = Store.open(dir)
+    assert.equal(store.reconciled.packRowsMarkedMissing, 1)
+    assert.equal(store.chunks.has(key('b')), false)
+    store.close()
+  })
+
+  it('keeps objects in one pack file per layer and punches evicted ones out of it', async () => {
+    const dir = stateDir()
+    const store = Store.open(dir)
+    recordLayer(store)
+    const big = Buffer.alloc(256 * 1024, 7)
+    const units = ['b', 'c', 'd'].map((c, i) => ({ key: key(c), data: big, unit: unit(i) }))
+    await store.chunks.writeMany(units)
+    const pack = join(dir, 'chunks', 'packs', LAYER.slice(7))
+    assert.deepEqual(readdirSync(join(dir, 'chunks')), ['packs'])
+    assert.ok(statSync(pack).blocks * 512 >= 3 * big.length)
+
+    store.gc(big.length)
+    const left = ['b', 'c', 'd'].filter((c) => store.chunks.has(key(c)))
+    assert.equal(left.length, 1)
+    assert.ok(statSync(pack).blocks * 512 < 2 * big.length, 'evicted slots punched out')
+    assert.equal(store.db.prepare('SELECT count(*) FROM pack_holes').pluck().get(), 0)
+    assert.deepEqual(await store.chunks.read(key(left[0]!), 0, big.length), big)
     store.close()
   })
 
@@ -157,11 +231,13 @@ describe('chunk cache', () => {
     )
     await store.chunks.write(key('b'), Buffer.from('abcdefghij'))
     assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), 'abcdefghij')
+    // A present object written again (two fetches of one key: the same bytes) keeps its
+    // first copy, which a reader may hold; the second slot is freed.
     await store.chunks.write(key('b'), Buffer.from('ABCDEFGHIJ'))
-    assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), 'ABCDEFGHIJ')
+    assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), 'abcdefghij')
 
-    // Removed behind the cache's back while open elsewhere: reported missing, row reset.
-    await store.chunks.write(key('c'), Buffer.from('0123456789'))
+    // A file of its own removed behind the cache's back: reported missing, row reset.
+    await adoptFile(store, key('c'), '0123456789')
     rmSync(store.chunks.pathOf(key('c')))
     await assert.rejects(store.chunks.read(key('c'), 0, 10), (err) =>
       isEdgestarError(err, 'EDGESTAR_STORE_CHUNK_MISSING'),

@@ -74,10 +74,19 @@ export function register(program: Command): void {
         { ok: true, ...report },
         () =>
           `evicted ${report.evictedChunks} chunks (${formatBytes(report.evictedBytes)}); ` +
-          `${formatBytes(report.presentBytes)} left`,
+          `${formatBytes(report.presentBytes)} left` +
+          laterNote(report.spaceReturnedLaterBytes),
       )
     } finally {
       store.close()
     }
   })
+}
+
+function laterNote(laterBytes: number | undefined): string {
+  if (laterBytes === undefined) return ''
+  return (
+    `\n${formatBytes(laterBytes)} of disk space comes back within about a minute: ` +
+    'another edgestar process is running and may still be reading those chunks'
+  )
 }
