@@ -213,7 +213,7 @@ export const SHARED_OPTIONS: readonly { key: keyof AgentConfig; flag: string; do
     key: 'offlineWaitMs',
     flag: '--offline-wait <duration>',
     doc:
-      'how long a read of a missing chunk waits for the link, e.g. 30s ' +
+      'how long a read of a missing chunk waits with no byte from the registry, e.g. 30s ' +
       '(file offlineWait, env EDGESTAR_OFFLINE_WAIT)',
   },
   {

@@ -74,7 +74,10 @@ export function addFetchOptions(command: Command): Command {
     .addOption(
       new Option('--bandwidth <rate>', 'background fetch cap, e.g. 512KiB (per second); 0 = none'),
     )
-    .option('--offline-wait <duration>', 'how long a read waits for an offline registry, e.g. 30s')
+    .option(
+      '--offline-wait <duration>',
+      'how long a read of a missing chunk waits with no byte from the registry, e.g. 30s',
+    )
     .option('--no-background', 'do not fetch the rest of the image in the background')
     .option(
       '--background-order <order>',
@@ -138,8 +141,8 @@ export interface Services {
 /** Opens the store, a registry client, the fetch scheduler and the image service. */
 export function openServices(config: EdgestarConfig): Services {
   const store = Store.open(config.stateDir, { cacheLimitBytes: config.cacheLimitBytes })
-  // Three attempts, not five: the scheduler retries a failed batch itself before it calls
-  // the link offline, and a read waiting on a dead link should reach --offline-wait soon.
+  // Three attempts, not five: the scheduler retries a failed batch itself, and background
+  // work on a dead link should let go of its slots soon (reads have their own deadline).
   const registry = new RegistryClient({
     insecureRegistries: config.insecureRegistries,
     retry: { maxAttempts: 3 },
