@@ -300,6 +300,31 @@ describe('fetch scheduler', () => {
     }
   })
 
+  it('fails a read whose request never answers after the wait, and calls the link offline', async () => {
+    const { registry, scheduler, cleanup } = await setup({ offlineWaitMs: 150 })
+    const changes: LinkChange[] = []
+    scheduler.on('link', (change: LinkChange) => changes.push(change))
+    try {
+      // The request stays unanswered and unfailed, as with a registry that accepts the
+      // connection and never replies: no error ever reaches the link monitor.
+      registry.hold()
+      await assert.rejects(
+        scheduler.readEntryRange(LAYER, 'data/large.bin', 2_000_000, 100),
+        (err) => isEdgestarError(err, 'EDGESTAR_FETCH_OFFLINE'),
+      )
+      assert.equal(registry.requests.length, 1, 'the read failed with its request still out')
+      assert.deepEqual(
+        changes.map((c) => c.state),
+        ['offline'],
+      )
+      assert.match(changes[0]!.reason, /no byte from the registry/)
+      registry.release()
+      await scheduler.whenIdle()
+    } finally {
+      cleanup()
+    }
+  })
+
   it('offline: serves cached chunks, fails a missing one after the wait, resumes background by itself', async () => {
     const { store, registry, scheduler, cleanup } = await setup({ offlineWaitMs: 150 })
     const changes: LinkChange[] = []
