@@ -131,6 +131,14 @@ interface Job {
   isFetched: boolean
   /** When the last byte for its running batch arrived (performance.now()), 0 before any. */
   bytesAtMs: number
+  /** The batch fetching it, while one is. */
+  fetch?: BatchFetch
+}
+
+/** The jobs one request (or paced run of requests) fetches, and what drops it. */
+interface BatchFetch {
+  jobs: Job[]
+  controller: AbortController
 }
 
 const log = moduleLogger('fetch')
@@ -676,8 +684,9 @@ export class FetchScheduler extends EventEmitter {
   // Bytes arriving for a batch keep its readers waiting (see deadlineMs). A failed attempt
   // tells the link monitor at once: a registry that never answers is called offline after
   // its first timeout, not after every retry of the client's policy.
-  private watchFor(batch: Job[]): RangeReadOptions {
+  private watchFor(batch: Job[], signal: AbortSignal): RangeReadOptions {
     return {
+      signal,
       onBytes: () => {
         const nowMs = performance.now()
         this.bytesAtMs = nowMs
@@ -713,6 +722,7 @@ export class FetchScheduler extends EventEmitter {
 
   private async runBatch(batch: Job[]): Promise<void> {
     this.running++
+    const fetch: BatchFetch = { jobs: batch, controller: new AbortController() }
     const layerDigest = batch[0]!.layerDigest
     const units = batch.map((job) => job.unit)
     try {
@@ -726,7 +736,8 @@ export class FetchScheduler extends EventEmitter {
       )
       const reader = this.readerFor(layer)
       this.trace(units)
-      const wire = this.timed(reader, this.watchFor(batch))
+      for (const job of batch) job.fetch = fetch
+      const wire = this.timed(reader, this.watchFor(batch, fetch.controller.signal))
       const buffers = await this.fetchUnits(wire, units, batch[0]!.priority)
       // A late answer after close is dropped: the store may already be closed.
       if (this.isClosed) return
@@ -739,11 +750,34 @@ export class FetchScheduler extends EventEmitter {
       const byOffset = new Map(chunkOffsets.map((offset, i) => [offset, answer.lists[i]!]))
       await this.storeUnits(batch, layer, units, buffers, byOffset)
     } catch (err) {
-      this.onBatchError(batch, err)
+      if (fetch.controller.signal.aborted) this.onBatchDropped(batch)
+      else this.onBatchError(batch, err)
     } finally {
+      for (const job of batch) if (job.fetch === fetch) job.fetch = undefined
       this.running--
       if (!this.isClosed) setImmediate(() => this.dispatch())
     }
+  }
+
+  // Dropped because every reader gave up (see dropIfAbandoned): no verdict on the link.
+  // A reader that came meanwhile gets a fresh fetch.
+  private onBatchDropped(batch: Job[]): void {
+    if (this.isClosed) return
+    for (const job of batch) {
+      job.isRunning = false
+      if (job.waiters.size === 0) this.jobs.delete(job.id)
+      else this.onRefetch(job)
+    }
+  }
+
+  // A fetch whose every reader gave up is dropped: on a hung link its request would hold a
+  // slot and a connection through each timeout and retry of the client's policy, and a
+  // reader after the link's return would queue behind it.
+  private dropIfAbandoned(job: Job): void {
+    const fetch = job.fetch
+    if (fetch === undefined || fetch.jobs.some((other) => other.waiters.size > 0)) return
+    log.debug({ layer: job.layerDigest, units: fetch.jobs.length }, 'abandoned fetch dropped')
+    fetch.controller.abort()
   }
 
   // One request for the batch, except a capped background unit larger than a piece, which
@@ -1157,6 +1191,7 @@ export class FetchScheduler extends EventEmitter {
 
     job.waiters.delete(waiter)
     if (job.waiters.size === 0 && !job.isRunning) this.jobs.delete(job.id)
+    this.dropIfAbandoned(job)
     const startedMs = waiter.startedMs ?? nowMs
     const waitMs = waiter.waitMs ?? this.offlineWaitMs
     // Nothing from the registry at all for a whole wait: down, as far as readers can tell.

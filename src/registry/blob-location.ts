@@ -4,7 +4,7 @@ import type { RegistryTransport, TransportRequest, TransportResponse } from './t
 import type { ImageReference } from './types.js'
 
 /** Per-request limits and hooks a blob request passes on to the transport. */
-export type SendOptions = Pick<TransportRequest, 'maxAttempts' | 'timeoutMs' | 'onRetry'>
+export type SendOptions = Pick<TransportRequest, 'maxAttempts' | 'timeoutMs' | 'onRetry' | 'signal'>
 
 const log = moduleLogger('registry')
 

@@ -188,6 +188,7 @@ export class HttpBlobReader implements BlobReader {
     let failures = 0
 
     while (pos < end) {
+      options.signal?.throwIfAborted()
       let lastError: unknown
       try {
         const res = await this.location.send(
@@ -209,7 +210,13 @@ export class HttpBlobReader implements BlobReader {
       }
       if (++failures >= maxAttempts) throw this.gaveUp(pos, end, lastError, failures)
       options.onRetry?.(lastError)
-      await this.transport.backoff(this.location.blobUrl, failures, undefined, lastError)
+      await this.transport.backoff(
+        this.location.blobUrl,
+        failures,
+        undefined,
+        lastError,
+        options.signal,
+      )
     }
     return out
   }
@@ -327,13 +334,14 @@ export class HttpBlobReader implements BlobReader {
 }
 
 // A reader's options as the transport takes them, per request.
-function sendOptions({ patience, onRetry }: RangeReadOptions): SendOptions {
+function sendOptions({ patience, onRetry, signal }: RangeReadOptions): SendOptions {
   const options: SendOptions = {}
   if (patience !== undefined) {
     options.maxAttempts = patience.maxAttempts
     options.timeoutMs = patience.timeoutMs
   }
   if (onRetry !== undefined) options.onRetry = onRetry
+  if (signal !== undefined) options.signal = signal
   return options
 }
 

@@ -46,6 +46,8 @@ export interface TransportRequest {
   timeoutMs?: number
   /** Called with the reason before each retry (after a reset, timeout, 5xx or 429). */
   onRetry?: (reason: unknown) => void
+  /** Drops the request in flight and any retry (see RangeReadOptions.signal). */
+  signal?: AbortSignal
 }
 
 /** A response whose headers arrived; `body` must be read or discarded. */
@@ -160,6 +162,7 @@ export class RegistryTransport {
 
     for (;;) {
       attempt++
+      req.signal?.throwIfAborted()
       const authorization = await this.authorizationFor(req, url)
       let res: TransportResponse
       try {
@@ -168,7 +171,7 @@ export class RegistryTransport {
         if (!isTransientNetworkError(err) || attempt >= maxAttempts)
           throw this.unreachable(req, url, err, attempt)
         req.onRetry?.(err)
-        await this.backoff(url, attempt, undefined, err)
+        await this.backoff(url, attempt, undefined, err, req.signal)
         continue
       }
 
@@ -202,7 +205,7 @@ export class RegistryTransport {
         const retryAfter = headerValue(res.headers, 'retry-after')
         await this.discard(res)
         req.onRetry?.(`status ${res.status}`)
-        await this.backoff(url, attempt, retryAfter, `status ${res.status}`)
+        await this.backoff(url, attempt, retryAfter, `status ${res.status}`, req.signal)
         continue
       }
       return { ...res, redirected: url !== req.url }
@@ -261,19 +264,20 @@ export class RegistryTransport {
     }
   }
 
-  /** Waits before a retry and logs why. */
+  /** Waits before a retry and logs why; `signal` cuts the wait short (it then rejects). */
   async backoff(
     url: string,
     attempt: number,
     retryAfter: string | undefined,
     reason: unknown,
+    signal?: AbortSignal,
   ): Promise<void> {
     const delayMs = retryDelayMs(attempt, this.retry, retryAfter)
     log.warn(
       { url: redactUrl(url), attempt, delayMs: Math.round(delayMs), reason: describe(reason) },
       'request retried',
     )
-    await sleep(delayMs)
+    await sleep(delayMs, undefined, signal === undefined ? {} : { signal })
   }
 
   /** True when the URL is on the registry's own API origin (the only one that sees auth). */
@@ -307,7 +311,15 @@ export class RegistryTransport {
       req.timeoutMs === undefined
         ? {}
         : { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }
-    const res = await request(url, { method, headers, body, dispatcher: this.agent, ...timeouts })
+    const signal = req.signal === undefined ? {} : { signal: req.signal }
+    const res = await request(url, {
+      method,
+      headers,
+      body,
+      dispatcher: this.agent,
+      ...timeouts,
+      ...signal,
+    })
     log.debug({ method, url: redactUrl(url), status: res.statusCode }, 'registry request')
     return { status: res.statusCode, headers: res.headers, body: res.body, url, redirected: false }
   }

@@ -156,6 +156,11 @@ export interface RangeReadOptions {
   onRetry?: (reason: unknown) => void
   /** Attempts and timeout of each request, instead of the client's. */
   patience?: RequestPatience
+  /**
+   * Ends the read: the request in flight is dropped (its connection closed) and no retry
+   * follows; the read rejects with the signal's reason or undici's abort error.
+   */
+  signal?: AbortSignal
 }
 
 /** Options of a `RegistryClient`; all optional. */

@@ -16,7 +16,7 @@ import {
   installBandwidthControl,
   type LinkChange,
 } from '../../src/fetch/index.js'
-import type { BlobReader, ByteRange } from '../../src/registry/index.js'
+import type { BlobReader, ByteRange, RangeReadOptions } from '../../src/registry/index.js'
 import { Store } from '../../src/store/index.js'
 import { presentObjects } from '../helpers/cache-objects.js'
 
@@ -29,6 +29,8 @@ after(() => {
 /** An in-memory registry that can go offline, corrupt ranges and hold requests. */
 class FakeRegistry implements BlobReaderSource {
   requests: ByteRange[][] = []
+  /** The abort signal of each request, in order. */
+  signals: (AbortSignal | undefined)[] = []
   isOffline = false
   corruptOffsets = new Map<number, number>()
   private gate: Promise<void> | undefined
@@ -50,11 +52,16 @@ class FakeRegistry implements BlobReaderSource {
   }
 
   blobReader(_ref: string, digest: string, sizeBytes: number): BlobReader {
-    const readRanges = async (ranges: readonly ByteRange[]): Promise<Buffer[]> => {
+    const readRanges = async (
+      ranges: readonly ByteRange[],
+      options: RangeReadOptions = {},
+    ): Promise<Buffer[]> => {
       if (this.isOffline)
         throw new EdgestarError('EDGESTAR_REGISTRY_UNREACHABLE', 'registry unreachable (test)')
       this.requests.push([...ranges])
-      if (this.gate) await this.gate
+      this.signals.push(options.signal)
+      // A held request ends early only when its caller drops it, as a real one would.
+      if (this.gate) await Promise.race([this.gate, whenAborted(options.signal)])
       return ranges.map((r) => {
         const bytes = Buffer.from(this.blob.subarray(r.offset, r.offset + r.length))
         const left = this.corruptOffsets.get(r.offset) ?? 0
@@ -76,6 +83,13 @@ class FakeRegistry implements BlobReaderSource {
 }
 
 const LAYER = `sha256:${'1'.repeat(64)}`
+
+/** Rejects with the signal's reason once it aborts; never settles without a signal. */
+function whenAborted(signal: AbortSignal | undefined): Promise<never> {
+  return new Promise((_, reject) => {
+    signal?.addEventListener('abort', () => reject(signal.reason), { once: true })
+  })
+}
 
 async function setup(
   options: {
@@ -300,7 +314,7 @@ describe('fetch scheduler', () => {
     }
   })
 
-  it('fails a read whose request never answers after the wait, and calls the link offline', async () => {
+  it('fails a read whose request never answers after the wait, calls the link offline and drops the request', async () => {
     const { registry, scheduler, cleanup } = await setup({ offlineWaitMs: 150 })
     const changes: LinkChange[] = []
     scheduler.on('link', (change: LinkChange) => changes.push(change))
@@ -318,8 +332,10 @@ describe('fetch scheduler', () => {
         ['offline'],
       )
       assert.match(changes[0]!.reason, /no byte from the registry/)
-      registry.release()
+      // Nobody waits for it any more: it must not hold a slot through the client's retries.
+      await until(() => registry.signals[0]?.aborted === true)
       await scheduler.whenIdle()
+      registry.release()
     } finally {
       cleanup()
     }
