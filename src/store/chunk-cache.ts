@@ -21,10 +21,11 @@ const USE_FLUSH_INTERVAL_MS = 5000
 /** Holes punched per round (the rest wait for the next round). */
 const HOLES_PER_ROUND = 4096
 /**
- * While another process uses the cache, a freed slot is punched only after this long: it
- * may have located the object just before the eviction (a read plan lives at most
+ * A freed slot is punched only after this long: a reader, in this process or another,
+ * may have located the object just before it was evicted (a read plan lives at most
  * `READ_PLAN_TTL_MS` in the scheduler) and still read it. Until then the slot keeps the
- * object's verified bytes, and slots are never handed out twice.
+ * object's verified bytes, and slots are never handed out twice. Only `cache gc` with no
+ * other edgestar process running punches at once.
  */
 export const HOLE_GRACE_MS = 60_000
 
@@ -110,7 +111,7 @@ export class ChunkCache {
     private readonly durably: <T>(fn: () => T) => T,
     private readonly writer: IndexWorker,
     private readonly reader: IndexWorker,
-    private readonly users: Pick<StateUsers, 'hasOthers' | 'hasOthersSync'>,
+    private readonly users: Pick<StateUsers, 'hasOthersSync'>,
   ) {
     this.dir = dir
     this.tmpDir = join(dir, 'tmp')
@@ -161,9 +162,24 @@ export class ChunkCache {
     }))
     const offsets = await this.writer.call<number[]>('reserveSlots', [requests])
 
-    await this.packs.writeDurably(
-      items.map((item, i) => ({ pack: requests[i]!.pack, offset: offsets[i]!, data: item.data })),
-    )
+    const writes = items.map((item, i) => ({
+      pack: requests[i]!.pack,
+      offset: offsets[i]!,
+      data: item.data,
+    }))
+    try {
+      await this.packs.writeDurably(writes)
+    } catch (err) {
+      // A full disk or an I/O error: what was written of the slots is given back.
+      const holes = writes.map((w) => ({
+        pack: w.pack,
+        offset: w.offset,
+        sizeBytes: w.data.length,
+      }))
+      await this.writer.call('freeUnseenSlots', [holes]).catch(() => {})
+      this.punchHolesSoon()
+      throw err
+    }
 
     await this.commit({
       chunks: items.map((item, i) => ({
@@ -346,19 +362,9 @@ export class ChunkCache {
     this.handles.dropAll()
   }
 
-  /** Forgets a chunk object (row missing, file removed), on this thread. */
-  markMissing(key: string): void {
-    this.durably(() => this.rows.missing([key]))
-    this.pendingUses.delete(key)
-    this.handles.drop(key)
-    rmSync(this.pathOf(key), { force: true })
-    this.objectsFreed()
-    this.punchHolesSync()
-  }
-
   /**
-   * `markMissing` for the read path: the file is removed asynchronously and the row
-   * updated durably in the writer thread.
+   * Forgets a chunk object a read found gone or cut short: the file (if it has one) is
+   * removed asynchronously and the row marked missing durably in the writer thread.
    */
   async forget(key: string): Promise<void> {
     const path = this.pathOf(key)
@@ -474,7 +480,7 @@ export class ChunkCache {
   }
 
   private async punchRound(): Promise<void> {
-    const freedBy = (await this.users.hasOthers()) ? Date.now() - HOLE_GRACE_MS : Date.now()
+    const freedBy = Date.now() - HOLE_GRACE_MS
     const holes = await this.reader.call<PackHole[]>('packHoles', [HOLES_PER_ROUND, freedBy])
     if (holes.length === 0) return
     const done = await this.packs.punch(holes)
@@ -482,8 +488,9 @@ export class ChunkCache {
   }
 
   /**
-   * `punchHoles` on this thread, blocking: for the CLI and start-up. Returns the bytes of
-   * freed slots left for later (freed under the grace while another process runs).
+   * `punchHoles` on this thread, blocking: for the CLI and start-up, which read nothing
+   * while it runs, so with no other process on the store every hole goes at once.
+   * Returns the bytes of freed slots left for later.
    */
   punchHolesSync(): number {
     if (!this.db.open) return 0

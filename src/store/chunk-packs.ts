@@ -2,6 +2,7 @@ import { execFile, execFileSync } from 'node:child_process'
 import { constants } from 'node:fs'
 import { mkdir, open } from 'node:fs/promises'
 import { join } from 'node:path'
+import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
 import type { PackHole } from './chunk-rows.js'
 import { digestHex } from './names.js'
@@ -57,7 +58,7 @@ export class ChunkPacks {
   /**
    * Writes objects into their slots and makes them durable (one fdatasync per pack, and
    * the directory synced once per new pack) before resolving: only then may rows point
-   * at them.
+   * at them. Rejects with EDGESTAR_STORE_DISK_FULL when the file system is full.
    */
   async writeDurably(writes: readonly PackWrite[]): Promise<void> {
     const byPack = new Map<string, PackWrite[]>()
@@ -66,8 +67,22 @@ export class ChunkPacks {
       list.push(write)
       byPack.set(write.pack, list)
     }
-    await mkdir(this.dir, { recursive: true })
-    await Promise.all([...byPack].map(([pack, list]) => this.writePack(pack, list)))
+    try {
+      await mkdir(this.dir, { recursive: true })
+      await Promise.all([...byPack].map(([pack, list]) => this.writePack(pack, list)))
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+      throw new EdgestarError(
+        'EDGESTAR_STORE_DISK_FULL',
+        `no space left for chunks in ${this.dir}`,
+        {
+          hint:
+            'free space on that file system, or set a cache limit that fits it ' +
+            '(EDGESTAR_CACHE_LIMIT, or cacheLimit in the config file)',
+          cause: err,
+        },
+      )
+    }
   }
 
   private async writePack(pack: string, writes: readonly PackWrite[]): Promise<void> {

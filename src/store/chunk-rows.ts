@@ -83,7 +83,7 @@ export class ChunkRows {
     const slot = chunk.slot ?? null
     const row = this.current.get(chunk.key) as CurrentRow | undefined
     if (row?.state === 'present' && row.pack !== null && slot !== null) {
-      this.freeSlot({ pack: slot.pack, offset: slot.offset, size: chunk.sizeBytes })
+      this.freeSlot({ pack: slot.pack, offset: slot.offset, size: chunk.sizeBytes }, 0)
       this.markUsed.run(atMs, chunk.key)
       return
     }
@@ -104,8 +104,15 @@ export class ChunkRows {
     }
   }
 
-  private freeSlot(slot: ChunkSlot): void {
-    if (slot !== null) this.addHole.run(slot.pack, slot.offset, alignUp(slot.size), Date.now())
+  // `freedAt` 0 for a slot no reader can have seen: it may be punched at once.
+  private freeSlot(slot: ChunkSlot, freedAt = Date.now()): void {
+    if (slot !== null) this.addHole.run(slot.pack, slot.offset, alignUp(slot.size), freedAt)
+  }
+
+  /** Frees slots no row ever pointed at (reserved for a write that failed). */
+  freeUnseenSlots(holes: readonly PackHole[]): void {
+    for (const hole of holes)
+      this.freeSlot({ pack: hole.pack, offset: hole.offset, size: hole.sizeBytes }, 0)
   }
 
   /** Up to `limit` freed slots still to punch, freed at or before `freedBy` (ms). */

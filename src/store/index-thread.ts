@@ -149,6 +149,8 @@ function writerOps(db: Database.Database): Record<string, (...args: never[]) => 
         .transaction(() => requests.map((request) => rows.reserve(request.pack, request.sizeBytes)))
         .immediate(),
     holesPunched: (holes: PackHole[]) => db.transaction(() => rows.punched(holes)).immediate(),
+    freeUnseenSlots: (holes: PackHole[]) =>
+      db.transaction(() => rows.freeUnseenSlots(holes)).immediate(),
     markMissing: (keys: string[]) => db.transaction(() => rows.missing(keys)).immediate(),
     recordUses: (uses: [string, number][]) => {
       db.pragma('synchronous = NORMAL')

@@ -1,5 +1,4 @@
 import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { isProcessAlive } from './pins.js'
 
@@ -29,15 +28,7 @@ export class StateUsers {
     rmSync(this.ownFile, { force: true })
   }
 
-  /** True when another live process has the store open. */
-  async hasOthers(): Promise<boolean> {
-    const names = await readdir(this.dir).catch(() => [] as string[])
-    const dead = names.filter((name) => this.isDeadOther(name))
-    await Promise.all(dead.map((name) => rm(join(this.dir, name), { force: true })))
-    return names.some((name) => this.isLiveOther(name))
-  }
-
-  /** `hasOthers`, blocking: for the CLI and start-up. */
+  /** True when another live process has the store open (blocking: CLI, start-up). */
   hasOthersSync(): boolean {
     let names: string[]
     try {

@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict'
+import { execFileSync } from 'node:child_process'
 import {
   existsSync,
   mkdirSync,
@@ -196,6 +197,29 @@ describe('chunk cache', () => {
     assert.equal(store.db.prepare('SELECT count(*) FROM pack_holes').pluck().get(), 0)
     assert.deepEqual(await store.chunks.read(key(left[0]!), 0, big.length), big)
     store.close()
+  })
+
+  it('fails a write on a full disk with EDGESTAR_STORE_DISK_FULL and gives its slot back', async () => {
+    const dir = stateDir()
+    const packs = join(dir, 'chunks', 'packs')
+    mkdirSync(packs, { recursive: true })
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'edgestar-test-full', packs])
+    try {
+      const store = Store.open(dir)
+      recordLayer(store)
+      await assert.rejects(store.chunks.write(key('b'), Buffer.alloc(2 << 20, 1)), (err) =>
+        isEdgestarError(err, 'EDGESTAR_STORE_DISK_FULL'),
+      )
+      assert.equal(store.chunks.has(key('b')), false)
+      await store.chunks.punchHoles()
+      assert.ok(statSync(join(packs, 'shared')).blocks * 512 < 64 * 1024, 'written part punched')
+
+      await store.chunks.write(key('c'), Buffer.from('0123456789'))
+      assert.equal((await store.chunks.read(key('c'), 0, 10)).toString(), '0123456789')
+      store.close()
+    } finally {
+      execFileSync('umount', ['-l', packs])
+    }
   })
 
   it('evicts least recently used chunks first and never those of a pinned image', async () => {
