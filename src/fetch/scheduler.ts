@@ -498,7 +498,7 @@ export class FetchScheduler extends EventEmitter {
 
     const hasFailedOffline = this.offlineFailures.has(id)
     if (this.link.state === 'offline' && hasFailedOffline && priority !== 'background')
-      return Promise.reject(this.offlineError(unit.layerDigest, unit.offset, 0))
+      return Promise.reject(this.offlineError(unit.layerDigest, unit.offset))
 
     return new Promise<void>((resolve, reject) => {
       const job = this.jobFor(unit, priority)
@@ -1203,13 +1203,18 @@ export class FetchScheduler extends EventEmitter {
     waiter.reject(this.offlineError(job.layerDigest, job.offset, nowMs - startedMs))
   }
 
-  private offlineError(layerDigest: string, offset: number, waitedMs: number): EdgestarError {
+  // Without `waitedMs`, the read failed at once: its unit's wait ran out earlier in this
+  // outage (see offlineFailures).
+  private offlineError(layerDigest: string, offset: number, waitedMs?: number): EdgestarError {
     const seconds = (ms: number): number => Number((ms / 1000).toFixed(1))
+    const why =
+      waitedMs === undefined
+        ? 'a wait for it already ran out while the registry stays offline'
+        : `no byte of it came in ${seconds(waitedMs)} s`
     return new EdgestarError(
       'EDGESTAR_FETCH_OFFLINE',
       `registry offline: chunk at offset ${offset} of layer ${layerDigest} is not cached ` +
-        `and no byte of it came in ${seconds(waitedMs)} s ` +
-        `(--offline-wait ${seconds(this.offlineWaitMs)} s)`,
+        `and ${why} (--offline-wait ${seconds(this.offlineWaitMs)} s)`,
       { hint: 'reconnect the device, or pull the image while online (edgestar pull REF)' },
     )
   }
