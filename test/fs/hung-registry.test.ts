@@ -152,6 +152,32 @@ describe('a read of a missing chunk with a registry that fails it', () => {
     })
   }
 
+  it('lets a killed O_DIRECT reader exit at once, without waiting for its read', async () => {
+    // Without an answer to its read the killed reader would sit in D state for the wait.
+    const run = await mount('mnt-killed', '120s')
+    try {
+      const from = proxy.blobGets().length
+      proxy.setFault({ kind: 'hang' }, { match: 'blob-get' })
+      const reader = spawn('dd', [`if=${join(run.dir, FILE)}`, 'of=/dev/null', 'iflag=direct'], {
+        stdio: 'ignore',
+      })
+      const exited = new Promise<NodeJS.Signals | null>((resolve) =>
+        reader.once('exit', (_code, signal) => resolve(signal)),
+      )
+      await until(() => dataRangesSince(from).size > 0)
+      // A harmless signal first: the kernel interrupts a request only once.
+      reader.kill('SIGWINCH')
+      reader.kill('SIGKILL')
+      assert.equal(await exited, 'SIGKILL')
+
+      const failed = run.logLines().find((line) => line.msg === 'read failed; the reader got EIO')
+      assert.equal(failed, undefined, 'the reader was gone before its read failed')
+    } finally {
+      proxy.setFault(undefined)
+      await run.stop()
+    }
+  })
+
   it('keeps waiting while bytes arrive, past the offline wait, and serves the file', async () => {
     const run = await mount('mnt-slow', '1s')
     try {
@@ -177,3 +203,7 @@ describe('a read of a missing chunk with a registry that fails it', () => {
     }
   })
 })
+
+async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setTimeout(resolve, 50))
+}

@@ -1,4 +1,5 @@
 import { close, read, writev } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import type { Logger } from '../../log.js'
 import {
   bodyOf,
@@ -15,6 +16,7 @@ import {
 /** Linux errno values, negated as the kernel wants them in a reply. */
 export const Errno = {
   ENOENT: -2,
+  EINTR: -4,
   EIO: -5,
   EBADF: -9,
   ENOTDIR: -20,
@@ -63,6 +65,17 @@ const REQUEST_BUFFER_BYTES = 64 * 1024
 const MAX_WRITE_BYTES = 4096
 const MAX_BACKGROUND = 16
 const CONGESTION_THRESHOLD = 12
+/** How often the requester of an interrupted request is looked at again (see `interrupt`). */
+const DYING_CHECK_MS = 500
+/** SIGKILL's bit in /proc/PID/status pending-signal masks (a fatal signal is turned into it). */
+const SIGKILL_BIT = 1n << 8n
+
+/** An answer still to come, and how to end it early. */
+interface PendingAnswer {
+  requesterPid: number
+  answerNow(errno: number): void
+  dyingCheck?: NodeJS.Timeout
+}
 
 /**
  * One FUSE connection served from JavaScript straight over /dev/fuse, with no libfuse in
@@ -83,6 +96,7 @@ export class FuseSession {
   private pendingWrites = 0
   private readonly endedPromise: Promise<void>
   private markEnded!: () => void
+  private readonly pending = new Map<bigint, PendingAnswer>()
 
   constructor(
     private readonly fd: number,
@@ -155,7 +169,10 @@ export class FuseSession {
       this.init(header, body)
       return
     }
-    if (header.opcode === Opcode.INTERRUPT) return
+    if (header.opcode === Opcode.INTERRUPT) {
+      this.interrupt(body.readBigUInt64LE(0))
+      return
+    }
     const handler = this.handlers[header.opcode]
     if (!handler) {
       this.reply(header.unique, Errno.ENOSYS)
@@ -176,25 +193,61 @@ export class FuseSession {
 
   private answerLater(header: RequestHeader, pending: Promise<Answer>): void {
     let answered = false
-    const timer = setTimeout(() => {
+    const answerEarly = (errno: number): void => {
+      if (answered) return
       answered = true
+      this.forgetPending(header.unique)
+      this.reply(header.unique, errno)
+    }
+    const timer = setTimeout(() => {
       this.log.warn({ op: header.opcode, timeoutMs: this.options.opTimeoutMs }, 'fuse op timed out')
-      this.reply(header.unique, Errno.EIO)
+      answerEarly(Errno.EIO)
     }, this.options.opTimeoutMs)
     timer.unref()
+    this.pending.set(header.unique, { requesterPid: header.pid, answerNow: answerEarly })
 
     const finish = (answer: Answer): void => {
       clearTimeout(timer)
-      // Answered EIO at the timeout already: memory lent for the late answer goes back.
+      // Answered early already: memory lent for the late answer goes back.
       if (answered && answer !== undefined && isLent(answer)) answer.written()
       if (answered) return
       answered = true
+      this.forgetPending(header.unique)
       if (answer !== undefined) this.reply(header.unique, answer)
     }
     pending.then(finish, (err: unknown) => {
       this.log.debug({ op: header.opcode, err }, 'fuse op failed')
       finish(Errno.EIO)
     })
+  }
+
+  private forgetPending(unique: bigint): void {
+    clearInterval(this.pending.get(unique)?.dyingCheck)
+    this.pending.delete(unique)
+  }
+
+  /**
+   * The kernel interrupts a request when its requester gets a signal. A process being
+   * killed cannot exit before its request is answered (it sits in D state), so a dying
+   * requester is answered EINTR at once and the work behind the answer goes on (a fetch
+   * others may want). Any other signal is left alone: a read of a regular file that
+   * returned EINTR would surprise most programs. The first signal may be a harmless one
+   * and the kernel interrupts a request only once, so the requester is looked at again
+   * until the answer comes. An interrupt for a request already answered is ignored.
+   */
+  private interrupt(unique: bigint): void {
+    const entry = this.pending.get(unique)
+    if (entry === undefined || entry.dyingCheck !== undefined) return
+    // 0: a requester in a PID namespace this server cannot see into.
+    if (entry.requesterPid === 0) return
+    const check = (): void => {
+      void isDying(entry.requesterPid).then((dying) => {
+        if (dying && this.pending.get(unique) === entry) entry.answerNow(Errno.EINTR)
+      })
+    }
+    entry.dyingCheck = setInterval(check, DYING_CHECK_MS)
+    entry.dyingCheck.unref()
+    check()
   }
 
   private init(header: RequestHeader, body: Buffer): void {
@@ -252,6 +305,21 @@ export class FuseSession {
       if (this.ended) this.end()
     })
   }
+}
+
+// True when thread `pid` is gone or has SIGKILL pending (what a fatal signal becomes).
+async function isDying(pid: number): Promise<boolean> {
+  let status: string
+  try {
+    status = await readFile(`/proc/${pid}/status`, 'utf8')
+  } catch {
+    return true
+  }
+  for (const field of ['SigPnd', 'ShdPnd']) {
+    const hex = new RegExp(`^${field}:\\s*([0-9a-f]+)$`, 'm').exec(status)?.[1]
+    if (hex !== undefined && (BigInt(`0x${hex}`) & SIGKILL_BIT) !== 0n) return true
+  }
+  return /^State:\s*[XZ]/m.test(status)
 }
 
 function isLent(answer: Answer): answer is LentReply {
