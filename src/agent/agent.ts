@@ -179,8 +179,12 @@ export class Agent {
     this.log.info({ waitMs }, 'offline wait set')
   }
 
-  /** Agent-wide status with every deployment. */
-  status(): AgentStatus {
+  /** Agent-wide status with every deployment (sums run in the store's reader thread). */
+  async status(): Promise<AgentStatus> {
+    const [cache, deployments] = await Promise.all([
+      this.backend.cacheUsage(),
+      this.deployments.list(),
+    ])
     return {
       version: this.version,
       pid: process.pid,
@@ -189,8 +193,8 @@ export class Agent {
       link: this.backend.link(),
       bandwidth: { capBytesPerSec: this.backend.bandwidth() },
       offlineWaitMs: this.backend.offlineWaitMs(),
-      cache: this.backend.cacheUsage(),
-      deployments: this.deployments.list(),
+      cache,
+      deployments,
     }
   }
 

@@ -181,14 +181,17 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     })
   }
 
-  /** One deployment's status. Throws EDGESTAR_AGENT_NO_SUCH_DEPLOYMENT. */
-  info(name: string): DeploymentInfo {
+  /**
+   * One deployment's status, its progress summed off the event loop. Rejects with
+   * EDGESTAR_AGENT_NO_SUCH_DEPLOYMENT.
+   */
+  async info(name: string): Promise<DeploymentInfo> {
     const live = this.require(name)
-    const row = this.options.records.get(name)
     const progress =
       live.spec.imageId === ''
         ? { fetchedBytes: 0, totalBytes: 0, isComplete: false }
-        : this.options.backend.progress(live.spec.imageId)
+        : await this.options.backend.progress(live.spec.imageId)
+    const row = this.options.records.get(name)
     const container = live.container
     const lastExit = container?.lastExit ?? live.spec.endedWith
     return {
@@ -208,9 +211,11 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     }
   }
 
-  /** Every deployment's status, by name. */
-  list(): DeploymentInfo[] {
-    return [...this.live.keys()].sort().map((name) => this.info(name))
+  /** Every deployment's status, by name; one that is removed meanwhile is left out. */
+  async list(): Promise<DeploymentInfo[]> {
+    const names = [...this.live.keys()].sort()
+    const infos = await Promise.all(names.map((name) => this.info(name).catch(() => undefined)))
+    return infos.filter((info) => info !== undefined)
   }
 
   /**

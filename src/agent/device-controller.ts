@@ -98,7 +98,7 @@ export class AgentDeviceController implements DeviceController {
   }
 
   async status(): Promise<DeviceSnapshot> {
-    const status = this.agent.status()
+    const status = await this.agent.status()
     return {
       deployments: status.deployments.map((d) => ({
         name: d.name,
@@ -116,7 +116,7 @@ export class AgentDeviceController implements DeviceController {
   }
 
   async telemetry(): Promise<ControllerTelemetry> {
-    const status = this.agent.status()
+    const status = await this.agent.status()
     const now = Date.now()
     const deployments = status.deployments.map((d) => {
       const last = this.lastFetched.get(d.name)

@@ -52,11 +52,14 @@ export class LazyImageBackend implements ImageBackend {
   private readonly platform: Platform | undefined
   private rateTimer: NodeJS.Timeout
   private readonly rate = new RateWindow(RATE_WINDOW_MS)
+  /** The limit the agent opened the store with (0: none). */
+  private readonly cacheLimitBytes: number
 
   constructor(store: Store, config: AgentConfig) {
     this.store = store
     this.registry = new RegistryClient({ insecureRegistries: config.insecureRegistries })
     this.waitMs = config.offlineWaitMs
+    this.cacheLimitBytes = config.cacheLimitBytes ?? 0
     this.platform = config.platform === undefined ? undefined : parsePlatform(config.platform)
     this.scheduler = new FetchScheduler({
       store,
@@ -153,10 +156,11 @@ export class LazyImageBackend implements ImageBackend {
     return progress.totalBytes > 0 && progress.presentBytes >= progress.totalBytes
   }
 
-  progress(imageId: string): ImageProgress {
+  // From the store's reader thread, like `isComplete`: a status poll sums every unit row.
+  async progress(imageId: string): Promise<ImageProgress> {
     const image = this.store.images.get(Number(imageId))
     if (image === undefined) return { fetchedBytes: 0, totalBytes: 0, isComplete: false }
-    const progress = this.images.progress(image)
+    const progress = await this.images.progressAsync(image)
     return {
       fetchedBytes: progress.presentBytes,
       totalBytes: progress.totalBytes,
@@ -214,11 +218,11 @@ export class LazyImageBackend implements ImageBackend {
     return () => this.scheduler.off('link', onLink)
   }
 
-  cacheUsage(): { usedBytes: number; limitBytes?: number } {
-    const status = this.store.cacheStatus()
-    return status.limitBytes > 0
-      ? { usedBytes: status.presentBytes, limitBytes: status.limitBytes }
-      : { usedBytes: status.presentBytes }
+  async cacheUsage(): Promise<{ usedBytes: number; limitBytes?: number }> {
+    const usage = await this.store.queries.cacheUsage()
+    return this.cacheLimitBytes > 0
+      ? { usedBytes: usage.presentBytes, limitBytes: this.cacheLimitBytes }
+      : { usedBytes: usage.presentBytes }
   }
 
   async close(): Promise<void> {
@@ -236,14 +240,14 @@ export class LazyImageBackend implements ImageBackend {
     this.rate.add(total, performance.now())
   }
 
-  private toResolved(image: ImageRow): ResolvedImage {
+  private async toResolved(image: ImageRow): Promise<ResolvedImage> {
     const config = (image.config as { config?: ImageRunConfig } | null)?.config ?? {}
     return {
       imageId: String(image.id),
       reference: image.reference,
       manifestDigest: image.manifestDigest,
       config,
-      totalBytes: this.images.progress(image).totalBytes,
+      totalBytes: (await this.images.progressAsync(image)).totalBytes,
     }
   }
 }

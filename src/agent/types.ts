@@ -172,7 +172,8 @@ export interface ImageBackend {
   mount(imageId: string, mountpoint: string): Promise<MountedImage>
   /** Queues the whole image for background fetch; resolves when all of it is local. */
   prefetch(imageId: string): Promise<void>
-  progress(imageId: string): ImageProgress
+  /** How much of the image is local (summed off the event loop that serves mounts). */
+  progress(imageId: string): Promise<ImageProgress>
   /** Keeps the image's chunks from garbage collection until `release`. */
   retain(imageId: string, holder: string): void
   release(imageId: string, holder: string): void
@@ -185,7 +186,8 @@ export interface ImageBackend {
   link(): LinkStatus
   /** Calls `listener` with the new state at each link state change; returns the unsubscribe. */
   onLinkChange(listener: (state: LinkState) => void): () => void
-  cacheUsage(): { usedBytes: number; limitBytes?: number }
+  /** Bytes in the chunk cache, and its limit when one is set. */
+  cacheUsage(): Promise<{ usedBytes: number; limitBytes?: number }>
   /** Stops background fetching and closes the store; never deletes cached data. */
   close(): Promise<void>
 }

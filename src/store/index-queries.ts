@@ -59,6 +59,11 @@ export class IndexQueries {
     return this.reader.call('imageProgress', [layerDigests])
   }
 
+  /** Chunks present in the cache and their bytes (what a status shows, pins aside). */
+  cacheUsage(): Promise<{ presentChunks: number; presentBytes: number }> {
+    return this.reader.call('cacheUsage', [])
+  }
+
   /** `LayerRecords.get`: a layer row, or undefined. */
   layer(digest: string): Promise<LayerRow | undefined> {
     return this.reader.call('layer', [digest])
