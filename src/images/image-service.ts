@@ -319,22 +319,26 @@ export class ImageService {
     }
 
     const verification = this.verificationOf(verdict.mode, index, layer.digest)
-    this.store.layers.upsert({
-      digest: layer.digest,
-      sizeBytes: layer.size,
-      mediaType: layer.mediaType,
-      diffID: layer.diffID,
-      tocDigest: index.tocDigest,
-      tocOffset: index.tocOffset,
-      format: index.format,
-      verification,
-      sourceReference: image.reference.name,
-    })
-    this.store.layers.recordIndex(layer.digest, {
-      entries: index.entries,
-      chunks: index.chunks.filter((chunk) => !chunk.isZeros),
-      blobSizeBytes: layer.size,
-    })
+    // TODO(images): the TOC is still fetched, parsed and validated on this thread (a
+    // 100k-entry TOC in the JS heap for a moment); only its rows are written elsewhere.
+    await this.store.recordLayerIndex(
+      {
+        digest: layer.digest,
+        sizeBytes: layer.size,
+        mediaType: layer.mediaType,
+        diffID: layer.diffID,
+        tocDigest: index.tocDigest,
+        tocOffset: index.tocOffset,
+        format: index.format,
+        verification,
+        sourceReference: image.reference.name,
+      },
+      {
+        entries: index.entries,
+        chunks: index.chunks.filter((chunk) => !chunk.isZeros),
+        blobSizeBytes: layer.size,
+      },
+    )
   }
 
   private verificationOf(

@@ -12,10 +12,10 @@ import { parentPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { ChunkRows, type PackHole } from './chunk-rows.js'
 import type { ImageUnitsProgress, ReadPlan } from './index-queries.js'
-import { LayerRecords, slotOf } from './layers.js'
+import { type LayerIndexInput, LayerRecords, slotOf } from './layers.js'
 import { Pins } from './pins.js'
 import { TocRecords } from './toc.js'
-import type { ChunkCommit } from './types.js'
+import type { ChunkCommit, LayerInput } from './types.js'
 
 /** Which connection a thread keeps. */
 export type IndexRole = 'reader' | 'writer'
@@ -146,6 +146,13 @@ function writerOps(db: Database.Database): Record<string, (...args: never[]) => 
     gc: (targetBytes: number) =>
       db.transaction(() => rows.evict(pins.pinnedKeysSql(), targetBytes)).immediate(),
     commit: (commit: ChunkCommit) => db.transaction(() => rows.commit(commit)).immediate(),
+    recordLayer: (layer: LayerInput, index: LayerIndexInput) =>
+      db
+        .transaction(() => {
+          layers.upsert(layer)
+          layers.recordIndex(layer.digest, index)
+        })
+        .immediate(),
     reserveSlots: (requests: { pack: string; sizeBytes: number }[]) =>
       db
         .transaction(() => requests.map((request) => rows.reserve(request.pack, request.sizeBytes)))

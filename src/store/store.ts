@@ -9,13 +9,13 @@ import { DeploymentRecords } from './deployments.js'
 import { ImageRecords } from './images.js'
 import { IndexQueries } from './index-queries.js'
 import { IndexWorker } from './index-worker.js'
-import { LayerRecords } from './layers.js'
+import { type LayerIndexInput, LayerRecords } from './layers.js'
 import { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'
 import { Outbox, type OutboxLimits } from './outbox.js'
 import { isProcessAlive, Pins } from './pins.js'
 import { StateUsers } from './state-users.js'
 import { TocRecords } from './toc.js'
-import type { LayerState } from './types.js'
+import type { ChunkExtentInput, LayerInput, LayerState, TocEntryInput } from './types.js'
 
 /** Default state directory of an installed agent. */
 export const DEFAULT_STATE_DIR = '/var/lib/edgestar'
@@ -143,6 +143,24 @@ export class Store {
     return this.writer.call('commit', [
       { chunks: [], layerStates: [{ digest, state }], atMs: Date.now() },
     ])
+  }
+
+  /**
+   * `layers.upsert` then `layers.recordIndex`, in one transaction of the writer thread:
+   * a Debian image's TOC takes about 160 ms to insert, too long for the event loop that
+   * serves FUSE. The rows are copied to the thread (chunk entries, which `recordIndex`
+   * skips, are left out first). Rejects as `IndexWorker` calls do.
+   */
+  recordLayerIndex(
+    layer: LayerInput,
+    index: { entries: TocEntryInput[]; chunks: ChunkExtentInput[]; blobSizeBytes: number },
+  ): Promise<void> {
+    const rows: LayerIndexInput = {
+      entries: index.entries.filter((entry) => entry.type !== 'chunk'),
+      chunks: index.chunks,
+      blobSizeBytes: index.blobSizeBytes,
+    }
+    return this.writer.call('recordLayer', [layer, rows])
   }
 
   /** Cache usage, pinned bytes included. */
