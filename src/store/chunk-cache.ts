@@ -9,6 +9,7 @@ import { ChunkPacks, syncDirectory } from './chunk-packs.js'
 import { ChunkRows, type Eviction, type PackHole } from './chunk-rows.js'
 import type { IndexWorker } from './index-worker.js'
 import { isChunkKey } from './names.js'
+import { isProcessAlive } from './pins.js'
 import type { StateUsers } from './state-users.js'
 import type { ChunkCommit, ChunkSlot, UnitDecoded } from './types.js'
 
@@ -39,6 +40,8 @@ export interface ReconcileReport {
   tmpFilesRemoved: number
   /** Present rows whose pack file was missing or too short (now missing). */
   packRowsMarkedMissing?: number
+  /** Slots reserved by processes killed before they committed them (now freed). */
+  deadReservationsFreed?: number
 }
 
 /** Cache usage, for `edgestar cache status`. */
@@ -522,7 +525,8 @@ export class ChunkCache {
 
   /**
    * Makes rows and files agree: a present row whose file is missing or has the wrong size
-   * becomes missing; files with no present row and leftover temporaries are removed.
+   * becomes missing; files with no present row and leftover temporaries are removed;
+   * slots reserved by processes that died before committing them are punched out.
    * Synchronous: runs once at open, before anything is served.
    */
   reconcile(): ReconcileReport {
@@ -574,9 +578,12 @@ export class ChunkCache {
         report.strayFilesRemoved++
       }
     }
+    const released = this.durably(() => this.rows.releaseDeadReservations(isProcessAlive))
+    if (released > 0) report.deadReservationsFreed = released
     this.punchHolesSync()
     const fixed = report.rowsMarkedMissing + report.strayFilesRemoved + report.tmpFilesRemoved
-    if (fixed + (report.packRowsMarkedMissing ?? 0) > 0) log.warn({ ...report }, 'cache reconciled')
+    const packFixed = (report.packRowsMarkedMissing ?? 0) + released
+    if (fixed + packFixed > 0) log.warn({ ...report }, 'cache reconciled')
     return report
   }
 

@@ -5,7 +5,12 @@ import type { ChunkCommit, ChunkSlot } from './types.js'
 /** Slots start on a page boundary, so a freed one is punched as whole file-system blocks. */
 export const SLOT_ALIGN = 4096
 
-/** A freed slot of a pack file, still to be punched out of it (see `ChunkCache`). */
+/**
+ * A freed slot of a pack file, still to be punched out of it (see `ChunkCache`). A row of
+ * `pack_holes` with a negative `freed_at` is no hole yet but a slot reserved by process
+ * `-freed_at` and not yet committed: once that process is dead it is freed (a write cut
+ * short by a kill would otherwise keep its disk space for good).
+ */
 export interface PackHole {
   pack: string
   offset: number
@@ -24,6 +29,7 @@ export class ChunkRows {
   private readonly markUsed: Statement
   private readonly current: Statement
   private readonly addHole: Statement
+  private readonly dropReservation: Statement
   private readonly packEnd: Statement
   private readonly setPackEnd: Statement
 
@@ -43,8 +49,14 @@ export class ChunkRows {
     this.current = db.prepare(
       'SELECT state, size_bytes AS size, pack, pack_offset AS offset FROM chunks WHERE key = ?',
     )
+    // A reservation (negative freed_at) becomes a hole; a hole keeps its first freed_at.
     this.addHole = db.prepare(
-      'INSERT OR IGNORE INTO pack_holes (pack, offset, size_bytes, freed_at) VALUES (?, ?, ?, ?)',
+      `INSERT INTO pack_holes (pack, offset, size_bytes, freed_at) VALUES (?, ?, ?, ?)
+       ON CONFLICT(pack, offset) DO UPDATE SET freed_at = excluded.freed_at
+         WHERE pack_holes.freed_at < 0`,
+    )
+    this.dropReservation = db.prepare(
+      'DELETE FROM pack_holes WHERE pack = ? AND offset = ? AND freed_at < 0',
     )
     this.packEnd = db.prepare('SELECT end_bytes FROM packs WHERE name = ?').pluck()
     this.setPackEnd = db.prepare(
@@ -57,11 +69,28 @@ export class ChunkRows {
    * Hands out a fresh slot of `sizeBytes` at the end of pack `pack` and returns its
    * offset. A slot is never handed out twice, even after it is freed: a reader holding an
    * old location can only meet the old bytes or a punched hole, never another object.
+   * The slot is recorded as reserved by process `pid` until its commit or its release.
    */
-  reserve(pack: string, sizeBytes: number): number {
+  reserve(pack: string, sizeBytes: number, pid = process.pid): number {
     const offset = (this.packEnd.get(pack) as number | undefined) ?? 0
     this.setPackEnd.run(pack, offset + alignUp(sizeBytes))
+    this.addHole.run(pack, offset, alignUp(sizeBytes), -pid)
     return offset
+  }
+
+  /**
+   * Frees the slots reserved by processes that died before committing them (see
+   * `PackHole`), so they can be punched at once. Returns how many.
+   */
+  releaseDeadReservations(isAlive: (pid: number) => boolean): number {
+    const owners = this.db
+      .prepare('SELECT DISTINCT -freed_at FROM pack_holes WHERE freed_at < 0')
+      .pluck()
+      .all() as number[]
+    const free = this.db.prepare('UPDATE pack_holes SET freed_at = 0 WHERE freed_at = ?')
+    let released = 0
+    for (const pid of owners) if (!isAlive(pid)) released += free.run(-pid).changes
+    return released
   }
 
   /**
@@ -89,6 +118,7 @@ export class ChunkRows {
     }
     if (row?.state === 'present') this.freeSlot(slotOfRow(row))
     this.markPresent.run(chunk.key, chunk.sizeBytes, atMs, slot?.pack ?? null, slot?.offset ?? null)
+    if (slot !== null) this.dropReservation.run(slot.pack, slot.offset)
   }
 
   /**
@@ -119,8 +149,8 @@ export class ChunkRows {
   holes(limit: number, freedBy = Number.MAX_SAFE_INTEGER): PackHole[] {
     return this.db
       .prepare(
-        `SELECT pack, offset, size_bytes AS sizeBytes FROM pack_holes WHERE freed_at <= ?
-         ORDER BY pack, offset LIMIT ?`,
+        `SELECT pack, offset, size_bytes AS sizeBytes FROM pack_holes
+         WHERE freed_at >= 0 AND freed_at <= ? ORDER BY pack, offset LIMIT ?`,
       )
       .all(freedBy, limit) as PackHole[]
   }
@@ -128,7 +158,7 @@ export class ChunkRows {
   /** Bytes of freed slots still to punch. */
   holeBytes(): number {
     return this.db
-      .prepare('SELECT coalesce(sum(size_bytes), 0) FROM pack_holes')
+      .prepare('SELECT coalesce(sum(size_bytes), 0) FROM pack_holes WHERE freed_at >= 0')
       .pluck()
       .get() as number
   }

@@ -1,18 +1,22 @@
 import assert from 'node:assert/strict'
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import {
+  closeSync,
   existsSync,
   mkdirSync,
+  openSync,
   readdirSync,
   rmSync,
   statSync,
   truncateSync,
   writeFileSync,
+  writeSync,
 } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import Database from 'better-sqlite3'
 import { isEdgestarError } from '../../src/errors.js'
+import { ChunkRows } from '../../src/store/chunk-rows.js'
 import { SCHEMA_VERSION, Store } from '../../src/store/index.js'
 import { key, recordLayer as recordTestLayer, stateDir as tempStateDir } from './store-fixtures.js'
 
@@ -177,6 +181,39 @@ describe('chunk cache', () => {
     assert.equal(store.reconciled.packRowsMarkedMissing, 1)
     assert.equal(store.chunks.has(key('b')), false)
     store.close()
+  })
+
+  it('frees at start-up the slots a killed process reserved and never committed', async () => {
+    const dir = stateDir()
+    let store = Store.open(dir)
+    recordLayer(store)
+    await store.chunks.write(key('b'), Buffer.from('0123456789'))
+    // A dead writer's slot, written but never committed, and a live writer's slot.
+    const dead = spawnSync('true').pid!
+    const live = spawn('sleep', ['60'])
+    const rows = new ChunkRows(store.db)
+    const [deadSlot, liveSlot] = store.db.transaction(() => [
+      rows.reserve('shared', 1 << 20, dead),
+      rows.reserve('shared', 4096, live.pid!),
+    ])()
+    const pack = join(dir, 'chunks', 'packs', 'shared')
+    const fd = openSync(pack, 'r+')
+    writeSync(fd, Buffer.alloc(1 << 20, 7), 0, 1 << 20, deadSlot!)
+    closeSync(fd)
+    store.close()
+    rmSync(join(dir, 'owner.pid'))
+
+    try {
+      store = Store.open(dir)
+      assert.equal(store.reconciled.deadReservationsFreed, 1)
+      assert.ok(statSync(pack).blocks * 512 < 512 * 1024, 'the dead slot punched out')
+      const left = store.db.prepare('SELECT offset, freed_at FROM pack_holes').all()
+      assert.deepEqual(left, [{ offset: liveSlot, freed_at: -live.pid! }])
+      assert.equal((await store.chunks.read(key('b'), 0, 10)).toString(), '0123456789')
+      store.close()
+    } finally {
+      live.kill()
+    }
   })
 
   it('keeps objects in one pack file per layer and punches evicted ones out of it', async () => {
