@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -164,7 +165,8 @@ describe('a read of a missing chunk with a registry that fails it', () => {
       const exited = new Promise<NodeJS.Signals | null>((resolve) =>
         reader.once('exit', (_code, signal) => resolve(signal)),
       )
-      await until(() => dataRangesSince(from).size > 0)
+      // Blocked in its read, waiting for this server's answer.
+      await until(() => dataRangesSince(from).size > 0 && isWaitingOnFuse(reader.pid!))
       // A harmless signal first: the kernel interrupts a request only once.
       reader.kill('SIGWINCH')
       reader.kill('SIGKILL')
@@ -206,4 +208,12 @@ describe('a read of a missing chunk with a registry that fails it', () => {
 
 async function until(condition: () => boolean): Promise<void> {
   while (!condition()) await new Promise((resolve) => setTimeout(resolve, 50))
+}
+
+function isWaitingOnFuse(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/wchan`, 'utf8') === 'request_wait_answer'
+  } catch {
+    return false
+  }
 }

@@ -69,6 +69,21 @@ describe('blob reads through a misbehaving network', () => {
     )
   })
 
+  it('cuts a request still hung at close instead of waiting out its timeouts', async () => {
+    // A header timeout of ten minutes: only the close can end this read within the test.
+    client = await makeClient({ requestTimeoutMs: 600_000 })
+    proxy.setFault({ kind: 'hang' }, { match: 'blob-get' })
+    const reading = read(0, 100)
+    const settled = reading.then(
+      () => 'read',
+      () => 'failed',
+    )
+    while (proxy.blobGets().length === 0) await new Promise((resolve) => setTimeout(resolve, 20))
+
+    await client.close()
+    assert.equal(await settled, 'failed')
+  })
+
   it('retries connection resets', async () => {
     client = await makeClient()
     proxy.setFault({ kind: 'reset' }, { times: 2 })
