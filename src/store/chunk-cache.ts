@@ -29,6 +29,12 @@ const HOLES_PER_ROUND = 4096
  * other edgestar process running punches at once.
  */
 export const HOLE_GRACE_MS = 60_000
+/**
+ * How often an open cache punches the slots whose grace ran out, whoever freed them: a
+ * `cache gc` run beside a serving process leaves its slots to be punched after the grace,
+ * and only a process still running then can do it.
+ */
+const HOLE_SWEEP_MS = HOLE_GRACE_MS / 2
 
 /** Result of `reconcile`: what start-up found and fixed. */
 export interface ReconcileReport {
@@ -60,7 +66,8 @@ export interface GcReport {
   limitBytes: number
   /**
    * Disk space of evicted objects not yet returned (`gc` only): another edgestar process
-   * is running and may still be reading them; it returns the space within about a minute.
+   * is running and may still be reading them; an open cache punches them once their grace
+   * (`HOLE_GRACE_MS`) ran out, within two minutes.
    */
   spaceReturnedLaterBytes?: number
 }
@@ -103,6 +110,7 @@ export class ChunkCache {
   private readonly packs: ChunkPacks
   private punching: Promise<void> | undefined
   private punchTimer: NodeJS.Timeout | undefined
+  private readonly sweepTimer: NodeJS.Timeout
   private readonly freedListeners = new Set<() => void>()
   private useFlushTimer: NodeJS.Timeout | undefined
   limitBytes: number
@@ -121,6 +129,8 @@ export class ChunkCache {
     this.limitBytes = limitBytes
     this.rows = new ChunkRows(db)
     this.packs = new ChunkPacks(dir)
+    this.sweepTimer = setInterval(() => this.punchQuietly(), HOLE_SWEEP_MS)
+    this.sweepTimer.unref()
   }
 
   /** File path of a chunk object. Throws on a key that is not a well-formed chunk key. */
@@ -362,6 +372,7 @@ export class ChunkCache {
     this.flushUses()
     clearTimeout(this.punchTimer)
     this.punchTimer = undefined
+    clearInterval(this.sweepTimer)
     this.handles.dropAll()
   }
 
@@ -468,18 +479,20 @@ export class ChunkCache {
   // Now for what may go now, and once more after the grace for the rest; for paths that
   // must not wait on it (a read that found its object gone, a gc while serving).
   private punchHolesSoon(): void {
-    const punch = (): void => {
-      this.punchHoles().catch((err: unknown) => {
-        log.debug({ err: String(err) }, 'holes not punched')
-      })
-    }
-    punch()
+    this.punchQuietly()
     if (this.punchTimer !== undefined) return
     this.punchTimer = setTimeout(() => {
       this.punchTimer = undefined
-      punch()
+      this.punchQuietly()
     }, HOLE_GRACE_MS + 1000)
     this.punchTimer.unref()
+  }
+
+  private punchQuietly(): void {
+    if (!this.db.open) return
+    this.punchHoles().catch((err: unknown) => {
+      log.debug({ err: String(err) }, 'holes not punched')
+    })
   }
 
   private async punchRound(): Promise<void> {

@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import Database from 'better-sqlite3'
 import { isEdgestarError } from '../../src/errors.js'
+import { HOLE_GRACE_MS } from '../../src/store/chunk-cache.js'
 import { ChunkRows } from '../../src/store/chunk-rows.js'
 import { SCHEMA_VERSION, Store } from '../../src/store/index.js'
 import { key, recordLayer as recordTestLayer, stateDir as tempStateDir } from './store-fixtures.js'
@@ -214,6 +215,31 @@ describe('chunk cache', () => {
     } finally {
       live.kill()
     }
+  })
+
+  it('punches, once the grace ran out, slots another process freed while this one serves', {
+    timeout: 30_000,
+  }, async (t) => {
+    t.mock.timers.enable({ apis: ['setInterval', 'Date'], now: Date.now() })
+    const dir = stateDir()
+    const store = Store.open(dir)
+    recordLayer(store)
+    await store.chunks.write(key('b'), Buffer.alloc(1 << 20, 7))
+    const pack = join(dir, 'chunks', 'packs', 'shared')
+    // What another process's cache gc leaves behind: the row missing, its slot to punch.
+    store.db.transaction(() => new ChunkRows(store.db).missing([key('b')]))()
+
+    const holes = (): unknown => store.db.prepare('SELECT count(*) FROM pack_holes').pluck().get()
+    t.mock.timers.tick(HOLE_GRACE_MS / 2)
+    await store.chunks.punchHoles()
+    assert.equal(holes(), 1)
+    assert.ok(statSync(pack).blocks * 512 >= 1 << 20, 'kept under the grace')
+
+    // Nothing here frees or punches: only the sweep can find the slot.
+    t.mock.timers.tick(HOLE_GRACE_MS / 2 + 1)
+    while (holes() !== 0) await new Promise((resolve) => setImmediate(resolve))
+    assert.ok(statSync(pack).blocks * 512 < 512 * 1024, 'punched after the grace')
+    store.close()
   })
 
   it('keeps objects in one pack file per layer and punches evicted ones out of it', async () => {

@@ -86,7 +86,8 @@ export function register(program: Command): void {
 function laterNote(laterBytes: number | undefined): string {
   if (laterBytes === undefined) return ''
   return (
-    `\n${formatBytes(laterBytes)} of disk space comes back within about a minute: ` +
-    'another edgestar process is running and may still be reading those chunks'
+    `\n${formatBytes(laterBytes)} of disk space comes back within two minutes: ` +
+    'another edgestar process is running and may still be reading those chunks ' +
+    '(if it exits sooner, the next edgestar command on this state directory returns it)'
   )
 }
