@@ -4,8 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { pathToFileURL } from 'node:url'
+import { isEdgestarError } from '../../src/errors.js'
 import type { LentBytes } from '../../src/fs/image-view.js'
 import { abortMount, findFuseMounts, type ImageView, MergedView } from '../../src/fs/index.js'
+import { mountDevice } from '../../src/fs/kernel/kernel-mount.js'
 import { mountForTest, runChild, type TestMount } from '../helpers/mount.js'
 import { buildLayers } from './layer-builder.js'
 
@@ -310,5 +312,22 @@ for path in sys.argv[1:]:
       ['d', 'plain'],
       'one LOOKUP each, nothing after',
     )
+  })
+})
+
+describe('a second mount made on top of a live one at the same moment', () => {
+  it('backs out with EDGESTAR_FS_MOUNT_BUSY and leaves the first one serving', async () => {
+    // Both passed the busy check before either mounted: the device is mounted directly.
+    const first = await mountForTest(new MergedView(buildLayers({ f: 'x' })))
+    try {
+      await assert.rejects(
+        mountDevice(first.dir, { source: 'edgestar:test', subtype: 'edgestar', allowOther: false }),
+        (err) => isEdgestarError(err, 'EDGESTAR_FS_MOUNT_BUSY'),
+      )
+      assert.equal((await findFuseMounts(first.dir)).length, 1)
+      assert.equal((await runChild('cat', [join(first.dir, 'f')])).stdout, 'x')
+    } finally {
+      await first.cleanup()
+    }
   })
 })

@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { open, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
@@ -47,12 +47,35 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
     await device.close()
     throw err
   }
+  const mounts = await findFuseMounts(mountpoint)
+  const connectionId = mounts.at(-1)?.connectionId
+  // Two mounts made at the same moment both passed the busy check: the later one, on
+  // top, backs out instead of hiding the other (its server would go on serving nobody).
+  if (mounts.length > 1 && connectionId !== undefined) {
+    await backOut(mountpoint, connectionId)
+    await device.close()
+    throw new EdgestarError('EDGESTAR_FS_MOUNT_BUSY', `${mountpoint} is already mounted`, {
+      hint: `another mount of it was made at the same moment; run \`edgestar umount ${mountpoint}\` first, or choose another directory`,
+    })
+  }
   // The handle is given up on purpose: the session reads and writes the raw fd, and
   // closes it once the connection is gone.
   const fd = detachFd(device)
-  const connectionId = (await findFuseMounts(mountpoint)).at(-1)?.connectionId
   if (connectionId !== undefined) abortAtExit(connectionId, { mountpoint, source: options.source })
   return { fd, mountpoint, release: () => liveConnections.delete(connectionId ?? -1) }
+}
+
+// Ends our own mount on top of `mountpoint`: its connection is aborted (nothing waits on
+// its unserved INIT) and the top mount detached, which is ours, just listed as the last.
+async function backOut(mountpoint: string, connectionId: number): Promise<void> {
+  await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL_DIR])
+  await writeFile(`${FUSECTL_DIR}/${connectionId}/abort`, '1').catch(() => {})
+  await run('umount', ['-l', mountpoint])
+}
+
+// Runs a command, whatever its outcome (fusectl may already be mounted).
+function run(command: string, args: string[]): Promise<void> {
+  return new Promise((done) => execFile(command, args, () => done()))
 }
 
 // Connections of this process's mounts that are still served, by fusectl id. Their
