@@ -124,19 +124,26 @@ export class ImageService {
    * index is local: a device that lost its link keeps deploying what it already has. A tag
    * may have moved at the registry since; that is logged. Other errors are thrown as is.
    * A reference by digest that is recorded is answered without asking the registry. With a
-   * recorded copy, the tag lookup gets one attempt of RECORDED_FALLBACK_PATIENCE.
+   * recorded copy, the tag lookup gets one attempt of RECORDED_FALLBACK_PATIENCE, and a tag
+   * that still names the recorded manifest is answered with it (no config or TOC fetched).
    */
   async resolveOrRecorded(reference: string): Promise<ImageRow> {
     // A digest names content that cannot change: a recorded copy needs no registry.
     const isPinned = parseReference(reference).digest !== undefined
-    // With a recorded copy to fall back on, a silent registry is given up on quickly.
-    const patience =
-      this.recordedImage(reference) === undefined ? undefined : RECORDED_FALLBACK_PATIENCE
+    const recorded = this.recordedImage(reference)
     try {
-      return isPinned ? await this.open(reference) : await this.resolve(reference, patience)
+      if (isPinned) return await this.open(reference)
+      if (recorded === undefined) return await this.resolve(reference)
+      // With a recorded copy to fall back on, a silent registry is given up on quickly, and
+      // a tag that still names it costs no blob request (blobs may hang where manifests
+      // answer: a CDN, a proxy).
+      if (await this.isStillNamed(reference, recorded)) {
+        this.store.images.touch(recorded.id)
+        return recorded
+      }
+      return await this.resolve(reference, RECORDED_FALLBACK_PATIENCE)
     } catch (err) {
       if (!isRegistryDown(err)) throw err
-      const recorded = this.recordedImage(reference)
       if (recorded === undefined) throw unreachableWithoutCopy(err, reference)
       log.warn(
         { reference, manifestDigest: recorded.manifestDigest, code: err.code },
@@ -145,6 +152,15 @@ export class ImageService {
       this.store.images.touch(recorded.id)
       return recorded
     }
+  }
+
+  // True when the registry says `reference` still names the manifest of `recorded`.
+  private async isStillNamed(reference: string, recorded: ImageRow): Promise<boolean> {
+    const digest = await this.registry.manifestDigestOf(reference, {
+      ...(this.platform === undefined ? {} : { platform: this.platform }),
+      patience: RECORDED_FALLBACK_PATIENCE,
+    })
+    return digest === recorded.manifestDigest
   }
 
   // The recorded image a reference names, with every layer's index local: the one recorded

@@ -87,25 +87,11 @@ export class RegistryClient {
         ? parsePlatform(options.platform)
         : normalizePlatform(options.platform ?? hostPlatform())
 
-    // Only the first request gets `patience`: once it is answered the registry is up.
-    const top = await this.fetchManifest(ref, options.patience)
-    let manifestDigest = top.digest
-    let manifest: ImageManifest
-    let indexDigest: string | undefined
-    if (top.document.kind === 'index') {
-      indexDigest = top.digest
-      const chosen = pickPlatform(top.document.index, wanted, ref)
-      const child = await this.fetchManifest(withDigest(ref, chosen.digest))
-      if (child.document.kind !== 'manifest')
-        throw new EdgestarError(
-          'EDGESTAR_REGISTRY_BAD_MANIFEST',
-          `${ref.name}: the entry for ${formatPlatform(wanted)} is itself an index`,
-        )
-      manifest = child.document.manifest
-      manifestDigest = child.digest
-    } else {
-      manifest = top.document.manifest
-    }
+    const { manifestDigest, manifest, indexDigest } = await this.chooseManifest(
+      ref,
+      wanted,
+      options.patience,
+    )
 
     const configBytes = await this.fetchBlob(ref, manifest.config.digest, MAX_CONFIG_BYTES)
     const config = parseImageConfig(configBytes, ref.name)
@@ -151,6 +137,47 @@ export class RegistryClient {
     }
     if (indexDigest !== undefined) result.indexDigest = indexDigest
     return result
+  }
+
+  /**
+   * The digest of the image manifest `input` names for `platform` (the host's by
+   * default), through its index if it has one: what `resolve` would record, without
+   * fetching the config or any layer. `patience` is for the first request.
+   */
+  async manifestDigestOf(
+    input: string | ImageReference,
+    options: { platform?: Platform | string; patience?: RequestPatience } = {},
+  ): Promise<string> {
+    const wanted =
+      typeof options.platform === 'string'
+        ? parsePlatform(options.platform)
+        : normalizePlatform(options.platform ?? hostPlatform())
+    return (await this.chooseManifest(toReference(input), wanted, options.patience)).manifestDigest
+  }
+
+  // The manifest for `wanted`, through an index if `ref` names one. Only the first request
+  // gets `patience`: once it is answered the registry is up.
+  private async chooseManifest(
+    ref: ImageReference,
+    wanted: Platform,
+    patience: RequestPatience | undefined,
+  ): Promise<{ manifestDigest: string; manifest: ImageManifest; indexDigest?: string }> {
+    const top = await this.fetchManifest(ref, patience)
+    if (top.document.kind !== 'index')
+      return { manifestDigest: top.digest, manifest: top.document.manifest }
+
+    const chosen = pickPlatform(top.document.index, wanted, ref)
+    const child = await this.fetchManifest(withDigest(ref, chosen.digest))
+    if (child.document.kind !== 'manifest')
+      throw new EdgestarError(
+        'EDGESTAR_REGISTRY_BAD_MANIFEST',
+        `${ref.name}: the entry for ${formatPlatform(wanted)} is itself an index`,
+      )
+    return {
+      manifestDigest: child.digest,
+      manifest: child.document.manifest,
+      indexDigest: top.digest,
+    }
   }
 
   /**

@@ -7,6 +7,7 @@ import { after, describe, it } from 'node:test'
 import { openServices, settingsFrom } from '../../src/cli/options.js'
 import { isEdgestarError } from '../../src/errors.js'
 import { RegistryClient } from '../../src/registry/index.js'
+import { FaultProxy } from '../helpers/fault-proxy.js'
 import { pushTestImage } from '../helpers/images.js'
 import { startRegistry } from '../helpers/registry-server.js'
 import { fixtureLayer } from './fixture-image.js'
@@ -83,6 +84,42 @@ describe('resolving an image with the registry down', () => {
       assert.equal(proxy.silentConnections(), 1, 'one attempt, not the retry policy')
     } finally {
       await proxy.close()
+      await registry.stop()
+    }
+  })
+
+  it('answers a tag that still names the recorded image without a blob request, and follows a moved one', async () => {
+    const registry = await startRegistry()
+    const proxy = await FaultProxy.start(registry.url)
+    const services = openServices(
+      settingsFrom({ stateDir: join(work, 'state-same'), insecureRegistry: [proxy.host] }),
+    )
+    const ref = `${proxy.host}/offline/same:1`
+    try {
+      const pusher = new RegistryClient({ dockerConfigPath: null })
+      await pushTestImage(pusher, `${registry.host}/offline/same:1`, [
+        fixtureLayer('prioritized.estargz'),
+      ])
+      const online = await services.images.resolveOrRecorded(ref)
+
+      // Blobs hang where manifests answer: only a blob request could hold this up.
+      proxy.setFault({ kind: 'hang' }, { match: 'blob-get' })
+      const gets = proxy.blobGets().length
+      const same = await services.images.resolveOrRecorded(ref)
+      assert.equal(same.id, online.id)
+      assert.equal(proxy.blobGets().length, gets, 'no config or TOC fetched')
+      proxy.setFault(undefined)
+
+      await pushTestImage(pusher, `${registry.host}/offline/same:1`, [
+        fixtureLayer('mixed.estargz'),
+      ])
+      await pusher.close()
+      const moved = await services.images.resolveOrRecorded(ref)
+      assert.notEqual(moved.manifestDigest, online.manifestDigest)
+    } finally {
+      proxy.setFault(undefined)
+      await services.close()
+      await proxy.stop()
       await registry.stop()
     }
   })
