@@ -78,7 +78,7 @@ export class ChunkPacks {
         {
           hint:
             'free space on that file system, or set a cache limit that fits it ' +
-            '(EDGESTAR_CACHE_LIMIT, or cacheLimit in the config file)',
+            "(the agent's --cache-limit, EDGESTAR_CACHE_LIMIT, or cacheLimit in the config file)",
           cause: err,
         },
       )
