@@ -1321,7 +1321,8 @@ function isLinkError(code: string): boolean {
     /NOT_FOUND|UNAUTHORIZED|DENIED|BAD_MANIFEST|DIGEST|INVALID|UNKNOWN|NOT_IMPLEMENTED/.test(code)
   )
     return false
-  return true
+  // The bytes came: storing them failed (a full disk), which fetching again cannot mend.
+  return !code.startsWith('EDGESTAR_STORE_')
 }
 
 // Failures that say the registry cannot be reached at all (nothing answers, or not in

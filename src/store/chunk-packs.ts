@@ -1,6 +1,6 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { constants } from 'node:fs'
-import { mkdir, open } from 'node:fs/promises'
+import { mkdir, open, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
@@ -13,6 +13,8 @@ const log = moduleLogger('store')
 export const SHARED_PACK = 'shared'
 
 const PACK_NAME_RE = /^([a-f0-9]{64}|shared)$/
+/** Free space chunk writes always leave on the state directory's file system. */
+export const FREE_SPACE_MARGIN_BYTES = 64 * 1024 * 1024
 
 /** One object to write into its reserved slot. */
 export interface PackWrite {
@@ -35,7 +37,7 @@ export class ChunkPacks {
   private readonly syncedDir = new Set<string>()
   private isPunchBroken = false
 
-  constructor(cacheDir: string) {
+  constructor(private readonly cacheDir: string) {
     this.dir = join(cacheDir, 'packs')
   }
 
@@ -68,21 +70,23 @@ export class ChunkPacks {
       byPack.set(write.pack, list)
     }
     try {
+      await this.checkRoom(writes.reduce((sum, write) => sum + write.data.length, 0))
       await mkdir(this.dir, { recursive: true })
       await Promise.all([...byPack].map(([pack, list]) => this.writePack(pack, list)))
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
-      throw new EdgestarError(
-        'EDGESTAR_STORE_DISK_FULL',
-        `no space left for chunks in ${this.dir}`,
-        {
-          hint:
-            'free space on that file system, or set a cache limit that fits it ' +
-            "(the agent's --cache-limit, EDGESTAR_CACHE_LIMIT, or cacheLimit in the config file)",
-          cause: err,
-        },
-      )
+      throw diskFullError(err, this.dir)
     }
+  }
+
+  // Chunks never take the last FREE_SPACE_MARGIN_BYTES of the file system: SQLite needs
+  // room for its WAL and shared-memory pages, and a database whose -shm file cannot grow
+  // kills every process that maps it with SIGBUS (`cache gc` too, which would free space).
+  private async checkRoom(bytes: number): Promise<void> {
+    const fs = await statfs(this.cacheDir)
+    const free = fs.bavail * fs.bsize
+    if (free - bytes < FREE_SPACE_MARGIN_BYTES)
+      throw diskFullError(`${free} bytes free, ${bytes} to write`, this.dir)
   }
 
   private async writePack(pack: string, writes: readonly PackWrite[]): Promise<void> {
@@ -192,4 +196,17 @@ export async function syncDirectory(dir: string): Promise<void> {
   } finally {
     await handle.close()
   }
+}
+
+/**
+ * EDGESTAR_STORE_DISK_FULL: the state directory's file system is full (or would be left
+ * with less than the margin `ChunkPacks.checkRoom` keeps).
+ */
+export function diskFullError(cause: unknown, where = 'the state directory'): EdgestarError {
+  return new EdgestarError('EDGESTAR_STORE_DISK_FULL', `no space left for chunks in ${where}`, {
+    hint:
+      'free space on that file system, or set a cache limit that fits it ' +
+      "(the agent's --cache-limit, EDGESTAR_CACHE_LIMIT, or cacheLimit in the config file)",
+    cause,
+  })
 }

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads'
 import { EdgestarError } from '../errors.js'
 import { moduleLogger } from '../log.js'
+import { diskFullError } from './chunk-packs.js'
 import type { IndexAnswer, IndexRole, IndexThreadData } from './index-thread.js'
 
 const log = moduleLogger('store')
@@ -19,8 +20,8 @@ interface Pending {
  * requests go out as messages and are answered in order, so the event loop never waits
  * on SQLite. The thread starts at the first request (a CLI command that never asks starts
  * none) and keeps the process alive only while a request is pending.
- * Rejections carry EDGESTAR_STORE_QUERY_FAILED (with the SQLite code as `cause.code`), or
- * EDGESTAR_STORE_CLOSED after `close`.
+ * Rejections carry EDGESTAR_STORE_QUERY_FAILED (with the SQLite code as `cause.code`),
+ * EDGESTAR_STORE_DISK_FULL for SQLITE_FULL, or EDGESTAR_STORE_CLOSED after `close`.
  */
 export class IndexWorker {
   readonly #dbPath: string
@@ -105,6 +106,7 @@ export class IndexWorker {
 }
 
 function threadError(message: string, cause: unknown): EdgestarError {
+  if ((cause as { code?: unknown })?.code === 'SQLITE_FULL') return diskFullError(cause)
   return new EdgestarError('EDGESTAR_STORE_QUERY_FAILED', `store thread: ${message}`, { cause })
 }
 
