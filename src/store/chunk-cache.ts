@@ -56,6 +56,10 @@ export interface CacheStatus {
   presentBytes: number
   pinnedBytes: number
   limitBytes: number
+  /** Disk space the pack files take (their allocated blocks, holes not counted). */
+  packDiskBytes?: number
+  /** Space of freed slots still to be punched out of the packs. */
+  holeBytes?: number
 }
 
 /** Result of a garbage collection. */
@@ -412,7 +416,13 @@ export class ChunkCache {
 
   /** Cache usage; `pinnedKeysSql` selects the keys held by mounted images. */
   status(pinnedKeysSql: string): CacheStatus {
-    return { ...this.rows.usage(pinnedKeysSql), limitBytes: this.limitBytes }
+    const usage = this.rows.usage(pinnedKeysSql)
+    return {
+      ...usage,
+      limitBytes: this.limitBytes,
+      packDiskBytes: this.packs.allocatedBytes(),
+      holeBytes: this.rows.holeBytes(),
+    }
   }
 
   /**

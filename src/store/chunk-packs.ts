@@ -1,5 +1,5 @@
 import { execFile, execFileSync } from 'node:child_process'
-import { constants } from 'node:fs'
+import { constants, readdirSync, statSync } from 'node:fs'
 import { mkdir, open, statfs } from 'node:fs/promises'
 import { join } from 'node:path'
 import { EdgestarError } from '../errors.js'
@@ -45,6 +45,14 @@ export class ChunkPacks {
   pathOf(name: string): string {
     if (!PACK_NAME_RE.test(name)) throw new Error(`not a pack name: ${name}`)
     return join(this.dir, name)
+  }
+
+  /** Disk space the pack files take: their allocated blocks (blocking; for the CLI). */
+  allocatedBytes(): number {
+    let bytes = 0
+    for (const name of safeList(this.dir))
+      if (this.isPackName(name)) bytes += allocatedOf(join(this.dir, name))
+    return bytes
   }
 
   /** True when `name` has the shape of a pack name. */
@@ -209,4 +217,20 @@ export function diskFullError(cause: unknown, where = 'the state directory'): Ed
       "(the agent's --cache-limit, EDGESTAR_CACHE_LIMIT, or cacheLimit in the config file)",
     cause,
   })
+}
+
+function safeList(dir: string): string[] {
+  try {
+    return readdirSync(dir)
+  } catch {
+    return []
+  }
+}
+
+function allocatedOf(path: string): number {
+  try {
+    return statSync(path).blocks * 512
+  } catch {
+    return 0
+  }
 }

@@ -36,9 +36,10 @@ export function register(program: Command): void {
         options,
         { ok: true, stateDir: config.stateDir, ...status, reconciled: store.reconciled },
         () =>
-          `${status.presentChunks} chunks, ${formatBytes(status.presentBytes)} on disk (uncompressed) ` +
+          `${status.presentChunks} chunks, ${formatBytes(status.presentBytes)} (uncompressed) ` +
           `(${formatBytes(status.pinnedBytes)} pinned by mounted images), limit ` +
-          `${status.limitBytes === 0 ? 'none' : formatBytes(status.limitBytes)}`,
+          `${status.limitBytes === 0 ? 'none' : formatBytes(status.limitBytes)}` +
+          packNote(status),
       )
     } finally {
       store.close()
@@ -89,5 +90,14 @@ function laterNote(laterBytes: number | undefined): string {
     `\n${formatBytes(laterBytes)} of disk space comes back within two minutes: ` +
     'another edgestar process is running and may still be reading those chunks ' +
     '(if it exits sooner, the next edgestar command on this state directory returns it)'
+  )
+}
+
+function packNote(status: CacheStatus): string {
+  if (status.packDiskBytes === undefined) return ''
+  const holes = status.holeBytes ?? 0
+  return (
+    `\npack files take ${formatBytes(status.packDiskBytes)} on disk` +
+    (holes > 0 ? `, of which ${formatBytes(holes)} evicted, returned within two minutes` : '')
   )
 }
