@@ -600,6 +600,8 @@ export class ChunkCache {
         rmSync(join(subDir, name), { force: true, recursive: true })
         report.strayFilesRemoved++
       }
+      // Chunks of older caches had a directory per key prefix; new ones go to packs.
+      if (safeReaddir(subDir).length === 0) rmSync(subDir, { force: true, recursive: true })
     }
     const released = this.durably(() => this.rows.releaseDeadReservations(isProcessAlive))
     if (released > 0) report.deadReservationsFreed = released
