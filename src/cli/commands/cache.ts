@@ -76,6 +76,7 @@ export function register(program: Command): void {
         () =>
           `evicted ${report.evictedChunks} chunks (${formatBytes(report.evictedBytes)}); ` +
           `${formatBytes(report.presentBytes)} left` +
+          (target === undefined && report.limitBytes === 0 ? NO_LIMIT_NOTE : '') +
           laterNote(report.spaceReturnedLaterBytes),
       )
     } finally {
@@ -83,6 +84,10 @@ export function register(program: Command): void {
     }
   })
 }
+
+const NO_LIMIT_NOTE =
+  '\nno cache limit is set, so nothing had to go: give --target SIZE (0 empties the cache ' +
+  'of unmounted images), or set a limit (EDGESTAR_CACHE_LIMIT, cacheLimit in the config file)'
 
 function laterNote(laterBytes: number | undefined): string {
   if (laterBytes === undefined) return ''
