@@ -1,13 +1,9 @@
 import assert from 'node:assert/strict'
-import crypto, { createHash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { syncBuiltinESMExports } from 'node:module'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import zlib from 'node:zlib'
-import zstd from 'zstd-napi'
-import zstdBinding from 'zstd-napi/binding.js'
 import { EdgestarError, isEdgestarError } from '../../src/errors.js'
 import { FileReader, openLayer } from '../../src/estargz/index.js'
 import {
@@ -19,6 +15,7 @@ import {
 import type { BlobReader, ByteRange, RangeReadOptions } from '../../src/registry/index.js'
 import { Store } from '../../src/store/index.js'
 import { presentObjects } from '../helpers/cache-objects.js'
+import { countMainThreadDecoding } from '../helpers/main-thread-decoding.js'
 
 const FIXTURES = '/work/shared/fixtures/estargz'
 const dirs: string[] = []
@@ -517,50 +514,6 @@ describe('fetch scheduler', () => {
       }
     })
 })
-
-/**
- * Records every call on this thread of the functions that inflate or hash fetched bytes
- * (zlib's gzip decoders, sha256, zstd-napi's decoders) until `restore`. The decode thread
- * has module instances of its own, which this leaves alone.
- */
-function countMainThreadDecoding(): { seen: string[]; restore: () => void } {
-  const seen: string[] = []
-  const undo: (() => void)[] = []
-  const wrap = (owner: object, name: string): void => {
-    const target = owner as Record<string, unknown>
-    const original = target[name] as (...args: unknown[]) => unknown
-    target[name] = function (this: unknown, ...args: unknown[]) {
-      seen.push(name)
-      return original.apply(this, args)
-    }
-    undo.push(() => {
-      target[name] = original
-    })
-  }
-  for (const name of ['gunzipSync', 'gunzip', 'inflateSync', 'inflate', 'unzipSync', 'unzip'])
-    wrap(zlib, name)
-  wrap(crypto, 'createHash')
-  wrap(zstd.Decompressor.prototype, 'decompress')
-  const DCtx = zstdBinding.DCtx
-  zstdBinding.DCtx = class extends DCtx {
-    constructor() {
-      super()
-      seen.push('DCtx')
-    }
-  }
-  undo.push(() => {
-    zstdBinding.DCtx = DCtx
-  })
-  // ESM imports of built-in modules see the wrapped functions only after this.
-  syncBuiltinESMExports()
-  return {
-    seen,
-    restore: () => {
-      for (const step of undo.splice(0)) step()
-      syncBuiltinESMExports()
-    },
-  }
-}
 
 /** Records the SQL of every statement this thread runs on `store`'s module until `restore`. */
 function countMainThreadStatements(store: Store): { seen: string[]; restore: () => void } {

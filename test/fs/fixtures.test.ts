@@ -3,8 +3,8 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, it } from 'node:test'
 import { openLocalView } from '../../src/fs/index.js'
+import { countMainThreadDecoding } from '../helpers/main-thread-decoding.js'
 import { mountForTest, type ScannedEntry, scanTree } from '../helpers/mount.js'
-import { countMainThreadDecoding } from './main-thread-decoding.js'
 
 const FIXTURES = process.env.EDGESTAR_FIXTURES_DIR ?? '/work/shared/fixtures/estargz'
 
