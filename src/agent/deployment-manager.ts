@@ -58,6 +58,9 @@ interface Live {
   mounted?: MountedImage
   container?: Container
   isStopping: boolean
+  /** The reason of the last state change, and when it was made (as stored). */
+  reason: string | null
+  updatedAt: number
   updatingTo?: string
   retryTimer?: NodeJS.Timeout
   retryDelayMs?: number
@@ -74,9 +77,10 @@ export interface RemoveResult {
 
 /**
  * The deployment state machine (pending, resolving, mounting, starting, running,
- * exited, failed, stopped). Every transition is stored with its reason before it is
- * announced, operations on one name run one at a time, and a failed create leaves
- * nothing behind. Errors are EdgestarErrors with EDGESTAR_AGENT_* codes, or the
+ * exited, failed, stopped). Every transition is stored with its reason (durably, by the
+ * store's writer thread, off the event loop) before it is announced, every operation's
+ * answer waits for the rows written before it, operations on one name run one at a time,
+ * and a failed create leaves nothing behind. Errors are EdgestarErrors with EDGESTAR_AGENT_* codes, or the
  * registry's, runtime's or fs's own codes when they explain better.
  */
 export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
@@ -85,6 +89,8 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
   private readonly queues = new Map<string, Promise<unknown>>()
   private readonly log = moduleLogger('agent')
   private isClosing = false
+  /** The last row write sent to the store's writer; it answers in order (never rejects). */
+  private written: Promise<void> = Promise.resolve()
 
   constructor(options: DeploymentManagerOptions) {
     super()
@@ -126,7 +132,13 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       desired: 'running',
       generation: 1,
     }
-    this.live.set(request.name, { spec, state: 'pending', isStopping: false })
+    this.live.set(request.name, {
+      spec,
+      state: 'pending',
+      isStopping: false,
+      reason: 'deploy requested',
+      updatedAt: Date.now(),
+    })
     return this.serial(request.name, () => this.create(spec))
   }
 
@@ -173,7 +185,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       live.isStopping = true
       const exit = await live.container?.stop(this.options.stopTimeoutMs)
       await this.teardown(name, live)
-      this.forget(name)
+      await this.forget(name)
       this.log.info({ deployment: name, killedAfterMs: exit?.killedAfterMs }, 'deployment removed')
       const killedAfterMs = exit?.killedAfterMs
       if (killedAfterMs === undefined) return { removed: name }
@@ -187,11 +199,12 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
    */
   async info(name: string): Promise<DeploymentInfo> {
     const live = this.require(name)
+    // An operation answers with this: what it changed is durable by then.
+    await this.written
     const progress =
       live.spec.imageId === ''
         ? { fetchedBytes: 0, totalBytes: 0, isComplete: false }
         : await this.options.backend.progress(live.spec.imageId)
-    const row = this.options.records.get(name)
     const container = live.container
     const lastExit = container?.lastExit ?? live.spec.endedWith
     return {
@@ -199,13 +212,13 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       image: live.spec.image,
       manifestDigest: live.spec.manifestDigest,
       state: live.state,
-      reason: row?.reason ?? null,
+      reason: live.reason,
       desired: live.spec.desired,
       restart: live.spec.restart ?? 'no',
       restartCount: container?.restartCount ?? 0,
       ...(container?.pid === undefined ? {} : { pid: container.pid }),
       ...(lastExit === undefined ? {} : { lastExit }),
-      updatedAt: row?.updatedAt ?? Date.now(),
+      updatedAt: live.updatedAt,
       ...progress,
       ...(live.updatingTo === undefined ? {} : { updatingTo: live.updatingTo }),
     }
@@ -256,7 +269,13 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     const rows = this.options.records.list()
     for (const row of rows) {
       const spec = row.spec as DeploymentSpec
-      this.live.set(row.name, { spec, state: row.state as DeploymentState, isStopping: false })
+      this.live.set(row.name, {
+        spec,
+        state: row.state as DeploymentState,
+        isStopping: false,
+        reason: row.reason,
+        updatedAt: row.updatedAt,
+      })
     }
     for (const row of rows) {
       const spec = row.spec as DeploymentSpec
@@ -326,13 +345,16 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     const name = spec.name
     const live = this.live.get(name) as Live
     try {
-      this.options.records.put({
-        name,
-        image: spec.image,
-        spec,
-        state: 'pending',
-        reason: 'deploy requested',
-      })
+      // Awaited: a deploy the store cannot record fails here, before anything is made.
+      await this.record(name, () =>
+        this.options.records.putAsync({
+          name,
+          image: spec.image,
+          spec,
+          state: 'pending',
+          reason: 'deploy requested',
+        }),
+      )
       this.transition(name, 'resolving', `resolving ${spec.image}`)
       const image = await this.options.backend.resolve(spec.image)
       live.spec = { ...spec, imageId: image.imageId, manifestDigest: image.manifestDigest }
@@ -344,7 +366,7 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
       // A create that fails leaves nothing: no row, no mount, no directory.
       live.isStopping = true
       await this.teardown(name, live).catch(() => undefined)
-      this.forget(name)
+      await this.forget(name).catch(() => undefined)
       this.log.warn({ deployment: name, err: errorFields(err) }, 'deploy failed')
       throw err
     }
@@ -644,32 +666,56 @@ export class DeploymentManager extends EventEmitter<DeploymentManagerEvents> {
     return path.join(this.deploymentDir(name), `image${generation}`)
   }
 
-  private forget(name: string): void {
-    this.options.records.remove(name)
+  // Resolves once the row is gone.
+  private async forget(name: string): Promise<void> {
+    const removed = this.record(name, () => this.options.records.removeAsync(name))
     this.live.delete(name)
     this.emit('removed', name)
+    await removed
   }
 
+  // The state is live at once; the event goes out once its row is durable (events keep
+  // their order: the writer answers in order).
   private transition(name: string, state: DeploymentState, reason: string): void {
     const live = this.live.get(name)
     const previousState = live?.state
-    if (live !== undefined) live.state = state
-    this.options.records.setState(name, state, reason)
+    const at = Date.now()
+    if (live !== undefined) Object.assign(live, { state, reason, updatedAt: at })
+    const stored = this.record(name, () => this.options.records.setStateAsync(name, state, reason))
     this.log.info({ deployment: name, state, previousState, reason }, 'deployment state')
-    const event: DeploymentStateEvent = { name, state, reason, at: Date.now() }
+    const event: DeploymentStateEvent = { name, state, reason, at }
     if (previousState !== undefined) event.previousState = previousState
-    this.emit('state', event)
+    // A row that could not be stored was logged; the change is still real, so it is told.
+    void stored.catch(() => undefined).then(() => this.emit('state', event))
   }
 
   private persistSpec(name: string, live: Live): void {
-    const row = this.options.records.get(name)
-    this.options.records.put({
-      name,
-      image: live.spec.image,
-      spec: live.spec,
-      state: live.state,
-      reason: row?.reason ?? null,
-    })
+    void this.record(name, () =>
+      this.options.records.putAsync({
+        name,
+        image: live.spec.image,
+        spec: live.spec,
+        state: live.state,
+        reason: live.reason,
+      }),
+    ).catch(() => undefined)
+  }
+
+  /**
+   * Sends one row write to the store's writer thread and makes it the one `info` waits
+   * for. A write that fails is logged (an operator must look: the row on disk is stale)
+   * and rethrown to the caller; `written` itself never rejects.
+   */
+  private record(name: string, write: () => Promise<unknown>): Promise<void> {
+    const done = write().then(
+      () => undefined,
+      (err: unknown) => {
+        this.log.error({ deployment: name, err: errorFields(err) }, 'deployment row not stored')
+        throw err
+      },
+    )
+    this.written = done.catch(() => undefined)
+    return done
   }
 
   private require(name: string): Live {

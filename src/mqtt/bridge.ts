@@ -72,6 +72,8 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
   #telemetryTimer: NodeJS.Timeout | undefined
   #statusQueued = false
   #lastRefusalCode: number | undefined
+  /** The latest enqueue; the store's writer commits them in order (never rejects). */
+  #lastEnqueue: Promise<void> = Promise.resolve()
   readonly #onControllerEvent = (event: DeviceEvent): void => this.#publishEvent(event)
   readonly #onStatusChanged = (): void => this.publishStatus()
 
@@ -196,13 +198,21 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
         time: new Date().toISOString(),
         msgId: randomUUID(),
         ...telemetry,
-        outbox: this.#outboxFigures(),
+        outbox: await this.#outboxFigures(),
         system,
       }
-      this.#enqueue('telemetry', this.topics.telemetry, message)
+      await this.#enqueue('telemetry', this.topics.telemetry, message)
     } catch (err) {
       this.#log.warn({ err }, 'telemetry sample failed')
     }
+  }
+
+  /**
+   * Resolves once every event and telemetry message produced so far is in the outbox,
+   * durably (the store's writer thread commits them off the event loop, in order).
+   */
+  whenQueued(): Promise<void> {
+    return this.#lastEnqueue
   }
 
   /** Publishes the retained status soon (coalesces bursts of changes into one message). */
@@ -348,7 +358,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
       version: this.#options.version ?? packageVersion(),
       groups: this.#groups,
       ...snapshot,
-      outbox: this.#outboxFigures(),
+      outbox: await this.#outboxFigures(),
     }
     const payload = this.#serialize('status', status)
     const client = this.#client
@@ -365,7 +375,7 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
       ...(type === undefined ? {} : { type }),
       ...event,
     }
-    this.#enqueue('event', this.topics.events, message)
+    void this.#enqueue('event', this.topics.events, message)
     if ('type' in event && event.type === 'deployment-state') this.publishStatus()
   }
 
@@ -378,10 +388,17 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     this.#publishEvent({ ...loss }, 'outbox-loss')
   }
 
-  #enqueue(kind: 'event' | 'telemetry', topic: string, message: unknown): void {
+  // Resolves once the row is durable (never rejects): the pump only sends rows it can
+  // read back, so nothing reaches the broker before it would survive a power cut.
+  #enqueue(kind: 'event' | 'telemetry', topic: string, message: unknown): Promise<void> {
+    this.#lastEnqueue = this.#enqueueNow(kind, topic, message)
+    return this.#lastEnqueue
+  }
+
+  async #enqueueNow(kind: 'event' | 'telemetry', topic: string, message: unknown): Promise<void> {
     try {
       const payload = this.#serialize(kind, message)
-      this.#outbox.enqueue(kind, topic, payload)
+      await this.#outbox.enqueue(kind, topic, payload)
       if (this.#state === 'online') this.#pump.resume()
     } catch (err) {
       this.#log.error({ err, kind }, 'outbox enqueue failed')
@@ -419,13 +436,13 @@ export class MqttBridge extends EventEmitter<MqttBridgeEvents> {
     return this.#serialize('status', status)
   }
 
-  #outboxFigures(): {
+  async #outboxFigures(): Promise<{
     queued: number
     queuedBytes: number
     droppedTelemetry: number
     droppedEvents: number
-  } {
-    const stats = this.#outbox.stats()
+  }> {
+    const stats = await this.#outbox.stats()
     return {
       queued: stats.messages,
       queuedBytes: stats.bytes,

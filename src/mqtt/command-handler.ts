@@ -95,6 +95,8 @@ export class CommandHandler {
   readonly #pending = new Set<string>()
   /** The tail of each lane: one per deployment name, one for bandwidth, one for gc. */
   readonly #lanes = new Map<string, Promise<void>>()
+  /** Commands between their checks and their lane (the command log is being read). */
+  readonly #dispatching = new Set<Promise<void>>()
 
   constructor(options: CommandHandlerOptions) {
     this.#options = options
@@ -111,6 +113,7 @@ export class CommandHandler {
 
   /** Resolves when every queued command has finished (for shutdown and tests). */
   async idle(): Promise<void> {
+    await Promise.all(this.#dispatching)
     await Promise.all(this.#lanes.values())
   }
 
@@ -153,11 +156,25 @@ export class CommandHandler {
       return
     }
 
-    // A known id: the stored result, never a second run. One still queued or running
-    // answers when it finishes (its `started` marker is not its result).
+    // One still queued or running answers when it finishes (its `started` marker is not
+    // its result). It counts as pending from here, while the log is read off the loop.
     if (this.#pending.has(command.id)) return
-    const stored = this.#storedResult(command.id)
+    this.#pending.add(command.id)
+    const dispatch = this.#dispatch(command, incoming, route).catch((err: unknown) => {
+      this.#pending.delete(command.id)
+      this.#options.log.error({ err, commandId: command.id }, 'command handling failed')
+    })
+    this.#dispatching.add(dispatch)
+    void dispatch.then(() => this.#dispatching.delete(dispatch))
+  }
+
+  // The store's reader thread answers in arrival order, so commands reach their lanes in
+  // the order they arrived.
+  async #dispatch(command: ValidCommand, incoming: IncomingCommand, route: ResultRoute) {
+    // A known id: the stored result, never a second run.
+    const stored = await this.#storedResult(command.id)
     if (stored !== undefined) {
+      this.#pending.delete(command.id)
       this.#options.publishResult({ ...stored, duplicate: true }, route)
       return
     }
@@ -168,7 +185,8 @@ export class CommandHandler {
         message: `command ${command.id} expired at ${command.expiresAt}`,
         hint: 'send it again with a new id; a longer --expires-in lets offline devices catch up',
       })
-      this.#options.commandLog.record(command.id, result)
+      await this.#options.commandLog.recordAsync(command.id, result)
+      this.#pending.delete(command.id)
       this.#options.reportRefusal({
         commandId: command.id,
         topic: incoming.topic,
@@ -179,7 +197,6 @@ export class CommandHandler {
       return
     }
 
-    this.#pending.add(command.id)
     if (command.type === 'status') {
       void this.#run(command, route)
       return
@@ -240,9 +257,9 @@ export class CommandHandler {
 
   // The final result when the command finished; else the `interrupted` marker when it
   // started and the device stopped before it finished.
-  #storedResult(id: string): CommandResult | undefined {
+  async #storedResult(id: string): Promise<CommandResult | undefined> {
     const log = this.#options.commandLog
-    const entry = log.find(id) ?? log.find(startedKey(id))
+    const entry = (await log.findAsync(id)) ?? (await log.findAsync(startedKey(id)))
     const result = entry?.result
     return typeof result === 'object' && result !== null ? (result as CommandResult) : undefined
   }
@@ -255,7 +272,8 @@ export class CommandHandler {
 
   async #run(command: ValidCommand, route: ResultRoute): Promise<void> {
     const { commandLog, publishResult, log } = this.#options
-    commandLog.record(
+    // Durable before the command starts: a power cut from here on is answered with it.
+    await commandLog.recordAsync(
       startedKey(command.id),
       this.#failure(command, {
         code: 'EDGESTAR_MQTT_COMMAND_INTERRUPTED',
@@ -273,8 +291,9 @@ export class CommandHandler {
       result = this.#failure(command, refusedOf(err))
     }
 
+    // Durable before the result goes out: a redelivery is then answered from the log.
     try {
-      commandLog.record(command.id, result)
+      await commandLog.recordAsync(command.id, result)
     } catch (err) {
       log.error({ err, commandId: command.id }, 'command result not recorded')
     }

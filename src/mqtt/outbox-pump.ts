@@ -31,6 +31,8 @@ export class OutboxPump {
   #isRunning = false
   #timer: NodeJS.Timeout | undefined
   #nextSendAtMs = 0
+  #isDraining = false
+  #isDrainWanted = false
 
   constructor(
     store: OutboxStore,
@@ -73,12 +75,30 @@ export class OutboxPump {
     if (!this.#isRunning || this.#timer !== undefined) return
     this.#timer = setTimeout(() => {
       this.#timer = undefined
-      this.#drain()
+      void this.#drainOnce()
     }, delayMs)
     this.#timer.unref()
   }
 
-  #drain(): void {
+  // One drain at a time: two overlapping reads of the outbox would both pick the row
+  // not yet in flight and send it twice.
+  async #drainOnce(): Promise<void> {
+    if (this.#isDraining) {
+      this.#isDrainWanted = true
+      return
+    }
+    this.#isDraining = true
+    try {
+      await this.#drain()
+    } finally {
+      this.#isDraining = false
+    }
+    if (!this.#isDrainWanted) return
+    this.#isDrainWanted = false
+    this.#schedule(0)
+  }
+
+  async #drain(): Promise<void> {
     if (!this.#isRunning || this.#inFlight.size >= MAX_IN_FLIGHT) return
 
     const waitMs = this.#nextSendAtMs - Date.now()
@@ -87,9 +107,16 @@ export class OutboxPump {
       return
     }
 
-    const rows = this.#store.peek(MAX_IN_FLIGHT * 2 + this.#inFlight.size)
+    let rows: OutboxItem[]
+    try {
+      rows = await this.#store.peekAsync(MAX_IN_FLIGHT * 2 + this.#inFlight.size)
+    } catch (err) {
+      this.#log.warn({ err }, 'outbox read failed')
+      this.#schedule(1000)
+      return
+    }
     const row = rows.find((candidate) => !this.#inFlight.has(candidate.id))
-    if (row === undefined) return
+    if (!this.#isRunning || row === undefined) return
 
     this.#send(row)
     this.#schedule(0)
@@ -115,9 +142,15 @@ export class OutboxPump {
     this.#publish(row).then(
       () => {
         clearTimeout(release)
-        this.#inFlight.delete(row.id)
-        this.#store.remove([row.id])
-        this.#schedule(0)
+        // The row stays in flight until its removal is durable: a drain in between would
+        // read it back and send it again.
+        void this.#store.removeAsync([row.id]).then(
+          () => this.#delivered(row.id),
+          (err: unknown) => {
+            this.#log.warn({ err, outboxId: row.id }, 'outbox row not removed')
+            this.#delivered(row.id)
+          },
+        )
       },
       (err: unknown) => {
         // Not sent (client closed): the row stays in the outbox for the next drain.
@@ -127,5 +160,10 @@ export class OutboxPump {
         this.#schedule(1000)
       },
     )
+  }
+
+  #delivered(id: number): void {
+    this.#inFlight.delete(id)
+    this.#schedule(0)
   }
 }

@@ -36,13 +36,14 @@ export class OutboxWriter {
     }
   }
 
-  /** Appends a message durably; reports what the bounds dropped to make room. */
-  enqueue(kind: OutboxKind, topic: string, payload: string): void {
-    const before = this.#store.stats()
-    this.#store.enqueue(kind, topic, payload)
-    const after = this.#store.stats()
-    this.#unreported.droppedTelemetry += after.droppedTelemetry - before.droppedTelemetry
-    this.#unreported.droppedEvents += after.droppedOther - before.droppedOther
+  /**
+   * Appends a message; resolves once it is durable (calls resolve in the order they were
+   * made) and reports what the bounds dropped to make room. Rejects as the store does.
+   */
+  async enqueue(kind: OutboxKind, topic: string, payload: string): Promise<void> {
+    const dropped = await this.#store.enqueueAsync(kind, topic, payload)
+    this.#unreported.droppedTelemetry += dropped.droppedTelemetry
+    this.#unreported.droppedEvents += dropped.droppedOther
     if (Date.now() - this.#lastReportAtMs >= LOSS_REPORT_INTERVAL_MS) this.flushLoss()
   }
 
@@ -62,7 +63,7 @@ export class OutboxWriter {
   }
 
   /** The store's figures. */
-  stats(): OutboxStats {
-    return this.#store.stats()
+  stats(): Promise<OutboxStats> {
+    return this.#store.statsAsync()
   }
 }

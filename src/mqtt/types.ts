@@ -155,13 +155,14 @@ export interface CommandResult {
 }
 
 /**
- * The durable executed-command log (H4's `store.commandLog`): `find` returns the entry
- * recorded for an id (its `result` is what was recorded), `record` is durable and the
- * first record of an id wins.
+ * The durable executed-command log (H4's `store.commandLog`, run in the store's threads):
+ * `findAsync` returns the entry recorded for an id (its `result` is what was recorded)
+ * and sees every record that resolved; `recordAsync` resolves once the record is durable,
+ * and the first record of an id wins.
  */
 export interface CommandLog {
-  find(id: string): { result: unknown } | undefined
-  record(id: string, result: unknown): void
+  findAsync(id: string): Promise<{ result: unknown } | undefined>
+  recordAsync(id: string, result: unknown): Promise<void>
 }
 
 /** What kind of message an outbox row holds; the store drops telemetry before events. */
@@ -185,15 +186,22 @@ export interface OutboxStats {
 }
 
 /**
- * The durable store-and-forward queue (H4's `store.outbox`): `enqueue` appends durably
- * and keeps the queue within its bounds (oldest telemetry dropped first, losses counted
- * in `stats`); `peek` returns the oldest rows in order; `remove` deletes delivered rows.
+ * The durable store-and-forward queue (H4's `store.outbox`, run in the store's threads
+ * off the event loop): `enqueueAsync` appends durably and keeps the queue within its
+ * bounds (oldest telemetry dropped first, losses counted in `statsAsync`); `peekAsync`
+ * returns the oldest rows in order; `removeAsync` deletes delivered rows.
  */
 export interface OutboxStore {
-  enqueue(kind: OutboxKind, topic: string, payload: string): unknown
-  peek(limit: number): OutboxItem[]
-  remove(ids: readonly number[]): void
-  stats(): OutboxStats
+  /** Resolves once the row is durable, with what the bounds dropped to make room. */
+  enqueueAsync(
+    kind: OutboxKind,
+    topic: string,
+    payload: string,
+  ): Promise<{ droppedTelemetry: number; droppedOther: number }>
+  /** Sees every row whose enqueue resolved and none whose removal resolved. */
+  peekAsync(limit: number): Promise<OutboxItem[]>
+  removeAsync(ids: readonly number[]): Promise<void>
+  statsAsync(): Promise<OutboxStats>
   /** The bounds, when the store lets them be changed at run time. */
   limits?: { maxMessages: number; maxBytes: number }
 }

@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3'
+import type { StoreThreads } from './outbox.js'
 
 /** An executed command and the result that was acknowledged for it. */
 export interface CommandLogEntry {
@@ -11,12 +12,28 @@ export interface CommandLogEntry {
  * Ids of commands already executed, with their results, so a command delivered twice
  * (MQTT QoS 1 redelivery, a retry after a power cut) is answered without running again.
  * `record` is durable: once it returns, the command can never run a second time.
+ * `findAsync` and `recordAsync` do the same in the store's threads, off the event loop.
  */
 export class CommandLog {
   constructor(
     private readonly db: Database,
     private readonly durably: <T>(fn: () => T) => T,
+    private readonly threads?: StoreThreads,
   ) {}
+
+  /** `find` in the reader thread: it sees every record whose `recordAsync` has resolved. */
+  findAsync(id: string): Promise<CommandLogEntry | undefined> {
+    return this.requireThreads().reader.call('commandFind', [id])
+  }
+
+  /**
+   * `record`, committed durably by the writer thread: once this resolves, the command can
+   * never run a second time. Rejects with EDGESTAR_STORE_QUERY_FAILED or
+   * EDGESTAR_STORE_CLOSED.
+   */
+  recordAsync(id: string, result: unknown): Promise<void> {
+    return this.requireThreads().writer.call('commandRecord', [id, result ?? null])
+  }
 
   /** The recorded entry for command `id`, or undefined when it never ran. */
   find(id: string): CommandLogEntry | undefined {
@@ -35,6 +52,11 @@ export class CommandLog {
         .prepare('INSERT OR IGNORE INTO command_log (id, result_json, at) VALUES (?, ?, ?)')
         .run(id, JSON.stringify(result ?? null), Date.now()),
     )
+  }
+
+  private requireThreads(): StoreThreads {
+    if (this.threads === undefined) throw new Error('this command log has no store threads')
+    return this.threads
   }
 
   /** Drops entries older than `maxAgeMs`, keeping the log bounded; returns how many. */

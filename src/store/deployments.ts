@@ -1,4 +1,14 @@
 import type { Database } from 'better-sqlite3'
+import type { StoreThreads } from './outbox.js'
+
+/** What `put` takes. */
+export interface DeploymentInput {
+  name: string
+  image: string
+  spec: unknown
+  state: string
+  reason?: string | null
+}
 
 /** A deployment row (owned by the agent's state machine; the store only keeps it). */
 export interface DeploymentRow {
@@ -21,22 +31,35 @@ export interface DeploymentHistoryRow {
 
 /**
  * Deployment rows and their state history. Every write is durable (synchronous=FULL):
- * after a power cut the agent must restore exactly the deployments it acknowledged.
+ * after a power cut the agent must restore exactly the deployments it acknowledged. The
+ * `...Async` writes are committed (as durably) by the store's writer thread, off the
+ * event loop; the writer answers in order, so one resolving means every earlier one is
+ * committed too.
  */
 export class DeploymentRecords {
   constructor(
     private readonly db: Database,
     private readonly durably: <T>(fn: () => T) => T,
+    private readonly threads?: StoreThreads,
   ) {}
 
+  /** `put` in the writer thread. Rejects with EDGESTAR_STORE_QUERY_FAILED or _CLOSED. */
+  putAsync(input: DeploymentInput): Promise<DeploymentRow> {
+    return this.requireThreads().writer.call('deploymentPut', [input])
+  }
+
+  /** `setState` in the writer thread. Rejects as `putAsync` does. */
+  setStateAsync(name: string, state: string, reason: string | null = null): Promise<boolean> {
+    return this.requireThreads().writer.call('deploymentSetState', [name, state, reason])
+  }
+
+  /** `remove` in the writer thread. Rejects as `putAsync` does. */
+  removeAsync(name: string): Promise<boolean> {
+    return this.requireThreads().writer.call('deploymentRemove', [name])
+  }
+
   /** Creates or replaces a deployment and appends its state to the history. */
-  put(input: {
-    name: string
-    image: string
-    spec: unknown
-    state: string
-    reason?: string | null
-  }): DeploymentRow {
+  put(input: DeploymentInput): DeploymentRow {
     const now = Date.now()
     const reason = input.reason ?? null
     this.durably(() => {
@@ -96,6 +119,11 @@ export class DeploymentRecords {
       .prepare('SELECT * FROM deployment_history WHERE name = ? ORDER BY id DESC LIMIT ?')
       .all(name, limit) as DeploymentHistoryRow[]
     return rows.reverse()
+  }
+
+  private requireThreads(): StoreThreads {
+    if (this.threads === undefined) throw new Error('these deployment records have no threads')
+    return this.threads
   }
 
   private appendHistory(name: string, state: string, reason: string | null, at: number): void {

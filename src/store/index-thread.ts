@@ -11,8 +11,11 @@
 import { parentPort, workerData } from 'node:worker_threads'
 import Database from 'better-sqlite3'
 import { ChunkRows, type PackHole } from './chunk-rows.js'
+import { CommandLog } from './command-log.js'
+import { type DeploymentInput, DeploymentRecords } from './deployments.js'
 import type { ImageUnitsProgress, ReadPlan } from './index-queries.js'
 import { type LayerIndexInput, LayerRecords, slotOf } from './layers.js'
+import { Outbox, type OutboxKind, type OutboxLimits } from './outbox.js'
 import { Pins } from './pins.js'
 import { TocRecords } from './toc.js'
 import type { ChunkCommit, LayerInput } from './types.js'
@@ -72,6 +75,9 @@ function readerOps(db: Database.Database): Record<string, (...args: never[]) => 
       return row === undefined ? undefined : { slot: slotOf(row) }
     },
   }
+  // Reads only: the durably wrapper is never called on this connection.
+  const outbox = new Outbox(db, (fn) => fn())
+  const commandLog = new CommandLog(db, (fn) => fn())
   // Several lookups answered together read one snapshot.
   const readPlan = db.transaction(
     (layer: string, name: string, offset: number, length: number): ReadPlan => {
@@ -119,6 +125,9 @@ function readerOps(db: Database.Database): Record<string, (...args: never[]) => 
     packHoles: (limit: number, freedBy: number) => rows.holes(limit, freedBy),
     // Pins play no part in what a status shows: their sub-select is left empty.
     cacheUsage: () => rows.usage('SELECT NULL WHERE 0'),
+    outboxPeek: (n: number) => outbox.peek(n),
+    outboxStats: () => outbox.stats(),
+    commandFind: (id: string) => commandLog.find(id),
   }
 }
 
@@ -129,7 +138,22 @@ function writerOps(db: Database.Database): Record<string, (...args: never[]) => 
   const rows = new ChunkRows(db)
   const pins = new Pins(db)
   const layers = new LayerRecords(db)
+  // This connection syncs fully already: a durable write is a transaction of its own.
+  const durably = <T>(fn: () => T): T => db.transaction(fn).immediate()
+  const outbox = new Outbox(db, durably)
+  const commandLog = new CommandLog(db, durably)
+  const deployments = new DeploymentRecords(db, durably)
   return {
+    deploymentPut: (input: DeploymentInput) => deployments.put(input),
+    deploymentSetState: (name: string, state: string, reason: string | null) =>
+      deployments.setState(name, state, reason),
+    deploymentRemove: (name: string) => deployments.remove(name),
+    outboxEnqueue: (kind: OutboxKind, topic: string, payload: string, limits: OutboxLimits) => {
+      outbox.limits = limits
+      return outbox.enqueueCounted(kind, topic, payload)
+    },
+    outboxRemove: (ids: number[]) => outbox.remove(ids),
+    commandRecord: (id: string, result: unknown) => commandLog.record(id, result),
     failLayer: (digest: string) =>
       db
         .transaction(() => {

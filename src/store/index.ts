@@ -13,7 +13,7 @@ export type {
 export { ChunkCache } from './chunk-cache.js'
 export type { CommandLogEntry } from './command-log.js'
 export { CommandLog } from './command-log.js'
-export type { DeploymentHistoryRow, DeploymentRow } from './deployments.js'
+export type { DeploymentHistoryRow, DeploymentInput, DeploymentRow } from './deployments.js'
 export { DeploymentRecords } from './deployments.js'
 export type { ImageInput } from './images.js'
 export { ImageRecords } from './images.js'
@@ -27,7 +27,14 @@ export type { LayerIndexInput } from './layers.js'
 export { LayerRecords } from './layers.js'
 export { MIGRATIONS, SCHEMA_VERSION } from './migrations.js'
 export { chunkKey, digestHex, isChunkKey } from './names.js'
-export type { OutboxKind, OutboxLimits, OutboxMessage, OutboxStats } from './outbox.js'
+export type {
+  OutboxEnqueued,
+  OutboxKind,
+  OutboxLimits,
+  OutboxMessage,
+  OutboxStats,
+  StoreThreads,
+} from './outbox.js'
 export { Outbox } from './outbox.js'
 export { Pins } from './pins.js'
 export type { StoreOptions } from './store.js'

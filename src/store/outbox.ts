@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3'
+import type { IndexWorker } from './index-worker.js'
 
 /** Kinds of outbox messages; `telemetry` is dropped first when the outbox is full. */
 export type OutboxKind = 'telemetry' | 'event' | (string & {})
@@ -31,13 +32,28 @@ export interface OutboxStats {
   limits: OutboxLimits
 }
 
+/** What one enqueue did: the new row's id and what the bounds dropped to make room. */
+export interface OutboxEnqueued {
+  id: number
+  droppedTelemetry: number
+  droppedOther: number
+}
+
+/** The store's threads (`IndexWorker`), which run the `...Async` methods. */
+export interface StoreThreads {
+  writer: IndexWorker
+  reader: IndexWorker
+}
+
 const DEFAULT_LIMITS: OutboxLimits = { maxMessages: 10_000, maxBytes: 16 * 1024 * 1024 }
 
 /**
  * Store-and-forward queue for MQTT while the broker is unreachable. Bounded by count and
  * bytes: when full, the oldest telemetry goes first (a newer sample supersedes it), other
  * kinds (events, acknowledgements) only when no telemetry is left; every loss is counted.
- * Enqueue is durable so an acknowledged event survives a power cut.
+ * Enqueue is durable so an acknowledged event survives a power cut. The `...Async`
+ * methods do the same in the store's threads, off the event loop (for the agent, which
+ * serves FUSE on it); the others run on the calling thread (CLI, tests).
  */
 export class Outbox {
   limits: OutboxLimits
@@ -46,12 +62,18 @@ export class Outbox {
     private readonly db: Database,
     private readonly durably: <T>(fn: () => T) => T,
     limits: Partial<OutboxLimits> = {},
+    private readonly threads?: StoreThreads,
   ) {
     this.limits = { ...DEFAULT_LIMITS, ...limits }
   }
 
   /** Queues a message; returns its id. Drops older messages to stay within the limits. */
   enqueue(kind: OutboxKind, topic: string, payload: unknown): number {
+    return this.enqueueCounted(kind, topic, payload).id
+  }
+
+  /** `enqueue` that also says what the bounds dropped (the writer thread runs this one). */
+  enqueueCounted(kind: OutboxKind, topic: string, payload: unknown): OutboxEnqueued {
     const text = typeof payload === 'string' ? payload : JSON.stringify(payload)
     const size = Buffer.byteLength(text) + Buffer.byteLength(topic)
     return this.durably(() => {
@@ -62,9 +84,35 @@ export class Outbox {
           )
           .run(kind, topic, text, size, Date.now()).lastInsertRowid,
       )
-      this.enforceLimits(id)
-      return id
+      return { id, ...this.enforceLimits(id) }
     })
+  }
+
+  /**
+   * `enqueueCounted`, committed durably by the writer thread with the current `limits`:
+   * once this resolves the row survives a power cut. Rejects with
+   * EDGESTAR_STORE_QUERY_FAILED or EDGESTAR_STORE_CLOSED.
+   */
+  enqueueAsync(kind: OutboxKind, topic: string, payload: unknown): Promise<OutboxEnqueued> {
+    const text = typeof payload === 'string' ? payload : JSON.stringify(payload)
+    return this.requireThreads().writer.call('outboxEnqueue', [kind, topic, text, this.limits])
+  }
+
+  /** `peek` in the reader thread; it sees every row whose enqueue has resolved. */
+  peekAsync(n: number): Promise<OutboxMessage[]> {
+    return this.requireThreads().reader.call('outboxPeek', [n])
+  }
+
+  /** `remove`, committed durably by the writer thread. */
+  removeAsync(ids: readonly number[]): Promise<void> {
+    if (ids.length === 0) return Promise.resolve()
+    return this.requireThreads().writer.call('outboxRemove', [ids])
+  }
+
+  /** `stats` in the reader thread. */
+  async statsAsync(): Promise<OutboxStats> {
+    const stats = await this.requireThreads().reader.call<OutboxStats>('outboxStats', [])
+    return { ...stats, limits: { ...this.limits } }
   }
 
   /** The oldest `n` messages, oldest first (they stay queued until `remove`). */
@@ -98,11 +146,17 @@ export class Outbox {
     }
   }
 
-  private enforceLimits(newestId: number): void {
+  private requireThreads(): StoreThreads {
+    if (this.threads === undefined) throw new Error('this outbox has no store threads')
+    return this.threads
+  }
+
+  private enforceLimits(newestId: number): { droppedTelemetry: number; droppedOther: number } {
     let { messages, bytes } = this.db
       .prepare('SELECT count(*) AS messages, coalesce(sum(size_bytes), 0) AS bytes FROM outbox')
       .get() as { messages: number; bytes: number }
-    if (messages <= this.limits.maxMessages && bytes <= this.limits.maxBytes) return
+    if (messages <= this.limits.maxMessages && bytes <= this.limits.maxBytes)
+      return { droppedTelemetry: 0, droppedOther: 0 }
 
     const victims = this.db
       .prepare(
@@ -125,6 +179,7 @@ export class Outbox {
     }
     this.addCounter('outbox.dropped.telemetry', droppedTelemetry)
     this.addCounter('outbox.dropped.other', droppedOther)
+    return { droppedTelemetry, droppedOther }
   }
 
   private counter(name: string): number {

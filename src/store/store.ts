@@ -78,9 +78,10 @@ export class Store {
       this.users,
     )
     this.pins = new Pins(db)
-    this.deployments = new DeploymentRecords(db, durably)
-    this.commandLog = new CommandLog(db, durably)
-    this.outbox = new Outbox(db, durably, options.outboxLimits)
+    const threads = { writer: this.writer, reader: this.reader }
+    this.deployments = new DeploymentRecords(db, durably, threads)
+    this.commandLog = new CommandLog(db, durably, threads)
+    this.outbox = new Outbox(db, durably, options.outboxLimits, threads)
     this.reconciled = { rowsMarkedMissing: 0, strayFilesRemoved: 0, tmpFilesRemoved: 0 }
   }
 

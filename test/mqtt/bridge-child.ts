@@ -1,6 +1,7 @@
 // A bridge in its own process, so tests can kill it (SIGKILL) as a power cut would.
 // Usage: node bridge-child.js URL DEVICE_ID STATE_DIR
-// stdin: `fault N` emits fault N and answers `queued N`; stdout: `online` when connected.
+// stdin: `fault N` emits fault N and answers `queued N` once it is durably in the outbox;
+// stdout: `online` when connected.
 import { createInterface } from 'node:readline'
 import { MqttBridge } from '../../src/mqtt/index.js'
 import { Store } from '../../src/store/index.js'
@@ -34,6 +35,7 @@ for await (const line of createInterface({ input: process.stdin })) {
   const [verb, arg] = line.split(' ')
   if (verb === 'fault') {
     controller.fault(Number(arg))
+    await bridge.whenQueued()
     process.stdout.write(`queued ${arg}\n`)
   }
 }

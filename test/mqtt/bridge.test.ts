@@ -15,6 +15,7 @@ import {
 } from '../../src/mqtt/index.js'
 import { Store } from '../../src/store/index.js'
 import { TestBroker } from '../helpers/broker.js'
+import { recordMainThreadSql } from '../helpers/main-thread-sql.js'
 import { FakeController } from './fake-controller.js'
 import { Observer } from './observer.js'
 
@@ -147,6 +148,41 @@ describe('MqttBridge against Mosquitto', () => {
       assert.equal((telemetry.deployments as unknown[]).length, 1)
       assert.equal(device.controller.count('deploy'), 1)
     } finally {
+      await device.close()
+    }
+  })
+
+  test('runs no SQLite statement on the event loop for commands, results, events and telemetry', async () => {
+    const device = await startDevice(env.broker)
+    const statements = recordMainThreadSql()
+    try {
+      const { topics } = device.bridge
+      const deploy = { id: 'quiet-1', type: 'deploy', name: 'web', image: 'reg/app:1' }
+      await env.observer.publish(topics.command, deploy)
+      assert.equal((await env.observer.result(topics.result, 'quiet-1')).ok, true)
+      await env.observer.publish(topics.command, deploy)
+      await env.observer.waitFor('the repeat answered from the log', () =>
+        env.observer.bodies(topics.result).find((r) => r.id === 'quiet-1' && r.duplicate),
+      )
+      await env.observer.publish(topics.command, { id: 'quiet-2', type: 'status' })
+      await env.observer.result(topics.result, 'quiet-2')
+      await device.bridge.publishTelemetry()
+      await env.observer.waitFor('two events and telemetry', () =>
+        env.observer.bodies(topics.events).length >= 2 &&
+        env.observer.bodies(topics.telemetry).length >= 1
+          ? true
+          : undefined,
+      )
+      for (;;) {
+        const stats = await device.store.outbox.statsAsync()
+        if (stats.messages === 0) break
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+
+      assert.deepEqual(statements.seen, [], 'no SQLite on the event loop')
+      assert.equal(device.controller.count('deploy'), 1)
+    } finally {
+      statements.restore()
       await device.close()
     }
   })
@@ -454,6 +490,7 @@ describe('MqttBridge when the broker goes away', () => {
       await waitForState(device.bridge, 'offline')
       for (let n = 0; n < 30; n++) device.controller.fault(n)
       await device.controller.stop('web')
+      await device.bridge.whenQueued()
       assert.ok(device.store.outbox.stats().messages >= 31)
 
       await env.broker.start()

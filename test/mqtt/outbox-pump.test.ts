@@ -15,16 +15,21 @@ function memoryOutbox(count: number, payloadBytes = 10): OutboxStore & { rows: O
   }))
   return {
     rows,
-    enqueue: () => undefined,
-    peek: (n) => rows.slice(0, n),
-    remove: (ids) => {
+    enqueueAsync: async () => ({ droppedTelemetry: 0, droppedOther: 0 }),
+    peekAsync: async (n) => rows.slice(0, n),
+    removeAsync: async (ids) => {
       for (const id of ids)
         rows.splice(
           rows.findIndex((r) => r.id === id),
           1,
         )
     },
-    stats: () => ({ messages: rows.length, bytes: 0, droppedTelemetry: 0, droppedOther: 0 }),
+    statsAsync: async () => ({
+      messages: rows.length,
+      bytes: 0,
+      droppedTelemetry: 0,
+      droppedOther: 0,
+    }),
   }
 }
 
