@@ -124,7 +124,10 @@ function readerOps(db: Database.Database): Record<string, (...args: never[]) => 
     chunkSlot: (key: string) => chunkSlot.get(key),
     packHoles: (limit: number, freedBy: number) => rows.holes(limit, freedBy),
     // Pins play no part in what a status shows: their sub-select is left empty.
-    cacheUsage: () => rows.usage('SELECT NULL WHERE 0'),
+    cacheUsage: () => {
+      const usage = rows.usage('SELECT NULL WHERE 0')
+      return { presentChunks: usage.presentChunks, presentBytes: usage.presentBytes }
+    },
     outboxPeek: (n: number) => outbox.peek(n),
     outboxStats: () => outbox.stats(),
     commandFind: (id: string) => commandLog.find(id),

@@ -7,6 +7,7 @@ import { fileURLToPath } from 'node:url'
 import Database from 'better-sqlite3'
 import { isEdgestarError } from '../../src/errors.js'
 import { Store } from '../../src/store/index.js'
+import { recordMainThreadSql } from '../helpers/main-thread-sql.js'
 import { keyOf, LAYER, objectOf, sizeOf, UNITS } from './commit-child.js'
 import { key, recordLayer as recordTestLayer, stateDir as tempStateDir } from './store-fixtures.js'
 
@@ -102,6 +103,92 @@ describe('store threads', () => {
       assert.equal(unit?.memberBytes, 522)
       assert.deepEqual(Buffer.from(unit!.tail!), Buffer.alloc(512, 1))
       assert.equal(store.chunks.has(key('b')), true, 'the main connection sees it too')
+    } finally {
+      store.close()
+    }
+  })
+
+  it("runs the agent's records and sums with no SQLite on the event loop, durably", async () => {
+    const dir = stateDir()
+    let store = Store.open(dir)
+    const imageId = recordLayer(store)
+    const layerRow = store.layers.get(OTHER_LAYER)!
+    const statements = recordMainThreadSql()
+    try {
+      // A new layer's index, as a deploy records it.
+      const layer = `sha256:${'e'.repeat(64)}`
+      await store.recordLayerIndex(
+        { ...layerRow, digest: layer },
+        {
+          entries: [{ name: 'fe', type: 'reg', size: 10 }],
+          chunks: [
+            {
+              entryName: 'fe',
+              chunkOffset: 0,
+              chunkSize: 10,
+              compressedOffset: 100,
+              compressedSize: 100,
+              innerOffset: 0,
+              chunkDigest: `sha256:${'e'.repeat(64)}`,
+            },
+          ],
+          blobSizeBytes: 10_000,
+        },
+      )
+      const progress = await store.queries.imageProgress([OTHER_LAYER, layer])
+      assert.deepEqual(await store.queries.cacheUsage(), { presentChunks: 0, presentBytes: 0 })
+
+      // Deployment rows, the command log and the outbox, as the agent writes them.
+      const row = await store.deployments.putAsync({
+        name: 'web',
+        image: 'r/x:1',
+        spec: { imageId },
+        state: 'pending',
+      })
+      assert.equal(row.state, 'pending')
+      assert.equal(await store.deployments.setStateAsync('web', 'running', 'started'), true)
+      assert.equal(await store.deployments.setStateAsync('gone', 'running'), false)
+      await store.commandLog.recordAsync('c1', { ok: true })
+      await store.commandLog.recordAsync('c1', { ok: false })
+      assert.deepEqual((await store.commandLog.findAsync('c1'))?.result, { ok: true })
+      const queued = await store.outbox.enqueueAsync('event', 'e', { n: 1 })
+      await store.outbox.enqueueAsync('telemetry', 't', 'sample')
+      const rows = await store.outbox.peekAsync(10)
+      assert.deepEqual(
+        rows.map((r) => [r.id, r.payload]),
+        [
+          [queued.id, '{"n":1}'],
+          [queued.id + 1, 'sample'],
+        ],
+      )
+      await store.outbox.removeAsync([queued.id])
+      assert.equal((await store.outbox.statsAsync()).messages, 1)
+      statements.restore()
+      assert.deepEqual(statements.seen, [], 'no SQLite on the event loop')
+
+      const units = [OTHER_LAYER, layer].map((d) => store.layers.progress(d).totalUnits)
+      assert.equal(progress.totalUnits, units[0]! + units[1]!, 'the sum the main thread makes')
+    } finally {
+      statements.restore()
+      store.close()
+    }
+
+    // What resolved was committed: a fresh open finds it.
+    store = Store.open(dir)
+    try {
+      assert.equal(store.layers.isIndexed(`sha256:${'e'.repeat(64)}`), true)
+      assert.equal(store.deployments.get('web')?.state, 'running')
+      assert.deepEqual(
+        store.deployments.history('web').map((h) => h.state),
+        ['pending', 'running'],
+      )
+      assert.deepEqual(store.commandLog.find('c1')?.result, { ok: true })
+      assert.deepEqual(
+        store.outbox.peek(10).map((r) => r.payload),
+        ['sample'],
+      )
+      assert.equal(await store.deployments.removeAsync('web'), true)
+      assert.equal(store.deployments.get('web'), undefined)
     } finally {
       store.close()
     }
