@@ -16,6 +16,7 @@ import type { BlobReader, ByteRange, RangeReadOptions } from '../../src/registry
 import { Store } from '../../src/store/index.js'
 import { presentObjects } from '../helpers/cache-objects.js'
 import { countMainThreadDecoding } from '../helpers/main-thread-decoding.js'
+import { recordMainThreadSql } from '../helpers/main-thread-sql.js'
 
 const FIXTURES = '/work/shared/fixtures/estargz'
 const dirs: string[] = []
@@ -441,7 +442,7 @@ describe('fetch scheduler', () => {
     const { store, registry, scheduler, cleanup } = await setup({
       diffID: `sha256:${'0'.repeat(64)}`,
     })
-    const statements = countMainThreadStatements(store)
+    const statements = recordMainThreadSql()
     try {
       await assert.rejects(scheduler.completeLayer(LAYER), (err) =>
         isEdgestarError(err, 'EDGESTAR_FETCH_INTEGRITY'),
@@ -467,7 +468,7 @@ describe('fetch scheduler', () => {
 
   it('runs no SQLite statement on the event loop while reading, fetching and verifying', async () => {
     const { store, scheduler, files, cleanup } = await setup({ concurrency: 2 })
-    const statements = countMainThreadStatements(store)
+    const statements = recordMainThreadSql()
     try {
       const file = files.find((f) => f.name === 'data/large.bin')!
       const fetched = await scheduler.readEntryRange(LAYER, file.name, 0, file.size)
@@ -514,24 +515,3 @@ describe('fetch scheduler', () => {
       }
     })
 })
-
-/** Records the SQL of every statement this thread runs on `store`'s module until `restore`. */
-function countMainThreadStatements(store: Store): { seen: string[]; restore: () => void } {
-  const proto = Object.getPrototypeOf(store.db.prepare('SELECT 1')) as Record<string, unknown>
-  const seen: string[] = []
-  const originals = new Map<string, unknown>()
-  for (const method of ['run', 'get', 'all', 'iterate']) {
-    const original = proto[method] as (...args: unknown[]) => unknown
-    originals.set(method, original)
-    proto[method] = function (this: { source: string }, ...args: unknown[]) {
-      seen.push(this.source)
-      return original.apply(this, args)
-    }
-  }
-  return {
-    seen,
-    restore: () => {
-      for (const [method, original] of originals) proto[method] = original
-    },
-  }
-}
