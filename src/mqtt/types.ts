@@ -198,7 +198,10 @@ export interface OutboxStore {
     topic: string,
     payload: string,
   ): Promise<{ droppedTelemetry: number; droppedOther: number }>
-  /** Sees every row whose enqueue resolved and none whose removal resolved. */
+  /**
+   * Sees every row whose enqueue resolved and none whose removal resolved before it
+   * answers (the pump relies on it: a removed row read back would be sent again).
+   */
   peekAsync(limit: number): Promise<OutboxItem[]>
   removeAsync(ids: readonly number[]): Promise<void>
   statsAsync(): Promise<OutboxStats>

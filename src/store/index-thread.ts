@@ -128,7 +128,6 @@ function readerOps(db: Database.Database): Record<string, (...args: never[]) => 
       const usage = rows.usage('SELECT NULL WHERE 0')
       return { presentChunks: usage.presentChunks, presentBytes: usage.presentBytes }
     },
-    outboxPeek: (n: number) => outbox.peek(n),
     outboxStats: () => outbox.stats(),
     commandFind: (id: string) => commandLog.find(id),
   }
@@ -156,6 +155,7 @@ function writerOps(db: Database.Database): Record<string, (...args: never[]) => 
       return outbox.enqueueCounted(kind, topic, payload)
     },
     outboxRemove: (ids: number[]) => outbox.remove(ids),
+    outboxPeek: (n: number) => outbox.peek(n),
     commandRecord: (id: string, result: unknown) => commandLog.record(id, result),
     failLayer: (digest: string) =>
       db

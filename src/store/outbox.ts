@@ -98,9 +98,14 @@ export class Outbox {
     return this.requireThreads().writer.call('outboxEnqueue', [kind, topic, text, this.limits])
   }
 
-  /** `peek` in the reader thread; it sees every row whose enqueue has resolved. */
+  /**
+   * `peek` in the writer thread, behind every enqueue and removal sent before it: a row
+   * whose removal resolved before this answers is never in it. (The reader thread could
+   * answer with a snapshot taken before a removal that resolved first, and a drain would
+   * send that row again.)
+   */
   peekAsync(n: number): Promise<OutboxMessage[]> {
-    return this.requireThreads().reader.call('outboxPeek', [n])
+    return this.requireThreads().writer.call('outboxPeek', [n])
   }
 
   /** `remove`, committed durably by the writer thread. */
