@@ -1,5 +1,5 @@
 import { statfs } from 'node:fs/promises'
-import { loadavg } from 'node:os'
+import { loadavg, uptime } from 'node:os'
 import * as si from 'systeminformation'
 
 /** A probe slower than this is reported as missing rather than holding telemetry up. */
@@ -22,12 +22,17 @@ export interface DeviceMetrics {
  * A failing or stuck probe yields zeros rather than no telemetry at all. The disk is
  * read with statfs on `diskPath` alone: a listing of every mount (`df`) would hang on a
  * FUSE mount whose server is stuck, and a gateway running lazy images has many.
+ * Uptime comes from node:os: systeminformation's `time()` runs `date` with execSync (for
+ * the time zone), which held the event loop that serves FUSE 10 to 50 ms per sample.
  */
 export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetrics> {
   const [load, memory, disk, temperature] = await Promise.all([
     bounded(si.currentLoad()),
     bounded(si.mem()),
     bounded(statfs(diskPath)),
+    // TODO(mqtt): systeminformation's cpuTemperature reads the thermal zones with execSync
+    // (a shell), blocking the event loop that serves FUSE 10 to 20 ms per telemetry sample
+    // on the 2-core build machine; reading /sys asynchronously would avoid it.
     bounded(si.cpuTemperature()),
   ])
 
@@ -40,7 +45,7 @@ export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetri
       freeBytes: disk ? disk.bavail * disk.bsize : 0,
       sizeBytes: disk ? disk.blocks * disk.bsize : 0,
     },
-    uptimeSec: si.time().uptime,
+    uptimeSec: Math.round(uptime()),
   }
   const celsius = temperature?.main
   if (typeof celsius === 'number' && Number.isFinite(celsius)) metrics.temperatureCelsius = celsius
