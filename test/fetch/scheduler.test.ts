@@ -312,7 +312,7 @@ describe('fetch scheduler', () => {
     }
   })
 
-  it('fails a read whose request never answers after the wait, calls the link offline and drops the request', async () => {
+  it('fails a read whose request never answers after the wait; link offline, request dropped', async () => {
     const { registry, scheduler, cleanup } = await setup({ offlineWaitMs: 150 })
     const changes: LinkChange[] = []
     scheduler.on('link', (change: LinkChange) => changes.push(change))

@@ -88,7 +88,7 @@ describe('resolving an image with the registry down', () => {
     }
   })
 
-  it('answers a tag that still names the recorded image without a blob request, and follows a moved one', async () => {
+  it('answers a tag still naming the recorded image with no blob request; follows a moved one', async () => {
     const registry = await startRegistry()
     const proxy = await FaultProxy.start(registry.url)
     const services = openServices(

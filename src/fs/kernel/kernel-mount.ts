@@ -55,7 +55,9 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
     await backOut(mountpoint, connectionId)
     await device.close()
     throw new EdgestarError('EDGESTAR_FS_MOUNT_BUSY', `${mountpoint} is already mounted`, {
-      hint: `another mount of it was made at the same moment; run \`edgestar umount ${mountpoint}\` first, or choose another directory`,
+      hint:
+        'another mount of it was made at the same moment; run ' +
+        `\`edgestar umount ${mountpoint}\` first, or choose another directory`,
     })
   }
   // The handle is given up on purpose: the session reads and writes the raw fd, and
