@@ -21,7 +21,6 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
-import Database from 'better-sqlite3'
 import {
   Agent,
   AgentClient,
@@ -34,6 +33,7 @@ import { RegistryClient } from '../src/registry/index.js'
 import { TestBroker } from '../test/helpers/broker.js'
 import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
 import { startRegistry } from '../test/helpers/registry-server.js'
+import { READER, timeMainThreadSql } from './loop-probes.js'
 
 const CACHE_DIR = resolve(process.env.EDGESTAR_CACHE_DIR ?? '.cache')
 const READ_SET_BYTES = 20 << 20
@@ -48,13 +48,9 @@ interface StatementTime {
 const statements = new Map<string, StatementTime>()
 let isCounting = false
 
-// Every better-sqlite3 call of this thread passes a Statement method (pragmas and the
-// BEGIN/COMMIT of transactions too); the store's threads have their own module copies.
+// Calls, total and slowest per statement (its first 70 characters), while counting.
 function timeStatements(): void {
-  const probe = new Database(':memory:')
-  const proto = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Record<string, unknown>
-  probe.close()
-  const note = (source: string, ms: number): void => {
+  timeMainThreadSql((source, ms) => {
     if (!isCounting) return
     const key = source.replace(/\s+/g, ' ').slice(0, 70)
     const entry = statements.get(key) ?? { calls: 0, totalMs: 0, maxMs: 0 }
@@ -62,51 +58,8 @@ function timeStatements(): void {
     entry.totalMs += ms
     entry.maxMs = Math.max(entry.maxMs, ms)
     statements.set(key, entry)
-  }
-  for (const method of ['run', 'get', 'all', 'iterate']) {
-    const original = proto[method] as (...args: unknown[]) => unknown
-    proto[method] = function (this: { source: string }, ...args: unknown[]) {
-      const startedMs = performance.now()
-      const result = original.apply(this, args)
-      // An iterator's rows are stepped later; its opening is what is timed here.
-      note(this.source, performance.now() - startedMs)
-      return result
-    }
-  }
+  })
 }
-
-// One pass over the read set to fetch it, then passes until stdin closes; prints a line
-// after the first pass.
-const READER = `
-import os, sys, threading
-root, budget = sys.argv[1], int(sys.argv[2])
-files = []
-for d, _, names in os.walk(root):
-    for n in sorted(names):
-        p = os.path.join(d, n)
-        if os.path.islink(p) or not os.path.isfile(p): continue
-        if os.path.getsize(p) >= 32768: files.append((p, os.path.getsize(p)))
-files.sort()
-chosen, total = [], 0
-for p, s in files:
-    if total >= budget: break
-    chosen.append(p); total += s
-def read(p):
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while os.read(fd, 1 << 20): pass
-    finally:
-        os.close(fd)
-for p in chosen: read(p)
-print(len(chosen), total, flush=True)
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-while not stop.is_set():
-    for p in chosen:
-        read(p)
-        if stop.is_set(): break
-`
 
 const round = (ms: number): number => Math.round(ms * 100) / 100
 

@@ -25,11 +25,11 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { monitorEventLoopDelay, performance } from 'node:perf_hooks'
 import { Worker } from 'node:worker_threads'
-import Database from 'better-sqlite3'
 import { RegistryClient } from '../src/registry/index.js'
 import { pushTestImage, type TestLayer } from '../test/helpers/images.js'
 import { mountImageFromRegistry } from '../test/helpers/mount.js'
 import { startRegistry } from '../test/helpers/registry-server.js'
+import { READER, timeMainThreadSql } from './loop-probes.js'
 
 const CACHE_DIR = resolve(process.env.EDGESTAR_CACHE_DIR ?? '.cache')
 /** The child reads files until it has passed this many bytes. */
@@ -51,11 +51,8 @@ const posted = { messages: 0, totalMs: 0 }
 const bySql = new Map<string, { calls: number; totalMs: number; maxMs: number }>()
 let isCounting = false
 
-// Statements are the one door into SQLite: pragmas and transactions go through them too.
+// Totals and the slowest statement, per statement too (its first 60 characters).
 function instrumentSqlite(): void {
-  const probe = new Database(':memory:')
-  const proto = Object.getPrototypeOf(probe.prepare('SELECT 1')) as Record<string, unknown>
-  probe.close()
   const count = (source: string, ms: number): void => {
     if (!isCounting) return
     const key = source.replace(/\s+/g, ' ').slice(0, 60)
@@ -72,32 +69,7 @@ function instrumentSqlite(): void {
     }
     if (/^COMMIT/i.test(source)) sqlite.maxCommitMs = Math.max(sqlite.maxCommitMs, ms)
   }
-  for (const method of ['run', 'get', 'all']) {
-    const original = proto[method] as (...args: unknown[]) => unknown
-    proto[method] = function (this: { source: string }, ...args: unknown[]) {
-      const started = performance.now()
-      try {
-        return original.apply(this, args)
-      } finally {
-        count(this.source, performance.now() - started)
-      }
-    }
-  }
-  const iterate = proto.iterate as (...args: unknown[]) => Iterator<unknown>
-  proto.iterate = function (this: { source: string }, ...args: unknown[]) {
-    const it = iterate.apply(this, args)
-    const source = this.source
-    const next = it.next.bind(it)
-    it.next = () => {
-      const started = performance.now()
-      try {
-        return next()
-      } finally {
-        count(source, performance.now() - started)
-      }
-    }
-    return it
-  }
+  timeMainThreadSql(count)
 }
 
 function instrumentPostMessage(): void {
@@ -117,43 +89,6 @@ function instrumentPostMessage(): void {
     }
   }
 }
-
-// Reads files through the mount: one pass to fetch them, then passes until stdin closes,
-// each file's page cache dropped first, 5 ms apart. Prints the re-read times (ms) as JSON.
-const READER = `
-import json, os, sys, threading, time
-root, budget = sys.argv[1], int(sys.argv[2])
-files = []
-for d, _, names in os.walk(root):
-    for n in sorted(names):
-        p = os.path.join(d, n)
-        if os.path.islink(p) or not os.path.isfile(p): continue
-        s = os.path.getsize(p)
-        if s >= 32768: files.append((p, s))
-files.sort()
-chosen, total = [], 0
-for p, s in files:
-    if total >= budget: break
-    chosen.append(p); total += s
-def read(p):
-    fd = os.open(p, os.O_RDONLY)
-    try:
-        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
-        while os.read(fd, 1 << 20): pass
-    finally:
-        os.close(fd)
-for p in chosen: read(p)
-print(json.dumps({'files': len(chosen), 'bytes': total}), flush=True)
-stop = threading.Event()
-threading.Thread(target=lambda: (sys.stdin.read(), stop.set()), daemon=True).start()
-times = []
-while not stop.is_set():
-    for p in chosen:
-        t = time.perf_counter(); read(p); times.append((time.perf_counter() - t) * 1000)
-        if stop.is_set(): break
-        time.sleep(0.005)
-print(json.dumps(times), flush=True)
-`
 
 function percentile(values: number[], p: number): number {
   if (values.length === 0) return 0
