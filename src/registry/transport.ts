@@ -341,7 +341,7 @@ export class RegistryTransport {
       req.timeoutMs === undefined
         ? {}
         : { headersTimeout: req.timeoutMs, bodyTimeout: req.timeoutMs }
-    const controller = this.openRequest(req.signal)
+    const { controller, done } = this.openRequest(req.signal)
     let res: Awaited<ReturnType<typeof request>>
     try {
       res = await request(url, {
@@ -353,26 +353,31 @@ export class RegistryTransport {
         signal: controller.signal,
       })
     } catch (err) {
-      this.requestsOpen.delete(controller)
+      done()
       throw err
     }
     // Open until its body is read to the end or destroyed.
-    res.body.once('close', () => this.requestsOpen.delete(controller))
+    res.body.once('close', done)
     log.debug({ method, url: redactUrl(url), status: res.statusCode }, 'registry request')
     return { status: res.statusCode, headers: res.headers, body: res.body, url, redirected: false }
   }
 
-  // A controller for one request, aborted with the caller's `signal` or by `close`.
-  private openRequest(signal: AbortSignal | undefined): AbortController {
+  // A controller for one request, aborted with the caller's `signal` or by `close`;
+  // `done` lets go of both (a caller's signal may outlive many requests).
+  private openRequest(signal: AbortSignal | undefined): {
+    controller: AbortController
+    done: () => void
+  } {
     const controller = new AbortController()
-    if (signal?.aborted) controller.abort(signal.reason)
-    else
-      signal?.addEventListener('abort', () => controller.abort(signal.reason), {
-        once: true,
-        signal: controller.signal,
-      })
+    const forward = (): void => controller.abort(signal?.reason)
+    if (signal?.aborted) forward()
+    else signal?.addEventListener('abort', forward, { once: true })
     this.requestsOpen.add(controller)
-    return controller
+    const done = (): void => {
+      signal?.removeEventListener('abort', forward)
+      this.requestsOpen.delete(controller)
+    }
+    return { controller, done }
   }
 
   private async fetchToken(

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { getEventListeners } from 'node:events'
 import { after, afterEach, before, describe, it } from 'node:test'
 import { isEdgestarError } from '../../src/errors.js'
 import {
@@ -82,6 +83,20 @@ describe('blob reads through a misbehaving network', () => {
 
     await client.close()
     assert.equal(await settled, 'failed')
+  })
+
+  it("lets go of the caller's signal once each request is done", async () => {
+    client = await makeClient()
+    const controller = new AbortController()
+    const reader = client.blobReader(ref, desc.digest, desc.size)
+    for (let i = 0; i < 12; i++) {
+      const [got] = await reader.readRanges([{ offset: i * 100, length: 100 }], {
+        signal: controller.signal,
+      })
+      assert.ok(got?.equals(blob.subarray(i * 100, i * 100 + 100)))
+    }
+    await new Promise((resolve) => setImmediate(resolve))
+    assert.equal(getEventListeners(controller.signal, 'abort').length, 0)
   })
 
   it('retries connection resets', async () => {
