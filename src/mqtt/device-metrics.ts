@@ -1,5 +1,6 @@
-import { statfs } from 'node:fs/promises'
+import { readdir, readFile, statfs } from 'node:fs/promises'
 import { loadavg, uptime } from 'node:os'
+import { join } from 'node:path'
 import * as si from 'systeminformation'
 
 /** A probe slower than this is reported as missing rather than holding telemetry up. */
@@ -23,17 +24,16 @@ export interface DeviceMetrics {
  * read with statfs on `diskPath` alone: a listing of every mount (`df`) would hang on a
  * FUSE mount whose server is stuck, and a gateway running lazy images has many.
  * Uptime comes from node:os: systeminformation's `time()` runs `date` with execSync (for
- * the time zone), which held the event loop that serves FUSE 10 to 50 ms per sample.
+ * the time zone), which held the event loop that serves FUSE 10 to 50 ms per sample. The
+ * temperature is read from sysfs here for the same reason (its `cpuTemperature` runs a
+ * shell with execSync, 10 to 20 ms).
  */
 export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetrics> {
   const [load, memory, disk, temperature] = await Promise.all([
     bounded(si.currentLoad()),
     bounded(si.mem()),
     bounded(statfs(diskPath)),
-    // TODO(mqtt): systeminformation's cpuTemperature reads the thermal zones with execSync
-    // (a shell), blocking the event loop that serves FUSE 10 to 20 ms per telemetry sample
-    // on the 2-core build machine; reading /sys asynchronously would avoid it.
-    bounded(si.cpuTemperature()),
+    bounded(cpuTemperature()),
   ])
 
   const metrics: DeviceMetrics = {
@@ -47,9 +47,39 @@ export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetri
     },
     uptimeSec: Math.round(uptime()),
   }
-  const celsius = temperature?.main
-  if (typeof celsius === 'number' && Number.isFinite(celsius)) metrics.temperatureCelsius = celsius
+  if (temperature !== undefined) metrics.temperatureCelsius = temperature
   return metrics
+}
+
+/** Thermal zone types that name the CPU or the SoC it sits on, best first. */
+const CPU_ZONE_TYPES = [/cpu/i, /x86_pkg_temp/i, /soc/i]
+
+/**
+ * The CPU's temperature in °C from the kernel's thermal zones under `thermalDir`
+ * (asynchronous reads only): the first zone whose type names the CPU or SoC, else the
+ * first zone; undefined when the board exposes none.
+ */
+export async function cpuTemperature(
+  thermalDir = '/sys/class/thermal',
+): Promise<number | undefined> {
+  const names = (await readdir(thermalDir).catch(() => [] as string[]))
+    .filter((name) => /^thermal_zone\d+$/.test(name))
+    .sort((a, b) => Number(a.slice(12)) - Number(b.slice(12)))
+  const zones = await Promise.all(
+    names.map(async (name) => ({
+      type: await readFile(join(thermalDir, name, 'type'), 'utf8').catch(() => ''),
+      milli: Number.parseInt(
+        await readFile(join(thermalDir, name, 'temp'), 'utf8').catch(() => ''),
+        10,
+      ),
+    })),
+  )
+  const readable = zones.filter((zone) => Number.isFinite(zone.milli))
+  const cpu = CPU_ZONE_TYPES.map((type) => readable.find((zone) => type.test(zone.type))).find(
+    (zone) => zone !== undefined,
+  )
+  const zone = cpu ?? readable[0]
+  return zone === undefined ? undefined : zone.milli / 1000
 }
 
 // Settles with undefined when the probe fails or takes longer than PROBE_TIMEOUT_MS.
