@@ -24,20 +24,20 @@ export interface DeviceMetrics {
  * read with statfs on `diskPath` alone: a listing of every mount (`df`) would hang on a
  * FUSE mount whose server is stuck, and a gateway running lazy images has many.
  * Uptime comes from node:os: systeminformation's `time()` runs `date` with execSync (for
- * the time zone), which held the event loop that serves FUSE 10 to 50 ms per sample. The
- * temperature is read from sysfs here for the same reason (its `cpuTemperature` runs a
- * shell with execSync, 10 to 20 ms).
+ * the time zone), which held the event loop that serves FUSE 10 to 50 ms per sample. CPU
+ * load and temperature are read from procfs and sysfs here for the same reason (its
+ * `currentLoad` and `cpuTemperature` run a shell with execSync on Linux).
  */
 export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetrics> {
   const [load, memory, disk, temperature] = await Promise.all([
-    bounded(si.currentLoad()),
+    bounded(cpuLoadPercent()),
     bounded(si.mem()),
     bounded(statfs(diskPath)),
     bounded(cpuTemperature()),
   ])
 
   const metrics: DeviceMetrics = {
-    cpuLoadPercent: roundTo(load?.currentLoad ?? 0, 2),
+    cpuLoadPercent: roundTo(load ?? 0, 2),
     loadAverage1m: roundTo(loadavg()[0] ?? 0, 2),
     memory: { totalBytes: memory?.total ?? 0, availableBytes: memory?.available ?? 0 },
     disk: {
@@ -49,6 +49,26 @@ export async function sampleDeviceMetrics(diskPath: string): Promise<DeviceMetri
   }
   if (temperature !== undefined) metrics.temperatureCelsius = temperature
   return metrics
+}
+
+// /proc/stat's cpu totals at the previous sample.
+let previousCpu: { busy: number; total: number } | undefined
+
+/**
+ * Percent of CPU time spent busy (all cores) since the previous call, read from
+ * `statPath` asynchronously; the first call gives the average since boot.
+ */
+export async function cpuLoadPercent(statPath = '/proc/stat'): Promise<number | undefined> {
+  const line = (await readFile(statPath, 'utf8')).split('\n').find((l) => l.startsWith('cpu '))
+  if (line === undefined) return undefined
+  // user nice system idle iowait irq softirq steal (guest time is already in user).
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number)
+  const total = ticks.reduce((sum, value) => sum + (Number.isFinite(value) ? value : 0), 0)
+  const busy = total - (ticks[3] ?? 0) - (ticks[4] ?? 0)
+  const before = previousCpu ?? { busy: 0, total: 0 }
+  previousCpu = { busy, total }
+  const elapsed = total - before.total
+  return elapsed > 0 ? (100 * (busy - before.busy)) / elapsed : 0
 }
 
 /** Thermal zone types that name the CPU or the SoC it sits on, best first. */

@@ -3,7 +3,11 @@ import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, describe, it } from 'node:test'
-import { cpuTemperature, sampleDeviceMetrics } from '../../src/mqtt/device-metrics.js'
+import {
+  cpuLoadPercent,
+  cpuTemperature,
+  sampleDeviceMetrics,
+} from '../../src/mqtt/device-metrics.js'
 
 describe('device metrics', () => {
   const dirs: string[] = []
@@ -34,10 +38,22 @@ describe('device metrics', () => {
     assert.equal(await cpuTemperature(join(board, 'missing')), undefined)
   })
 
+  it('gives the CPU load since boot, then since the previous call, from /proc/stat', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'edgestar-stat-'))
+    dirs.push(dir)
+    const stat = join(dir, 'stat')
+    // user nice system idle iowait irq softirq steal guest guest_nice
+    await writeFile(stat, 'cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1 2 3 4\n')
+    assert.equal(await cpuLoadPercent(stat), 20)
+    await writeFile(stat, 'cpu  150 0 150 750 150 0 0 0 0 0\n')
+    assert.equal(await cpuLoadPercent(stat), 50)
+  })
+
   it('samples memory, disk and uptime of this machine', async () => {
     const metrics = await sampleDeviceMetrics(tmpdir())
     assert.ok(metrics.memory.totalBytes > 0)
     assert.ok(metrics.disk.sizeBytes > 0)
     assert.ok(metrics.uptimeSec > 0)
+    assert.ok(metrics.cpuLoadPercent >= 0 && metrics.cpuLoadPercent <= 100)
   })
 })
