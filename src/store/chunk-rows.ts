@@ -82,6 +82,8 @@ export class ChunkRows {
    * Frees the slots reserved by processes that died before committing them (see
    * `PackHole`), so they can be punched at once. Returns how many.
    */
+  // TODO(store): a pid reused after a reboot keeps a dead process's reservation (one
+  // batch, a few MiB) until that pid exits: the boot id is not recorded with it.
   releaseDeadReservations(isAlive: (pid: number) => boolean): number {
     const owners = this.db
       .prepare('SELECT DISTINCT -freed_at FROM pack_holes WHERE freed_at < 0')
