@@ -16,6 +16,13 @@ export function buildProgram(): Command {
         'SQLite chunk index, and deploy commands over MQTT.',
     )
     .version(VERSION)
+    .addHelpText(
+      'after',
+      '\nEvery command takes --json for scripts: a JSON object on stdout with ok, and the\n' +
+        'result or an error with code, message and hint (logs and fleet watch: one a line).\n' +
+        '`edgestar COMMAND --help` tells more. Logs are JSON lines on stderr;\n' +
+        'EDGESTAR_LOG_LEVEL sets their level.',
+    )
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride()
 
