@@ -168,6 +168,9 @@ export class LazyImageBackend implements ImageBackend {
     }
   }
 
+  // TODO(agent): the pin is inserted on the main connection, on the event loop that
+  // serves FUSE (one short statement per deploy and removal; the store's other agent
+  // writes go through its writer thread).
   retain(imageId: string, holder: string): void {
     if (this.pinIds.has(holder)) return
     this.pinIds.set(holder, this.store.pins.add(Number(imageId), holder))

@@ -84,6 +84,8 @@ export class ChunkRows {
    */
   // TODO(store): a pid reused after a reboot keeps a dead process's reservation (one
   // batch, a few MiB) until that pid exits: the boot id is not recorded with it.
+  // A build from before reservations were recorded (schema 3 without them), run beside
+  // this one on the same state directory, would take these rows for holes and punch them.
   releaseDeadReservations(isAlive: (pid: number) => boolean): number {
     const owners = this.db
       .prepare('SELECT DISTINCT -freed_at FROM pack_holes WHERE freed_at < 0')
