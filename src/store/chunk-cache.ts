@@ -34,9 +34,8 @@ export const HOLE_GRACE_MS = 60_000
 // 157 MB present (H31), and the cache limit counts present chunks only. A pack's apparent
 // size only grows (slots are never reused): sparse, but `ls` and plain copies show it.
 /**
- * How often an open cache punches the slots whose grace ran out, whoever freed them: a
- * `cache gc` run beside a serving process leaves its slots to be punched after the grace,
- * and only a process still running then can do it.
+ * How often an open cache punches the slots whose grace ran out, whoever freed them (this
+ * process, or a `cache gc` run beside it, which leaves its slots to whoever still runs).
  */
 const HOLE_SWEEP_MS = HOLE_GRACE_MS / 2
 
@@ -117,7 +116,6 @@ export class ChunkCache {
   private readonly rows: ChunkRows
   private readonly packs: ChunkPacks
   private punching: Promise<void> | undefined
-  private punchTimer: NodeJS.Timeout | undefined
   private readonly sweepTimer: NodeJS.Timeout
   private readonly freedListeners = new Set<() => void>()
   private useFlushTimer: NodeJS.Timeout | undefined
@@ -160,19 +158,19 @@ export class ChunkCache {
    * Stores a verified chunk object durably and marks it present. The caller has already
    * verified `data` (the cache never stores unverified chunk data for lazy layers).
    * `unit` is recorded in the same durable transaction. Rejects with the store thread's
-   * codes (EDGESTAR_STORE_QUERY_FAILED, EDGESTAR_STORE_CLOSED) when the commit fails: the
-   * file then has no row, and start-up reconciliation removes it.
+   * codes (EDGESTAR_STORE_QUERY_FAILED, EDGESTAR_STORE_DISK_FULL, EDGESTAR_STORE_CLOSED)
+   * when a step fails: the slot then has no present row, and is freed (at once after a
+   * failed write, at the next start-up after a failed commit).
    */
   async write(key: string, data: Buffer, unit?: UnitDecoded): Promise<void> {
     await this.writeMany([{ key, data, ...(unit ? { unit } : {}) }])
   }
 
   /**
-   * `write` for several chunks at once, with the same guarantees: every file is fsynced
-   * and renamed before one durable transaction marks them all present. The files are
-   * synced in parallel and each directory once, so a batch costs about one disk flush
-   * instead of three per chunk (a full pull of a 60 MB layer went from minutes to seconds).
-   * The transaction runs in the writer thread; this resolves once it is committed.
+   * `write` for several chunks at once, with the same guarantees: one reservation of
+   * slots, one fdatasync per pack, then one durable transaction marks them all present, so
+   * a batch costs a few disk flushes instead of some per chunk. Both transactions run in
+   * the writer thread; this resolves once the second is committed.
    */
   async writeMany(items: ChunkWrite[]): Promise<void> {
     if (items.length === 0) return
@@ -198,7 +196,7 @@ export class ChunkCache {
         sizeBytes: w.data.length,
       }))
       await this.writer.call('freeUnseenSlots', [holes]).catch(() => {})
-      this.punchHolesSoon()
+      this.punchQuietly()
       throw err
     }
 
@@ -380,8 +378,6 @@ export class ChunkCache {
   /** Flushes recorded uses and closes open chunk files; call before closing the database. */
   close(): void {
     this.flushUses()
-    clearTimeout(this.punchTimer)
-    this.punchTimer = undefined
     clearInterval(this.sweepTimer)
     this.handles.dropAll()
   }
@@ -400,7 +396,7 @@ export class ChunkCache {
     await rm(path, { force: true })
     await this.writer.call('markMissing', [[key]])
     this.objectsFreed()
-    this.punchHolesSoon()
+    this.punchQuietly()
   }
 
   /**
@@ -417,7 +413,7 @@ export class ChunkCache {
     }
     await Promise.all(keys.map((key) => rm(this.pathOf(key), { force: true })))
     this.objectsFreed()
-    this.punchHolesSoon()
+    this.punchQuietly()
   }
 
   /** Cache usage; `pinnedKeysSql` selects the keys held by mounted images. */
@@ -463,7 +459,7 @@ export class ChunkCache {
     for (const key of eviction.victims) this.handles.drop(key)
     await Promise.all(eviction.victims.map((key) => rm(this.pathOf(key), { force: true })))
     if (eviction.victims.length > 0) this.objectsFreed()
-    this.punchHolesSoon()
+    this.punchQuietly()
     return this.report(eviction)
   }
 
@@ -492,18 +488,9 @@ export class ChunkCache {
     return this.punching
   }
 
-  // Now for what may go now, and once more after the grace for the rest; for paths that
-  // must not wait on it (a read that found its object gone, a gc while serving).
-  private punchHolesSoon(): void {
-    this.punchQuietly()
-    if (this.punchTimer !== undefined) return
-    this.punchTimer = setTimeout(() => {
-      this.punchTimer = undefined
-      this.punchQuietly()
-    }, HOLE_GRACE_MS + 1000)
-    this.punchTimer.unref()
-  }
-
+  // A round in the background, for paths that must not wait on it (a read that found its
+  // object gone, a gc while serving): what may go now goes; the sweep takes the rest once
+  // its grace has run out.
   private punchQuietly(): void {
     if (!this.db.open) return
     this.punchHoles().catch((err: unknown) => {
