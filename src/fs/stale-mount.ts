@@ -64,12 +64,19 @@ async function canonicalMountpoint(dir: string): Promise<string> {
  */
 export async function abortMount(dir: string): Promise<number> {
   const mounts = await findFuseMounts(dir)
-  for (const mount of mounts.reverse()) {
-    await ensureFusectl()
-    await writeFile(`${FUSECTL_DIR}/${mount.connectionId}/abort`, '1').catch(() => {})
-    await execFileAsync('umount', ['-l', mount.mountpoint]).catch(() => {})
-  }
+  for (const mount of mounts.reverse()) await abortConnection(mount.connectionId, mount.mountpoint)
   return mounts.length
+}
+
+/**
+ * Aborts FUSE connection `connectionId` through fusectl (mounted first when needed) and
+ * detaches the top mount at `mountpoint` with `umount -l`: the caller knows it is that
+ * connection's. Failures are ignored; the next mount clears what is left.
+ */
+export async function abortConnection(connectionId: number, mountpoint: string): Promise<void> {
+  await ensureFusectl()
+  await writeFile(`${FUSECTL_DIR}/${connectionId}/abort`, '1').catch(() => {})
+  await execFileAsync('umount', ['-l', mountpoint]).catch(() => {})
 }
 
 /**

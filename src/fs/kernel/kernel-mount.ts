@@ -1,9 +1,9 @@
-import { execFile, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { open, writeFile } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { EdgestarError } from '../../errors.js'
-import { findFuseMounts } from '../stale-mount.js'
+import { abortConnection, findFuseMounts } from '../stale-mount.js'
 
 const FUSE_DEVICE = '/dev/fuse'
 const FUSECTL_DIR = '/sys/fs/fuse/connections'
@@ -52,7 +52,8 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
   // Two mounts made at the same moment both passed the busy check: the later one, on
   // top, backs out instead of hiding the other (its server would go on serving nobody).
   if (mounts.length > 1 && connectionId !== undefined) {
-    await backOut(mountpoint, connectionId)
+    // Ours is the top mount, just listed last; nothing waits on its unserved INIT.
+    await abortConnection(connectionId, mountpoint)
     await device.close()
     throw new EdgestarError('EDGESTAR_FS_MOUNT_BUSY', `${mountpoint} is already mounted`, {
       hint:
@@ -65,19 +66,6 @@ export async function mountDevice(dir: string, options: DeviceMountOptions): Pro
   const fd = detachFd(device)
   if (connectionId !== undefined) abortAtExit(connectionId, { mountpoint, source: options.source })
   return { fd, mountpoint, release: () => liveConnections.delete(connectionId ?? -1) }
-}
-
-// Ends our own mount on top of `mountpoint`: its connection is aborted (nothing waits on
-// its unserved INIT) and the top mount detached, which is ours, just listed as the last.
-async function backOut(mountpoint: string, connectionId: number): Promise<void> {
-  await run('mount', ['-t', 'fusectl', 'fusectl', FUSECTL_DIR])
-  await writeFile(`${FUSECTL_DIR}/${connectionId}/abort`, '1').catch(() => {})
-  await run('umount', ['-l', mountpoint])
-}
-
-// Runs a command, whatever its outcome (fusectl may already be mounted).
-function run(command: string, args: string[]): Promise<void> {
-  return new Promise((done) => execFile(command, args, () => done()))
 }
 
 // Connections of this process's mounts that are still served, by fusectl id. Their
