@@ -70,13 +70,15 @@ export function register(program: Command): void {
       const target =
         options.target === undefined ? undefined : parseByteSize(options.target, '--target')
       const report = store.gc(target)
+      const { pinnedBytes } = store.cacheStatus()
       printResult(
         options,
-        { ok: true, ...report },
+        { ok: true, ...report, pinnedBytes },
         () =>
           `evicted ${report.evictedChunks} chunks (${formatBytes(report.evictedBytes)}); ` +
           `${formatBytes(report.presentBytes)} left` +
           (target === undefined && report.limitBytes === 0 ? NO_LIMIT_NOTE : '') +
+          (pinnedBytes > 0 ? `\n${formatBytes(pinnedBytes)} stay: mounted images pin them` : '') +
           laterNote(report.spaceReturnedLaterBytes),
       )
     } finally {

@@ -134,7 +134,7 @@ function splitArguments(
   if (hasLayers && second === undefined) return { dir: first }
   if (!hasLayers && second !== undefined) return { ref: first, dir: second }
   throw new EdgestarError(
-    'EDGESTAR_CLI_BAD_ARGUMENTS',
+    'EDGESTAR_CLI_USAGE',
     hasLayers ? 'give only DIR with --layer' : 'give an image reference and DIR',
     { hint: 'usage: edgestar mount REF DIR, or edgestar mount --layer BLOB... DIR' },
   )
